@@ -1,0 +1,1 @@
+//! HTTP listeners: session, API, upload/download, admin, CORS, TLS.

@@ -1,0 +1,10 @@
+//! Tern: a JMAP mail server. `main.rs` only parses the command line; everything else lives in
+//! this library so that tests, examples and the bench tool can start a real server in-process.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod jmap;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,182 @@
+//! The one place that lists every subspace of the key space. `schema/keys.md` documents the
+//! same layout for humans; change both together and bump [`FORMAT_VERSION`] when a stored
+//! format changes.
+//!
+//! Encoding rules (they keep keys ordered and prefix-free, as FoundationDB's tuple layer does):
+//! - a key starts with one subspace byte;
+//! - integers are fixed-width big-endian, so byte order is numeric order;
+//! - variable-length byte strings are escaped (`0x00` → `0x00 0xFF`) and end with `0x00`, so no
+//!   encoded string is a prefix of another;
+//! - a SHA-256 digest is its 32 raw bytes (fixed width).
+
+/// The on-disk format version, stored under [`META_FORMAT_VERSION`]. A server refuses to open
+/// a store whose version it does not know how to migrate.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Store-wide metadata.
+pub const SUBSPACE_META: u8 = 0x01;
+/// Accounts, credentials and domains (the directory).
+pub const SUBSPACE_DIRECTORY: u8 = 0x02;
+/// Per-account data: objects, indexes, change log, states. Everything below starts with
+/// `SUBSPACE_ACCOUNT, account_id: u32`.
+pub const SUBSPACE_ACCOUNT: u8 = 0x10;
+/// Content-addressed blob chunks and reference counts, shared by all accounts.
+pub const SUBSPACE_BLOB: u8 = 0x20;
+/// Durable work queues of the actors (index, outbound, push delivery, blob GC).
+pub const SUBSPACE_QUEUE: u8 = 0x30;
+
+/// `META, "format_version"` → u32 BE.
+pub const META_FORMAT_VERSION: &[u8] = b"\x01format_version";
+
+// Directory sections: `DIRECTORY, section, ...`.
+/// `DIRECTORY, DIR_ACCOUNT, account_id: u32` → account record (JSON).
+pub const DIR_ACCOUNT: u8 = 0x01;
+/// `DIRECTORY, DIR_ACCOUNT_BY_EMAIL, email: string` → account_id u32 BE.
+pub const DIR_ACCOUNT_BY_EMAIL: u8 = 0x02;
+/// `DIRECTORY, DIR_TOKEN, sha256(token): 32 bytes` → token record (JSON).
+pub const DIR_TOKEN: u8 = 0x03;
+/// `DIRECTORY, DIR_NEXT_ACCOUNT_ID` → u64 LE counter (atomic add).
+pub const DIR_NEXT_ACCOUNT_ID: u8 = 0x04;
+/// `DIRECTORY, DIR_DOMAIN, domain: string` → ().
+pub const DIR_DOMAIN: u8 = 0x05;
+
+// Account sections: `ACCOUNT, account_id: u32, section, ...`.
+/// `..., ACCT_OBJECT, data_type: u8, id: u64` → object value (possibly chunked).
+pub const ACCT_OBJECT: u8 = 0x01;
+/// `..., ACCT_INDEX, data_type: u8, index: u8, value..., id: u64` → ().
+pub const ACCT_INDEX: u8 = 0x02;
+/// `..., ACCT_CHANGES, data_type: u8, version: u64` → change-log entry.
+pub const ACCT_CHANGES: u8 = 0x03;
+/// `..., ACCT_VERSION` → u64 BE: the account's commit version, bumped by every commit that
+/// touches the account. Watched for push.
+pub const ACCT_VERSION: u8 = 0x04;
+/// `..., ACCT_TYPE_STATE, data_type: u8` → u64 BE: the version of the last change of that type.
+pub const ACCT_TYPE_STATE: u8 = 0x05;
+/// `..., ACCT_CHANGES_FLOOR, data_type: u8` → u64 BE: changes before this version were pruned.
+pub const ACCT_CHANGES_FLOOR: u8 = 0x06;
+/// `..., ACCT_NEXT_ID, data_type: u8` → u64 LE counter of object ids.
+pub const ACCT_NEXT_ID: u8 = 0x07;
+/// `..., ACCT_BLOB_LINK, sha256: 32 bytes` → u64 LE count of this account's references.
+pub const ACCT_BLOB_LINK: u8 = 0x08;
+
+// Blob sections: `BLOB, section, sha256: 32 bytes, ...`.
+/// `BLOB, BLOB_CHUNK, storage_id: u64, chunk_index: u32` → at most `MAX_VALUE_BYTES` of
+/// content. Chunks are keyed by a storage id, not the digest, because the digest is known only
+/// after a streamed upload ends; `BLOB_META` maps the digest to the storage id.
+pub const BLOB_CHUNK: u8 = 0x01;
+/// `BLOB, BLOB_META, sha256` → blob metadata (storage id, size).
+pub const BLOB_META: u8 = 0x02;
+/// `BLOB, BLOB_REFCOUNT, sha256` → i64 LE reference count (atomic add).
+pub const BLOB_REFCOUNT: u8 = 0x03;
+
+/// Builds keys by appending typed components in the encodings above.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyBuilder {
+    bytes: Vec<u8>,
+}
+
+impl KeyBuilder {
+    pub fn new(subspace: u8) -> KeyBuilder {
+        let mut bytes = Vec::with_capacity(32);
+        bytes.push(subspace);
+        KeyBuilder { bytes }
+    }
+    pub fn u8(mut self, value: u8) -> Self {
+        self.bytes.push(value);
+        self
+    }
+    pub fn u32(mut self, value: u32) -> Self {
+        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+    pub fn u64(mut self, value: u64) -> Self {
+        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+    /// A variable-length string or byte string, escaped and terminated.
+    pub fn bytes(mut self, value: &[u8]) -> Self {
+        for &byte in value {
+            self.bytes.push(byte);
+            if byte == 0x00 {
+                self.bytes.push(0xFF);
+            }
+        }
+        self.bytes.push(0x00);
+        self
+    }
+    pub fn str(self, value: &str) -> Self {
+        self.bytes(value.as_bytes())
+    }
+    /// Fixed-width raw bytes (digests).
+    pub fn raw(mut self, value: &[u8]) -> Self {
+        self.bytes.extend_from_slice(value);
+        self
+    }
+    pub fn build(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// The first key after every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // A prefix of only 0xFF bytes: everything sorts before the maximal key.
+    vec![0xFF; prefix.len() + 1]
+}
+
+/// `ACCOUNT, account_id` — the prefix of everything an account owns.
+pub fn account_prefix(account_id: u32) -> KeyBuilder {
+    KeyBuilder::new(SUBSPACE_ACCOUNT).u32(account_id)
+}
+
+pub fn account_version(account_id: u32) -> Vec<u8> {
+    account_prefix(account_id).u8(ACCT_VERSION).build()
+}
+
+pub fn object(account_id: u32, data_type: u8, id: u64) -> Vec<u8> {
+    account_prefix(account_id)
+        .u8(ACCT_OBJECT)
+        .u8(data_type)
+        .u64(id)
+        .build()
+}
+
+/// Decodes a big-endian u64 stored value or key suffix.
+pub fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// Decodes an atomic-add counter (little-endian i64, missing bytes are zero).
+pub fn le_i64(bytes: &[u8]) -> i64 {
+    let mut buffer = [0u8; 8];
+    let used = bytes.len().min(8);
+    buffer[..used].copy_from_slice(&bytes[..used]);
+    i64::from_le_bytes(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_prefix_free_and_ordered() {
+        let short = KeyBuilder::new(1).str("ab").build();
+        let long = KeyBuilder::new(1).str("abc").build();
+        let with_nul = KeyBuilder::new(1).bytes(b"ab\0").build();
+        assert!(!long.starts_with(&short));
+        assert!(short < long);
+        assert!(short < with_nul && with_nul < long);
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_subspace() {
+        assert_eq!(prefix_end(&[1, 2]), vec![1, 3]);
+        assert_eq!(prefix_end(&[1, 0xFF]), vec![2]);
+    }
+}

@@ -1,0 +1,215 @@
+//! Storage: one small transactional key-value trait with FoundationDB's semantics, and the
+//! layers Tern builds on it (key layout, chunked values, blobs, the commit path).
+//!
+//! Invariants kept by every backend (and checked by `testsuite`, which runs against each):
+//! - keys are ordered bytes; a transaction reads one consistent snapshot and commits
+//!   serializably (optimistic: a read that another commit invalidated fails the commit with
+//!   `StoreErrorKind::Conflict`, and [`Store::transact`] re-runs the closure);
+//! - limits are FoundationDB's, enforced on every backend so the embedded default cannot hide
+//!   a value or transaction that would fail on a cluster: keys ≤ [`MAX_KEY_BYTES`], values ≤
+//!   [`MAX_VALUE_BYTES`], a transaction writes ≤ [`MAX_TRANSACTION_BYTES`] and lives ≤
+//!   [`MAX_TRANSACTION_AGE`];
+//! - `watch(key)` resolves after a commit that changed `key` (FoundationDB watches), which is
+//!   how push learns that an account changed, on one node or across a cluster.
+
+pub mod blob;
+pub mod chunked;
+pub mod commit;
+pub mod embedded;
+#[cfg(feature = "foundationdb")]
+pub mod fdb;
+pub mod keys;
+pub mod testsuite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// FoundationDB's key size limit.
+pub const MAX_KEY_BYTES: usize = 10_000;
+/// FoundationDB's value size limit. Larger values go through [`chunked`].
+pub const MAX_VALUE_BYTES: usize = 100_000;
+/// FoundationDB's transaction size limit (keys + values written, including clears).
+pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
+/// FoundationDB's transaction lifetime limit.
+pub const MAX_TRANSACTION_AGE: Duration = Duration::from_secs(5);
+/// How many times [`Store::transact`] re-runs a closure after a retryable error.
+pub const MAX_TRANSACTION_RETRIES: u32 = 12;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What went wrong in the store; `kind` tells callers whether a retry can help.
+#[derive(Debug, thiserror::Error)]
+#[error("store error ({kind:?}): {message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Another transaction committed a write to something this one read (retryable).
+    Conflict,
+    /// The transaction outlived [`MAX_TRANSACTION_AGE`] (retryable with a new transaction).
+    TransactionTooOld,
+    /// A transient backend failure, e.g. a cluster recovery (retryable).
+    Unavailable,
+    /// A key, value or transaction over FoundationDB's limits: a bug in the caller.
+    LimitExceeded,
+    /// The data directory is held by another process.
+    Locked,
+    /// Stored bytes could not be decoded: corruption or a missing migration.
+    Corrupt,
+    /// Any other I/O or backend failure.
+    Io,
+}
+
+impl StoreErrorKind {
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            StoreErrorKind::Conflict | StoreErrorKind::TransactionTooOld | StoreErrorKind::Unavailable
+        )
+    }
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        StoreError::new(StoreErrorKind::Corrupt, message)
+    }
+    pub fn io(message: impl std::fmt::Display) -> Self {
+        StoreError::new(StoreErrorKind::Io, message.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A half-open key range `[begin, end)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub begin: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// Every key that starts with `prefix` (prefix-free encodings make this a subspace).
+    pub fn prefix(prefix: &[u8]) -> KeyRange {
+        KeyRange {
+            begin: prefix.to_vec(),
+            end: keys::prefix_end(prefix),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// At most this many pairs; 0 means no limit.
+    pub limit: usize,
+    /// Newest (highest) keys first.
+    pub reverse: bool,
+}
+
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// One transaction: reads see a snapshot taken at its start plus its own writes; writes are
+/// buffered until `commit`. Dropping a transaction without committing discards its writes.
+pub trait Transaction: Send {
+    fn get<'a>(&'a mut self, key: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>>;
+    /// Pairs in `range`, in key order (or reversed), at most `options.limit`.
+    fn get_range<'a>(
+        &'a mut self,
+        range: &'a KeyRange,
+        options: RangeOptions,
+    ) -> BoxFuture<'a, StoreResult<Vec<KeyValue>>>;
+    fn set(&mut self, key: &[u8], value: &[u8]) -> StoreResult<()>;
+    fn clear(&mut self, key: &[u8]) -> StoreResult<()>;
+    fn clear_range(&mut self, range: &KeyRange) -> StoreResult<()>;
+    /// FoundationDB's ADD mutation on a little-endian i64 (a missing key counts as 0). It adds
+    /// no read conflict, so concurrent counters never conflict with each other.
+    fn atomic_add(&mut self, key: &[u8], delta: i64) -> StoreResult<()>;
+    /// Makes every write durable and visible at once, or none of them.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, StoreResult<()>>;
+}
+
+/// A storage engine. Implementations: [`embedded::EmbeddedBackend`] (redb, the default) and
+/// `fdb::FdbBackend` (feature `foundationdb`).
+pub trait Backend: Send + Sync + 'static {
+    /// Short name for logs and `--store` selection.
+    fn name(&self) -> &'static str;
+    fn begin(&self) -> BoxFuture<'_, StoreResult<Box<dyn Transaction>>>;
+    /// Resolves once a commit after this call changed the value at `key`.
+    fn watch(&self, key: &[u8]) -> BoxFuture<'static, StoreResult<()>>;
+    /// Flushes and releases the store; later calls fail.
+    fn close(&self) -> BoxFuture<'_, StoreResult<()>>;
+}
+
+/// The handle the rest of the server holds: a backend plus the retry loop.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Runs `body` in a transaction and commits it, re-running the whole closure (with
+    /// backoff) on retryable errors, at most [`MAX_TRANSACTION_RETRIES`] times. `body` must
+    /// therefore be idempotent: everything it decides must come from what it reads in `tx`.
+    pub async fn transact<T, F>(&self, mut body: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t mut dyn Transaction) -> BoxFuture<'t, StoreResult<T>> + Send,
+    {
+        let mut attempt: u32 = 0;
+        loop {
+            let outcome = async {
+                let mut tx = self.backend.begin().await?;
+                let value = body(tx.as_mut()).await?;
+                tx.commit().await?;
+                Ok::<T, StoreError>(value)
+            }
+            .await;
+            match outcome {
+                Err(error) if error.kind.is_retryable() && attempt < MAX_TRANSACTION_RETRIES => {
+                    attempt += 1;
+                    let backoff_ms = (2u64 << attempt.min(9)).min(1000);
+                    let jitter_ms = rand::random::<u64>() % (backoff_ms / 2 + 1);
+                    tracing::debug!(attempt, kind = ?error.kind, "retrying transaction");
+                    tokio::time::sleep(Duration::from_millis(backoff_ms / 2 + jitter_ms)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A read-only snapshot: a transaction that is never committed.
+    pub async fn read<T, F>(&self, body: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'t> FnOnce(&'t mut dyn Transaction) -> BoxFuture<'t, StoreResult<T>> + Send,
+    {
+        let mut tx = self.backend.begin().await?;
+        body(tx.as_mut()).await
+    }
+
+    pub fn watch(&self, key: &[u8]) -> BoxFuture<'static, StoreResult<()>> {
+        self.backend.watch(key)
+    }
+
+    pub async fn close(&self) -> StoreResult<()> {
+        self.backend.close().await
+    }
+}
