@@ -173,7 +173,7 @@ impl Store {
         T: Send,
         F: for<'t> FnMut(&'t mut dyn Transaction) -> BoxFuture<'t, StoreResult<T>> + Send,
     {
-        let mut attempt: u32 = 0;
+        let mut retry = RetryBackoff::default();
         loop {
             let outcome = async {
                 let mut tx = self.backend.begin().await?;
@@ -183,13 +183,7 @@ impl Store {
             }
             .await;
             match outcome {
-                Err(error) if error.kind.is_retryable() && attempt < MAX_TRANSACTION_RETRIES => {
-                    attempt += 1;
-                    let backoff_ms = (2u64 << attempt.min(9)).min(1000);
-                    let jitter_ms = rand::random::<u64>() % (backoff_ms / 2 + 1);
-                    tracing::debug!(attempt, kind = ?error.kind, "retrying transaction");
-                    tokio::time::sleep(Duration::from_millis(backoff_ms / 2 + jitter_ms)).await;
-                }
+                Err(error) if retry.wait_before_retry(&error).await => continue,
                 other => return other,
             }
         }
@@ -211,5 +205,28 @@ impl Store {
 
     pub async fn close(&self) -> StoreResult<()> {
         self.backend.close().await
+    }
+}
+
+/// The retry policy of every transaction loop: exponential backoff with jitter, bounded by
+/// [`MAX_TRANSACTION_RETRIES`]. Loops that cannot use [`Store::transact`] (the commit path
+/// needs per-attempt state) share it so that all writers back off alike.
+#[derive(Debug, Default)]
+pub struct RetryBackoff {
+    attempt: u32,
+}
+
+impl RetryBackoff {
+    /// Sleeps and returns true when `error` is retryable and retries remain.
+    pub async fn wait_before_retry(&mut self, error: &StoreError) -> bool {
+        if !error.kind.is_retryable() || self.attempt >= MAX_TRANSACTION_RETRIES {
+            return false;
+        }
+        self.attempt += 1;
+        let backoff_ms = (2u64 << self.attempt.min(9)).min(1000);
+        let jitter_ms = rand::random::<u64>() % (backoff_ms / 2 + 1);
+        tracing::debug!(attempt = self.attempt, kind = ?error.kind, "retrying transaction");
+        tokio::time::sleep(Duration::from_millis(backoff_ms / 2 + jitter_ms)).await;
+        true
     }
 }
