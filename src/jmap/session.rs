@@ -1,0 +1,139 @@
+//! The session resource (RFC 8620 §2): capabilities with their limits, the principal's
+//! accounts, and absolute URLs. Its `state` is a digest of everything else in it, so it
+//! changes exactly when the session object would (the API response's `sessionState` is the
+//! same value, RFC 8620 §3.4).
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::EngineShared;
+use super::dispatch::CAPABILITY_CORE;
+use super::types::AccountId;
+use crate::auth::Principal;
+
+/// Absolute URLs advertised in the session, built from the server's public base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUrls {
+    pub api_url: String,
+    pub download_url: String,
+    pub upload_url: String,
+    pub event_source_url: String,
+}
+
+impl SessionUrls {
+    /// `base_url` is e.g. `http://127.0.0.1:8080` (a trailing `/` is ignored). The URI
+    /// templates use RFC 8620 §2's variable names.
+    pub fn from_base_url(base_url: &str) -> SessionUrls {
+        let base = base_url.trim_end_matches('/');
+        SessionUrls {
+            api_url: format!("{base}/jmap/api"),
+            download_url: format!(
+                "{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?type={{type}}"
+            ),
+            upload_url: format!("{base}/jmap/upload/{{accountId}}/"),
+            event_source_url: format!(
+                "{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
+            ),
+        }
+    }
+}
+
+/// Capabilities whose methods act on an account; they appear in `accountCapabilities` and
+/// `primaryAccounts`. Core is listed too because uploads, downloads and `Blob/copy` are
+/// per-account (and clients pick their default account from `primaryAccounts`).
+fn account_capability_value(capability: &str) -> Option<Value> {
+    match capability {
+        CAPABILITY_CORE => Some(Value::Object(Map::new())),
+        _ => None,
+    }
+}
+
+fn server_capability_value(shared: &EngineShared, capability: &str) -> Value {
+    match capability {
+        CAPABILITY_CORE => serde_json::to_value(&shared.limits).unwrap_or_default(),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+fn session_without_state(shared: &EngineShared, principal: &Principal) -> Map<String, Value> {
+    let account_id = AccountId::new(principal.account_id).to_string();
+    let mut capabilities = Map::new();
+    let mut account_capabilities = Map::new();
+    let mut primary_accounts = Map::new();
+    for capability in &shared.capabilities {
+        capabilities.insert(
+            (*capability).to_owned(),
+            server_capability_value(shared, capability),
+        );
+        if let Some(value) = account_capability_value(capability) {
+            account_capabilities.insert((*capability).to_owned(), value);
+            primary_accounts.insert((*capability).to_owned(), Value::from(account_id.as_str()));
+        }
+    }
+    let mut accounts = Map::new();
+    accounts.insert(
+        account_id,
+        json!({
+            "name": principal.email,
+            "isPersonal": true,
+            "isReadOnly": false,
+            "accountCapabilities": account_capabilities,
+        }),
+    );
+    let urls = &shared.urls;
+    let mut session = Map::new();
+    session.insert("capabilities".to_owned(), Value::Object(capabilities));
+    session.insert("accounts".to_owned(), Value::Object(accounts));
+    session.insert(
+        "primaryAccounts".to_owned(),
+        Value::Object(primary_accounts),
+    );
+    session.insert("username".to_owned(), Value::from(principal.email.as_str()));
+    session.insert("apiUrl".to_owned(), Value::from(urls.api_url.as_str()));
+    session.insert(
+        "downloadUrl".to_owned(),
+        Value::from(urls.download_url.as_str()),
+    );
+    session.insert(
+        "uploadUrl".to_owned(),
+        Value::from(urls.upload_url.as_str()),
+    );
+    session.insert(
+        "eventSourceUrl".to_owned(),
+        Value::from(urls.event_source_url.as_str()),
+    );
+    session
+}
+
+/// A digest of the session's content: it changes exactly when the session would. Computed
+/// from the inputs rather than the JSON so that each API response can afford it.
+pub fn session_state(shared: &EngineShared, principal: &Principal) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(principal.account_id.to_be_bytes());
+    hasher.update(principal.email.as_bytes());
+    hasher.update([0]);
+    for capability in &shared.capabilities {
+        hasher.update(capability.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(shared.limits_digest_input.as_bytes());
+    let digest = hasher.finalize();
+    let mut state = String::with_capacity(17);
+    state.push('S');
+    for byte in &digest[..8] {
+        // Writing to a String cannot fail.
+        let _ = write!(state, "{byte:02x}");
+    }
+    state
+}
+
+pub fn session_object(shared: &EngineShared, principal: &Principal) -> Value {
+    let mut session = session_without_state(shared, principal);
+    session.insert(
+        "state".to_owned(),
+        Value::String(session_state(shared, principal)),
+    );
+    Value::Object(session)
+}
