@@ -25,6 +25,10 @@ pub const SUBSPACE_BLOB: u8 = 0x20;
 /// Durable work queues of the actors (index, outbound, push delivery, blob GC).
 pub const SUBSPACE_QUEUE: u8 = 0x30;
 
+/// Scratch space of the backend test suite (`testsuite`): each test writes only below
+/// `SUBSPACE_TEST, random u64` and clears it afterwards. Never used by the server.
+pub const SUBSPACE_TEST: u8 = 0x7F;
+
 /// `META, "format_version"` → u32 BE.
 pub const META_FORMAT_VERSION: &[u8] = b"\x01format_version";
 
