@@ -1,1 +1,483 @@
-//! config
+//! The server configuration: one TOML file (every setting has a key), command-line flags
+//! override it, validated once at start-up. An unknown key is an error naming the key and
+//! its line, not a silently ignored typo.
+//!
+//! Reference (every key, with its default):
+//!
+//! ```toml
+//! [server]
+//! data_dir = "./tern-data"        # embedded store, admin.json
+//! http = "127.0.0.1:8080"         # JMAP listener (HTTP/1.1 and HTTP/2)
+//! base_url = "http://127.0.0.1:8080"  # public URL in the session; default from `http`
+//! tls_cert = "cert.pem"           # PEM chain; with tls_key, the listener speaks TLS
+//! tls_key = "key.pem"             # PEM private key (PKCS#8, PKCS#1 or SEC1)
+//! demo = false                    # create alice@ and bob@example.test on first start
+//! shutdown_grace_seconds = 10     # how long in-flight requests may finish on shutdown
+//!
+//! [jmap]                          # RFC 8620 §2 core capability limits
+//! max_size_upload = 50000000
+//! max_concurrent_upload = 4
+//! max_size_request = 10000000
+//! max_concurrent_requests = 8
+//! max_calls_in_request = 64
+//! max_objects_in_get = 1000
+//! max_objects_in_set = 1000
+//!
+//! [auth]
+//! failed_login_burst = 10         # failed logins per client address before 429
+//! failed_login_refill_seconds = 6 # one more attempt allowed every this many seconds
+//! credential_cache_seconds = 60   # successful Basic logins skip argon2 for this long
+//!
+//! [cors]
+//! allowed_origins = ["*"]         # "*" or exact origins like "https://mail.example"
+//! allow_credentials = false       # send Access-Control-Allow-Credentials (never with "*")
+//! max_age_seconds = 600           # how long browsers may cache a preflight
+//!
+//! [telemetry]
+//! log_format = "text"             # "text" or "json"
+//! log_filter = "info"             # tracing filter; RUST_LOG overrides it
+//! otlp_endpoint = "http://127.0.0.1:4318"  # OTLP/HTTP base URL; unset: nothing exported
+//! service_name = "tern"
+//! metrics_interval_seconds = 60
+//!
+//! [admin]
+//! enabled = true                  # the loopback admin endpoint the CLI uses while serving
+//! addr = "127.0.0.1:0"            # must be a loopback address
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::jmap::CoreLimits;
+
+/// What is wrong with a configuration, as one line for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub kind: ConfigErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The file could not be read.
+    Read,
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    Parse,
+    /// Well-formed but inconsistent (e.g. a TLS certificate without a key).
+    Invalid,
+}
+
+impl ConfigError {
+    fn invalid(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            kind: ConfigErrorKind::Invalid,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub jmap: JmapConfig,
+    pub auth: AuthConfig,
+    pub cors: CorsConfig,
+    pub telemetry: TelemetryConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    /// The public URL clients reach the server at; `None`: derived from the bound address.
+    pub base_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub demo: bool,
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            data_dir: PathBuf::from("./tern-data"),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_url: None,
+            tls_cert: None,
+            tls_key: None,
+            demo: false,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// The RFC 8620 §2 limits, in snake case (the session shows them in camel case).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JmapConfig {
+    pub max_size_upload: u64,
+    pub max_concurrent_upload: u64,
+    pub max_size_request: u64,
+    pub max_concurrent_requests: u64,
+    pub max_calls_in_request: u64,
+    pub max_objects_in_get: u64,
+    pub max_objects_in_set: u64,
+}
+
+impl Default for JmapConfig {
+    fn default() -> JmapConfig {
+        let limits = CoreLimits::default();
+        JmapConfig {
+            max_size_upload: limits.max_size_upload,
+            max_concurrent_upload: limits.max_concurrent_upload,
+            max_size_request: limits.max_size_request,
+            max_concurrent_requests: limits.max_concurrent_requests,
+            max_calls_in_request: limits.max_calls_in_request,
+            max_objects_in_get: limits.max_objects_in_get,
+            max_objects_in_set: limits.max_objects_in_set,
+        }
+    }
+}
+
+impl JmapConfig {
+    pub fn core_limits(&self) -> CoreLimits {
+        CoreLimits {
+            max_size_upload: self.max_size_upload,
+            max_concurrent_upload: self.max_concurrent_upload,
+            max_size_request: self.max_size_request,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_calls_in_request: self.max_calls_in_request,
+            max_objects_in_get: self.max_objects_in_get,
+            max_objects_in_set: self.max_objects_in_set,
+            ..CoreLimits::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub failed_login_burst: u32,
+    pub failed_login_refill_seconds: u64,
+    pub credential_cache_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            failed_login_burst: 10,
+            failed_login_refill_seconds: 6,
+            credential_cache_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_seconds: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> CorsConfig {
+        CorsConfig {
+            allowed_origins: vec!["*".to_owned()],
+            allow_credentials: false,
+            max_age_seconds: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    pub metrics_interval_seconds: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> TelemetryConfig {
+        TelemetryConfig {
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: "tern".to_owned(),
+            metrics_interval_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            kind: ConfigErrorKind::Read,
+            message: format!("cannot read config file {}: {error}", path.display()),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `origin` names it in errors (a file name).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError {
+            kind: ConfigErrorKind::Parse,
+            message: one_line_parse_error(&error, text, origin),
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: call after command-line overrides are applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "server.tls_cert is set but server.tls_key is not (TLS needs both)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "server.tls_key is set but server.tls_cert is not (TLS needs both)",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(base_url) = &self.server.base_url
+            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(format!(
+                "server.base_url {base_url:?} must start with http:// or https://"
+            )));
+        }
+        let limits = [
+            ("jmap.max_size_upload", self.jmap.max_size_upload),
+            (
+                "jmap.max_concurrent_upload",
+                self.jmap.max_concurrent_upload,
+            ),
+            ("jmap.max_size_request", self.jmap.max_size_request),
+            (
+                "jmap.max_concurrent_requests",
+                self.jmap.max_concurrent_requests,
+            ),
+            ("jmap.max_calls_in_request", self.jmap.max_calls_in_request),
+            ("jmap.max_objects_in_get", self.jmap.max_objects_in_get),
+            ("jmap.max_objects_in_set", self.jmap.max_objects_in_set),
+        ];
+        if let Some((name, _)) = limits.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::invalid(format!("{name} must be at least 1")));
+        }
+        if self.auth.failed_login_burst == 0 || self.auth.failed_login_refill_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "auth.failed_login_burst and auth.failed_login_refill_seconds must be at least 1",
+            ));
+        }
+        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
+            return Err(ConfigError::invalid(
+                "cors.allow_credentials cannot be combined with the \"*\" origin; list the origins",
+            ));
+        }
+        if self.admin.enabled && !self.admin.addr.ip().is_loopback() {
+            return Err(ConfigError::invalid(format!(
+                "admin.addr {} must be a loopback address",
+                self.admin.addr
+            )));
+        }
+        if self.telemetry.metrics_interval_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "telemetry.metrics_interval_seconds must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the HTTP listener speaks TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.server.tls_cert.is_some() && self.server.tls_key.is_some()
+    }
+}
+
+/// toml's messages span several lines (a source excerpt); users get `origin:line: message`.
+fn one_line_parse_error(error: &toml::de::Error, text: &str, origin: &str) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let section = enclosing_section(text, span.start);
+            match section {
+                Some(section) => format!("{origin}:{line}: in [{section}]: {message}"),
+                None => format!("{origin}:{line}: {message}"),
+            }
+        }
+        None => format!("{origin}: {message}"),
+    }
+}
+
+/// The `[table]` header above byte `offset`, if any.
+fn enclosing_section(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    before.lines().rev().find_map(|line| {
+        let trimmed = line.trim();
+        let inner = trimmed.strip_prefix('[')?.strip_suffix(']')?;
+        Some(inner.trim().to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = Config::parse("", "t.toml").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.data_dir, PathBuf::from("./tern-data"));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn every_section_parses() {
+        let text = r#"
+            [server]
+            data_dir = "/var/lib/tern"
+            http = "0.0.0.0:443"
+            base_url = "https://mail.example"
+            tls_cert = "c.pem"
+            tls_key = "k.pem"
+            demo = true
+            shutdown_grace_seconds = 3
+            [jmap]
+            max_size_upload = 1000
+            max_concurrent_upload = 2
+            max_size_request = 2000
+            max_concurrent_requests = 3
+            max_calls_in_request = 4
+            max_objects_in_get = 5
+            max_objects_in_set = 6
+            [auth]
+            failed_login_burst = 3
+            failed_login_refill_seconds = 1
+            credential_cache_seconds = 0
+            [cors]
+            allowed_origins = ["https://app.example"]
+            allow_credentials = true
+            max_age_seconds = 5
+            [telemetry]
+            log_format = "json"
+            log_filter = "debug"
+            otlp_endpoint = "http://127.0.0.1:4318"
+            service_name = "t"
+            metrics_interval_seconds = 5
+            [admin]
+            enabled = false
+            addr = "127.0.0.1:9999"
+        "#;
+        let config = Config::parse(text, "t.toml").unwrap();
+        config.validate().unwrap();
+        assert!(config.tls_enabled());
+        assert_eq!(config.jmap.core_limits().max_objects_in_set, 6);
+        assert_eq!(config.telemetry.log_format, LogFormat::Json);
+        assert_eq!(config.cors.allowed_origins, vec!["https://app.example"]);
+    }
+
+    #[test]
+    fn unknown_key_is_one_line_naming_key_and_line() {
+        let text = "[server]\ndata_dir = \"x\"\nhttp_addr = \"127.0.0.1:1\"\n";
+        let error = Config::parse(text, "tern.toml").unwrap_err();
+        assert_eq!(error.kind, ConfigErrorKind::Parse);
+        assert!(!error.message.contains('\n'), "{}", error.message);
+        assert!(error.message.contains("http_addr"), "{}", error.message);
+        assert!(
+            error.message.starts_with("tern.toml:3:"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains("[server]"), "{}", error.message);
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let error = Config::parse("[srever]\n", "t.toml").unwrap_err();
+        assert!(error.message.contains("srever"), "{}", error.message);
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        let error = Config::parse("[server]\nhttp = \"not an address\"\n", "t.toml").unwrap_err();
+        assert!(error.message.starts_with("t.toml:2:"), "{}", error.message);
+        let error = Config::parse("[jmap]\nmax_size_upload = -1\n", "t.toml").unwrap_err();
+        assert_eq!(error.kind, ConfigErrorKind::Parse);
+        let error = Config::parse("[telemetry]\nlog_format = \"xml\"\n", "t.toml").unwrap_err();
+        assert!(error.message.contains("xml"), "{}", error.message);
+    }
+
+    #[test]
+    fn inconsistent_settings_are_rejected() {
+        let mut config = Config::default();
+        config.server.tls_cert = Some("c.pem".into());
+        assert!(config.validate().unwrap_err().message.contains("tls_key"));
+        let mut config = Config::default();
+        config.jmap.max_size_request = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .message
+                .contains("max_size_request")
+        );
+        let mut config = Config::default();
+        config.cors.allow_credentials = true;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.admin.addr = "0.0.0.0:1".parse().unwrap();
+        assert!(config.validate().unwrap_err().message.contains("loopback"));
+        let mut config = Config::default();
+        config.server.base_url = Some("mail.example".into());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let error = Config::load(Some(Path::new("/nonexistent/tern.toml"))).unwrap_err();
+        assert_eq!(error.kind, ConfigErrorKind::Read);
+        assert!(error.message.contains("/nonexistent/tern.toml"));
+    }
+}

@@ -1,1 +1,367 @@
-//! server
+//! Start-up and shutdown of a whole server, used by `tern serve` and by the integration
+//! tests (a real server on an ephemeral port with a temporary data dir):
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = tern::config::Config::default();
+//! config.server.data_dir = "/tmp/tern-test".into();
+//! config.server.http = "127.0.0.1:0".parse()?;
+//! let server = tern::server::Server::start(config).await?;
+//! server.create_account("alice@example.test", "secret").await?;
+//! let session_url = server.session_url(); // http://127.0.0.1:PORT/.well-known/jmap
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Order of start-up: validate config → open the store (the data dir lock) → directory and
+//! engine → bind the JMAP listener → demo accounts → admin listener and `admin.json` →
+//! serve. Shutdown reverses it: stop accepting, drain in-flight requests (bounded), remove
+//! `admin.json`, close the store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{AccountInfo, Authenticator, Directory, DirectoryError, DirectoryErrorKind};
+use crate::config::Config;
+use crate::http::admin::{AdminFile, AdminState, serve_admin_request};
+use crate::http::listener::{self, Handler};
+use crate::http::{AppState, serve_request};
+use crate::jmap::{Engine, SessionUrls};
+use crate::store::embedded::EmbeddedBackend;
+use crate::store::{Store, StoreErrorKind};
+
+/// Why the server did not start; `message` is one line for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    pub kind: StartErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartErrorKind {
+    Config,
+    /// Another process holds the data directory.
+    Locked,
+    /// The listen address is taken.
+    PortInUse,
+    Tls,
+    Store,
+    Io,
+}
+
+impl StartError {
+    fn new(kind: StartErrorKind, message: impl Into<String>) -> StartError {
+        StartError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The accounts `--demo` created on this start, with their one-time passwords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoAccount {
+    pub email: String,
+    pub password: String,
+}
+
+pub const DEMO_EMAILS: [&str; 2] = ["alice@example.test", "bob@example.test"];
+
+pub struct Server;
+
+/// A started server. Dropping it without [`RunningServer::shutdown`] stops serving only when
+/// the runtime ends; call `shutdown` for a clean stop.
+pub struct RunningServer {
+    /// The bound JMAP listener address (the real port when configured with port 0).
+    pub http_addr: SocketAddr,
+    /// The public base URL, e.g. `http://127.0.0.1:8080` (no trailing slash).
+    pub base_url: String,
+    /// The loopback admin endpoint, if enabled.
+    pub admin_addr: Option<SocketAddr>,
+    /// Demo accounts created on this start (empty unless `server.demo` and first start).
+    pub demo_accounts: Vec<DemoAccount>,
+    data_dir: PathBuf,
+    store: Store,
+    directory: Directory,
+    engine: Engine,
+    admin_file: Option<AdminFile>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens the embedded store in `data_dir` (blocking I/O, so off the async workers).
+pub async fn open_store(data_dir: &Path) -> Result<Store, crate::store::StoreError> {
+    let dir = data_dir.to_owned();
+    let backend = tokio::task::spawn_blocking(move || EmbeddedBackend::open(&dir))
+        .await
+        .map_err(|error| crate::store::StoreError::io(format!("store open task: {error}")))??;
+    Ok(Store::new(Arc::new(backend)))
+}
+
+fn base_url_for(config: &Config, bound: SocketAddr) -> String {
+    if let Some(base_url) = &config.server.base_url {
+        return base_url.trim_end_matches('/').to_owned();
+    }
+    let scheme = if config.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut public = bound;
+    if bound.ip().is_unspecified() {
+        // Bound to every interface: loopback is the one address sure to work; set
+        // server.base_url for remote clients.
+        public.set_ip(if bound.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("{scheme}://{public}")
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::new(
+                StartErrorKind::PortInUse,
+                format!("cannot listen on {addr} ({what}): the address is already in use"),
+            )
+        } else {
+            StartError::new(
+                StartErrorKind::Io,
+                format!("cannot listen on {addr} ({what}): {error}"),
+            )
+        }
+    })
+}
+
+async fn create_demo_accounts(directory: &Directory) -> Result<Vec<DemoAccount>, StartError> {
+    let mut created = Vec::new();
+    for email in DEMO_EMAILS {
+        let password = crate::auth::password::generate();
+        match directory.create_account(email, &password).await {
+            Ok(_) => created.push(DemoAccount {
+                email: email.to_owned(),
+                password,
+            }),
+            Err(error) if error.kind == DirectoryErrorKind::AccountExists => {}
+            Err(error) => {
+                return Err(StartError::new(
+                    StartErrorKind::Store,
+                    format!("cannot create demo account {email}: {error}"),
+                ));
+            }
+        }
+    }
+    Ok(created)
+}
+
+impl Server {
+    /// Starts a server; ready to serve when this returns.
+    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+        config
+            .validate()
+            .map_err(|error| StartError::new(StartErrorKind::Config, error.message))?;
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                listener::tls_acceptor(cert, key)
+                    .map_err(|error| StartError::new(StartErrorKind::Tls, error.0))?,
+            ),
+            _ => None,
+        };
+        let data_dir = config.server.data_dir.clone();
+        let store = open_store(&data_dir).await.map_err(|error| {
+            let kind = if error.kind == StoreErrorKind::Locked {
+                StartErrorKind::Locked
+            } else {
+                StartErrorKind::Store
+            };
+            StartError::new(kind, error.message)
+        })?;
+        match Server::start_on_store(config, store.clone(), tls).await {
+            Ok(running) => Ok(running),
+            Err(error) => {
+                if let Err(close_error) = store.close().await {
+                    tracing::warn!(%close_error, "closing the store after a failed start");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_on_store(
+        config: Config,
+        store: Store,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Result<RunningServer, StartError> {
+        let data_dir = config.server.data_dir.clone();
+        let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+        let directory = Directory::with_cache_ttl(
+            store.clone(),
+            Duration::from_secs(config.auth.credential_cache_seconds),
+        );
+        let http_listener = bind(config.server.http, "JMAP HTTP listener").await?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
+        let base_url = base_url_for(&config, http_addr);
+        let engine = Engine::new(
+            store.clone(),
+            config.jmap.core_limits(),
+            SessionUrls::from_base_url(&base_url),
+        )
+        .with_method_observer(crate::telemetry::method_observer());
+
+        let demo_accounts = if config.server.demo {
+            create_demo_accounts(&directory).await?
+        } else {
+            Vec::new()
+        };
+
+        let (stop, stop_receiver) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let mut admin_addr = None;
+        let mut admin_file = None;
+        if config.admin.enabled {
+            let admin_listener = bind(config.admin.addr, "admin endpoint").await?;
+            let bound = admin_listener
+                .local_addr()
+                .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
+            let file = AdminFile::new(bound);
+            file.write(&data_dir).map_err(|error| {
+                StartError::new(
+                    StartErrorKind::Io,
+                    format!(
+                        "cannot write {}: {error}",
+                        AdminFile::path(&data_dir).display()
+                    ),
+                )
+            })?;
+            let admin_state = Arc::new(AdminState {
+                directory: directory.clone(),
+                secret: file.secret.clone(),
+            });
+            let admin_handler: Handler = Arc::new(move |request, _remote| {
+                Box::pin(serve_admin_request(Arc::clone(&admin_state), request))
+            });
+            tasks.push(tokio::spawn(listener::serve(
+                admin_listener,
+                None,
+                admin_handler,
+                stop_receiver.clone(),
+                grace,
+            )));
+            admin_addr = Some(bound);
+            admin_file = Some(file);
+        }
+
+        let authenticator = Authenticator::new(
+            directory.clone(),
+            config.auth.failed_login_burst,
+            Duration::from_secs(config.auth.failed_login_refill_seconds),
+        );
+        let state = Arc::new(AppState::new(&config, engine.clone(), authenticator));
+        let handler: Handler = Arc::new(move |request, remote| {
+            Box::pin(serve_request(Arc::clone(&state), request, remote))
+        });
+        tasks.push(tokio::spawn(listener::serve(
+            http_listener,
+            tls,
+            handler,
+            stop_receiver,
+            grace,
+        )));
+        tracing::info!(%http_addr, %base_url, data_dir = %data_dir.display(), "Tern is serving");
+        Ok(RunningServer {
+            http_addr,
+            base_url,
+            admin_addr,
+            demo_accounts,
+            data_dir,
+            store,
+            directory,
+            engine,
+            admin_file,
+            stop,
+            tasks,
+        })
+    }
+}
+
+impl RunningServer {
+    /// `<base_url>/.well-known/jmap`.
+    pub fn session_url(&self) -> String {
+        format!("{}/.well-known/jmap", self.base_url)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory (accounts, passwords, tokens) of this server.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Creates an account (shorthand for tests).
+    pub async fn create_account(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<AccountInfo, DirectoryError> {
+        self.directory.create_account(email, password).await
+    }
+
+    /// Creates a bearer token for an existing account (shorthand for tests).
+    pub async fn create_token(&self, email: &str) -> Result<String, DirectoryError> {
+        self.directory.create_token(email).await
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the configured grace period),
+    /// removes `admin.json` and closes the store.
+    pub async fn shutdown(self) {
+        let RunningServer {
+            data_dir,
+            store,
+            admin_file,
+            stop,
+            tasks,
+            engine,
+            directory,
+            ..
+        } = self;
+        let _ = stop.send(true);
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "listener task failed");
+            }
+        }
+        if let Some(file) = admin_file {
+            file.remove_if_ours(&data_dir);
+        }
+        // The store is closed once nothing can use it any more.
+        drop(engine);
+        drop(directory);
+        match store.close().await {
+            Ok(()) => tracing::info!("store closed; shutdown complete"),
+            Err(error) => tracing::error!(%error, "closing the store failed"),
+        }
+    }
+}

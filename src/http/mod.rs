@@ -1,1 +1,351 @@
-//! HTTP listeners: session, API, upload/download, admin, CORS, TLS.
+//! HTTP: the JMAP endpoints (session, API, upload/download) on hyper 1, CORS, request-size
+//! and concurrency limits, the loopback admin endpoint, and the listeners (plain or TLS).
+//!
+//! Invariants:
+//! - every route but the preflight authenticates first; an account id in a URL is checked
+//!   with `Principal::may_access` before anything else is read;
+//! - a request body is never buffered past its limit: `Content-Length` is checked before
+//!   reading, and the read itself is capped (RFC 8620 §2 `maxSizeRequest`);
+//! - every error is problem JSON; a panic in a handler becomes a 500 problem for that request
+//!   only (a last resort: handlers return errors as values).
+
+pub mod admin;
+pub mod admin_client;
+mod blob;
+mod cors;
+pub mod download_headers;
+pub mod listener;
+pub mod response;
+mod slots;
+
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::Config;
+use crate::jmap::Engine;
+pub use cors::Cors;
+use response::{ResponseBody, auth_problem, jmap_problem, json_response, limit_problem, problem};
+use slots::AccountSlots;
+
+/// Everything a request handler needs; shared by all connections.
+pub struct AppState {
+    pub engine: Engine,
+    pub authenticator: Authenticator,
+    cors: Cors,
+    request_slots: Arc<AccountSlots>,
+    upload_slots: Arc<AccountSlots>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, engine: Engine, authenticator: Authenticator) -> AppState {
+        let limits = engine.limits().clone();
+        AppState {
+            engine,
+            authenticator,
+            cors: Cors::new(&config.cors),
+            request_slots: AccountSlots::new(limits.max_concurrent_requests),
+            upload_slots: AccountSlots::new(limits.max_concurrent_upload),
+        }
+    }
+}
+
+/// The routes of the JMAP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'p> {
+    /// RFC 8620 §2.2: `/.well-known/jmap` (answered directly, no redirect).
+    Session,
+    Api,
+    Upload {
+        account: &'p str,
+    },
+    Download {
+        account: &'p str,
+        blob: &'p str,
+        name: &'p str,
+    },
+}
+
+impl Route<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Session => "session",
+            Route::Api => "api",
+            Route::Upload { .. } => "upload",
+            Route::Download { .. } => "download",
+        }
+    }
+
+    /// The `Allow` header value (RFC 9110 §10.2.1).
+    fn allowed_methods(&self) -> &'static str {
+        match self {
+            Route::Session | Route::Download { .. } => "GET, HEAD, OPTIONS",
+            Route::Api | Route::Upload { .. } => "POST, OPTIONS",
+        }
+    }
+
+    fn accepts(&self, method: &Method) -> bool {
+        match self {
+            Route::Session | Route::Download { .. } => {
+                method == Method::GET || method == Method::HEAD
+            }
+            Route::Api | Route::Upload { .. } => method == Method::POST,
+        }
+    }
+}
+
+fn match_route(path: &str) -> Option<Route<'_>> {
+    match path {
+        "/.well-known/jmap" | "/jmap/session" => return Some(Route::Session),
+        "/jmap/api" | "/jmap/api/" => return Some(Route::Api),
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/jmap/upload/") {
+        let account = rest.strip_suffix('/').unwrap_or(rest);
+        if !account.is_empty() && !account.contains('/') {
+            return Some(Route::Upload { account });
+        }
+        return None;
+    }
+    if let Some(rest) = path.strip_prefix("/jmap/download/") {
+        let mut segments = rest.splitn(3, '/');
+        let (account, blob, name) = (segments.next()?, segments.next()?, segments.next()?);
+        if account.is_empty() || blob.is_empty() || name.is_empty() || name.contains('/') {
+            return None;
+        }
+        return Some(Route::Download {
+            account,
+            blob,
+            name,
+        });
+    }
+    None
+}
+
+/// Serves one request of the JMAP listener: routing, CORS, telemetry, panic containment.
+pub async fn serve_request(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let origin = request.headers().get(http::header::ORIGIN).cloned();
+    let route_name = match_route(request.uri().path()).map_or("unknown", |route| route.name());
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %method,
+        http.route = route_name,
+        http.path = %request.uri().path(),
+        http.status = tracing::field::Empty,
+        account_id = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+    );
+    let handled = AssertUnwindSafe(route_request(&state, request, remote.ip()))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut response = handled.unwrap_or_else(|_| {
+        tracing::error!(parent: &span, "request handler panicked");
+        problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while handling the request",
+        )
+    });
+    state.cors.decorate(origin.as_ref(), &mut response);
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.record("http.status", status);
+    span.record("latency_us", elapsed.as_micros() as u64);
+    crate::telemetry::record_http_request(route_name, method.as_str(), status, elapsed);
+    response
+}
+
+async fn route_request(
+    state: &AppState,
+    request: Request<Incoming>,
+    client: IpAddr,
+) -> Response<ResponseBody> {
+    let path = request.uri().path().to_owned();
+    let Some(route) = match_route(&path) else {
+        return problem(StatusCode::NOT_FOUND, "no such resource");
+    };
+    if request.method() == Method::OPTIONS {
+        return state
+            .cors
+            .options(request.headers(), route.allowed_methods());
+    }
+    if !route.accepts(request.method()) {
+        let mut response = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{} is not allowed here", request.method()),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(route.allowed_methods()));
+        return response;
+    }
+    let principal = match authenticate(state, request.headers(), client).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    tracing::Span::current().record("account_id", principal.account_id);
+    match route {
+        Route::Session => session(state, &principal),
+        Route::Api => api(state, &principal, request).await,
+        Route::Upload { account } => blob::upload(state, &principal, account, request).await,
+        Route::Download {
+            account,
+            blob: blob_id,
+            name,
+        } => blob::download(state, &principal, account, blob_id, name, &request).await,
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Result<Principal, Response<ResponseBody>> {
+    let authorization = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    state
+        .authenticator
+        .authenticate(authorization, client)
+        .await
+        .map_err(|error| auth_problem(&error))
+}
+
+fn session(state: &AppState, principal: &Principal) -> Response<ResponseBody> {
+    let mut response = json_response(StatusCode::OK, &state.engine.session(principal));
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    response
+}
+
+/// The declared `Content-Length`, if any and well-formed.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Why a body could not be read whole.
+enum BodyError {
+    TooLarge,
+    /// The client went away or sent a malformed body.
+    Broken(String),
+}
+
+/// Reads at most `max` bytes; more is an error, detected as soon as it arrives.
+async fn read_capped(body: Incoming, max: u64) -> Result<Bytes, BodyError> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(error) => Err(BodyError::Broken(error.to_string())),
+    }
+}
+
+async fn api(
+    state: &AppState,
+    principal: &Principal,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let limits = state.engine.limits();
+    // RFC 8620 §2: maxConcurrentRequests, per account.
+    let Some(_slot) = state.request_slots.try_acquire(principal.account_id) else {
+        return limit_problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "maxConcurrentRequests",
+            &format!(
+                "at most {} concurrent API requests per account",
+                limits.max_concurrent_requests
+            ),
+        );
+    };
+    let too_large = || {
+        limit_problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "maxSizeRequest",
+            &format!(
+                "the request is larger than {} bytes",
+                limits.max_size_request
+            ),
+        )
+    };
+    // RFC 8620 §2 maxSizeRequest: refused before the body is read when it says its size.
+    if declared_length(request.headers()).is_some_and(|length| length > limits.max_size_request) {
+        return too_large();
+    }
+    let body = match read_capped(request.into_body(), limits.max_size_request).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Broken(detail)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request body: {detail}"),
+            );
+        }
+    };
+    match state.engine.handle_api(principal, &body).await {
+        Ok(value) => {
+            let mut response = json_response(StatusCode::OK, &value);
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(details) => jmap_problem(&details),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(match_route("/.well-known/jmap"), Some(Route::Session));
+        assert_eq!(match_route("/jmap/api"), Some(Route::Api));
+        assert_eq!(
+            match_route("/jmap/upload/a1/"),
+            Some(Route::Upload { account: "a1" })
+        );
+        assert_eq!(
+            match_route("/jmap/download/a1/G12/x%20y.txt"),
+            Some(Route::Download {
+                account: "a1",
+                blob: "G12",
+                name: "x%20y.txt"
+            })
+        );
+        for missing in [
+            "/",
+            "/jmap",
+            "/jmap/upload//",
+            "/jmap/download/a/b",
+            "/jmap/download/a/b/c/d",
+        ] {
+            assert_eq!(match_route(missing), None, "{missing}");
+        }
+        assert!(Route::Api.accepts(&Method::POST));
+        assert!(!Route::Api.accepts(&Method::GET));
+        assert!(Route::Session.accepts(&Method::HEAD));
+    }
+}

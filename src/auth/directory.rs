@@ -1,0 +1,570 @@
+//! The directory: accounts, password hashes and API tokens, stored in the store's
+//! `SUBSPACE_DIRECTORY` (see `crate::store::keys`, `DIR_*`).
+//!
+//! Invariants:
+//! - an email is stored normalized (trimmed, lowercase) and maps to at most one account;
+//! - account ids come from a monotonic counter and are never reused, so data left under a
+//!   deleted account's id can never become visible to a new account;
+//! - a token is stored only as its SHA-256 digest; the token text is shown once;
+//! - every token of an account is listed in the account record, so deleting the account
+//!   deletes its tokens in the same transaction.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Principal;
+use super::cache::CredentialCache;
+use super::password::{self, PasswordError};
+use crate::store::keys::{
+    DIR_ACCOUNT, DIR_ACCOUNT_BY_EMAIL, DIR_NEXT_ACCOUNT_ID, DIR_TOKEN, KeyBuilder,
+    SUBSPACE_DIRECTORY, le_i64,
+};
+use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind};
+
+/// Tokens look like `tern_<43 characters>`: the prefix makes leaked tokens easy to grep for.
+const TOKEN_PREFIX: &str = "tern_";
+const TOKEN_RANDOM_BYTES: usize = 32;
+/// RFC 5321 §4.5.3.1: the longest usable address.
+const MAX_EMAIL_BYTES: usize = 254;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DirectoryError {
+    pub kind: DirectoryErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryErrorKind {
+    InvalidEmail,
+    InvalidPassword,
+    AccountExists,
+    UnknownAccount,
+    /// The store failed (its own kind says whether retrying can help).
+    Store(StoreErrorKind),
+}
+
+impl DirectoryError {
+    fn new(kind: DirectoryErrorKind, message: impl Into<String>) -> DirectoryError {
+        DirectoryError {
+            kind,
+            message: message.into(),
+        }
+    }
+    fn unknown_account(email: &str) -> DirectoryError {
+        DirectoryError::new(
+            DirectoryErrorKind::UnknownAccount,
+            format!("no account {email}"),
+        )
+    }
+}
+
+impl From<StoreError> for DirectoryError {
+    fn from(error: StoreError) -> DirectoryError {
+        DirectoryError::new(DirectoryErrorKind::Store(error.kind), error.to_string())
+    }
+}
+
+impl From<PasswordError> for DirectoryError {
+    fn from(error: PasswordError) -> DirectoryError {
+        let kind = match error {
+            PasswordError::Hashing(_) => DirectoryErrorKind::Store(StoreErrorKind::Io),
+            PasswordError::Empty | PasswordError::TooLong => DirectoryErrorKind::InvalidPassword,
+        };
+        DirectoryError::new(kind, error.to_string())
+    }
+}
+
+/// A login name: an email address, trimmed and lowercased. Valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(text: &str) -> Result<Email, DirectoryError> {
+        let normalized = text.trim().to_lowercase();
+        let invalid = |why: &str| {
+            DirectoryError::new(
+                DirectoryErrorKind::InvalidEmail,
+                format!("{text:?} is not a valid email address: {why}"),
+            )
+        };
+        if normalized.len() > MAX_EMAIL_BYTES {
+            return Err(invalid("too long"));
+        }
+        if normalized
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid("it contains spaces or control characters"));
+        }
+        let Some((local, domain)) = normalized.split_once('@') else {
+            return Err(invalid("no @"));
+        };
+        if local.is_empty() || local.len() > 64 || domain.contains('@') {
+            return Err(invalid("bad local part"));
+        }
+        if domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(invalid("bad domain"));
+        }
+        Ok(Email(normalized))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// What the directory tells about an account (never its password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountInfo {
+    pub account_id: u32,
+    pub email: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+impl AccountInfo {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            account_id: self.account_id,
+            email: self.email.clone(),
+        }
+    }
+}
+
+/// The stored account record (`DIR_ACCOUNT`), JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountRecord {
+    account_id: u32,
+    email: String,
+    created_at: u64,
+    password_hash: String,
+    /// Hex SHA-256 digests of the account's API tokens.
+    #[serde(default)]
+    tokens: Vec<String>,
+}
+
+impl AccountRecord {
+    fn info(&self) -> AccountInfo {
+        AccountInfo {
+            account_id: self.account_id,
+            email: self.email.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The stored token record (`DIR_TOKEN`), JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRecord {
+    account_id: u32,
+    created_at: u64,
+}
+
+fn account_key(account_id: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_DIRECTORY)
+        .u8(DIR_ACCOUNT)
+        .u32(account_id)
+        .build()
+}
+
+fn email_key(email: &Email) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_DIRECTORY)
+        .u8(DIR_ACCOUNT_BY_EMAIL)
+        .str(email.as_str())
+        .build()
+}
+
+fn token_key(digest: &[u8; 32]) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_DIRECTORY)
+        .u8(DIR_TOKEN)
+        .raw(digest)
+        .build()
+}
+
+fn next_account_id_key() -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_DIRECTORY)
+        .u8(DIR_NEXT_ACCOUNT_ID)
+        .build()
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let mut digest = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (index, slot) in digest.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+fn decode_account(bytes: &[u8]) -> Result<AccountRecord, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::corrupt(format!("account record: {error}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(StoreError::io)
+}
+
+fn decode_account_id(bytes: &[u8]) -> Result<u32, StoreError> {
+    let array: [u8; 4] = bytes
+        .try_into()
+        .map_err(|_| StoreError::corrupt("account id index value is not 4 bytes"))?;
+    Ok(u32::from_be_bytes(array))
+}
+
+/// The directory handle: cheap to clone, shared by the server and the CLI.
+#[derive(Clone)]
+pub struct Directory {
+    store: Store,
+    cache: Arc<CredentialCache>,
+}
+
+impl Directory {
+    /// A directory with a 60 s credential cache.
+    pub fn new(store: Store) -> Directory {
+        Directory::with_cache_ttl(store, Duration::from_secs(60))
+    }
+
+    pub fn with_cache_ttl(store: Store, cache_ttl: Duration) -> Directory {
+        Directory {
+            store,
+            cache: Arc::new(CredentialCache::new(cache_ttl)),
+        }
+    }
+
+    pub fn credential_cache(&self) -> &CredentialCache {
+        &self.cache
+    }
+
+    /// Creates an account. The password is hashed off the async runtime.
+    pub async fn create_account(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<AccountInfo, DirectoryError> {
+        let email = Email::parse(email)?;
+        let password_hash = password::hash_blocking(password.to_owned()).await?;
+        let created_at = now_unix();
+        let outcome = self
+            .store
+            .transact(|tx| {
+                let email = email.clone();
+                let password_hash = password_hash.clone();
+                Box::pin(async move {
+                    let by_email = email_key(&email);
+                    if tx.get(&by_email).await?.is_some() {
+                        return Ok(None);
+                    }
+                    let counter_key = next_account_id_key();
+                    let last = tx
+                        .get(&counter_key)
+                        .await?
+                        .map_or(0, |bytes| le_i64(&bytes));
+                    let next = last + 1;
+                    let account_id = u32::try_from(next).map_err(|_| {
+                        StoreError::new(StoreErrorKind::LimitExceeded, "account ids exhausted")
+                    })?;
+                    tx.set(&counter_key, &next.to_le_bytes())?;
+                    let record = AccountRecord {
+                        account_id,
+                        email: email.as_str().to_owned(),
+                        created_at,
+                        password_hash,
+                        tokens: Vec::new(),
+                    };
+                    tx.set(&account_key(account_id), &encode(&record)?)?;
+                    tx.set(&by_email, &account_id.to_be_bytes())?;
+                    Ok(Some(record.info()))
+                })
+            })
+            .await?;
+        let info = outcome.ok_or_else(|| {
+            DirectoryError::new(
+                DirectoryErrorKind::AccountExists,
+                format!("account {email} already exists"),
+            )
+        })?;
+        tracing::info!(account_id = info.account_id, email = %info.email, "account created");
+        Ok(info)
+    }
+
+    /// Every account, in account id order.
+    pub async fn list_accounts(&self) -> Result<Vec<AccountInfo>, DirectoryError> {
+        let prefix = KeyBuilder::new(SUBSPACE_DIRECTORY).u8(DIR_ACCOUNT).build();
+        let range = KeyRange::prefix(&prefix);
+        let pairs = self
+            .store
+            .read(move |tx| {
+                Box::pin(async move { tx.get_range(&range, RangeOptions::default()).await })
+            })
+            .await?;
+        let mut accounts = Vec::with_capacity(pairs.len());
+        for (_, value) in pairs {
+            accounts.push(decode_account(&value)?.info());
+        }
+        Ok(accounts)
+    }
+
+    /// The account with login `email`.
+    pub async fn account(&self, email: &str) -> Result<AccountInfo, DirectoryError> {
+        let email = Email::parse(email)?;
+        self.read_record(&email)
+            .await?
+            .map(|record| record.info())
+            .ok_or_else(|| DirectoryError::unknown_account(email.as_str()))
+    }
+
+    async fn read_record(&self, email: &Email) -> Result<Option<AccountRecord>, StoreError> {
+        let by_email = email_key(email);
+        self.store
+            .read(move |tx| {
+                Box::pin(async move {
+                    let Some(id_bytes) = tx.get(&by_email).await? else {
+                        return Ok(None);
+                    };
+                    let account_id = decode_account_id(&id_bytes)?;
+                    match tx.get(&account_key(account_id)).await? {
+                        Some(bytes) => Ok(Some(decode_account(&bytes)?)),
+                        None => Err(StoreError::corrupt(format!(
+                            "email index points at missing account {account_id}"
+                        ))),
+                    }
+                })
+            })
+            .await
+    }
+
+    /// Applies `change` to the record of `email` in one transaction; `None` if no such account.
+    async fn update_record<F>(
+        &self,
+        email: &Email,
+        change: F,
+    ) -> Result<Option<AccountRecord>, StoreError>
+    where
+        F: Fn(&mut AccountRecord, &mut dyn crate::store::Transaction) -> Result<(), StoreError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        // Transaction closures may be re-run and their futures must own what they use.
+        let change = Arc::new(change);
+        self.store
+            .transact(|tx| {
+                let by_email = email_key(email);
+                let change = Arc::clone(&change);
+                Box::pin(async move {
+                    let Some(id_bytes) = tx.get(&by_email).await? else {
+                        return Ok(None);
+                    };
+                    let key = account_key(decode_account_id(&id_bytes)?);
+                    let Some(bytes) = tx.get(&key).await? else {
+                        return Err(StoreError::corrupt("email index points at missing account"));
+                    };
+                    let mut record = decode_account(&bytes)?;
+                    change(&mut record, tx)?;
+                    tx.set(&key, &encode(&record)?)?;
+                    Ok(Some(record))
+                })
+            })
+            .await
+    }
+
+    /// Deletes the account and its tokens. Its data goes with later issues' cleanup; its id
+    /// is never reused, so that data stays unreachable.
+    pub async fn delete_account(&self, email: &str) -> Result<AccountInfo, DirectoryError> {
+        let email = Email::parse(email)?;
+        let deleted = self
+            .store
+            .transact(|tx| {
+                let by_email = email_key(&email);
+                Box::pin(async move {
+                    let Some(id_bytes) = tx.get(&by_email).await? else {
+                        return Ok(None);
+                    };
+                    let key = account_key(decode_account_id(&id_bytes)?);
+                    let record = match tx.get(&key).await? {
+                        Some(bytes) => decode_account(&bytes)?,
+                        None => return Err(StoreError::corrupt("dangling email index")),
+                    };
+                    for digest in record.tokens.iter().filter_map(|text| unhex(text)) {
+                        tx.clear(&token_key(&digest))?;
+                    }
+                    tx.clear(&key)?;
+                    tx.clear(&by_email)?;
+                    Ok(Some(record.info()))
+                })
+            })
+            .await?
+            .ok_or_else(|| DirectoryError::unknown_account(email.as_str()))?;
+        self.cache.forget_account(deleted.account_id);
+        tracing::info!(account_id = deleted.account_id, email = %deleted.email, "account deleted");
+        Ok(deleted)
+    }
+
+    /// Replaces the password; cached logins with the old one stop working at once.
+    pub async fn set_password(&self, email: &str, password: &str) -> Result<(), DirectoryError> {
+        let email = Email::parse(email)?;
+        let password_hash = password::hash_blocking(password.to_owned()).await?;
+        let updated = self
+            .update_record(&email, move |record, _| {
+                record.password_hash = password_hash.clone();
+                Ok(())
+            })
+            .await?
+            .ok_or_else(|| DirectoryError::unknown_account(email.as_str()))?;
+        self.cache.forget_account(updated.account_id);
+        tracing::info!(account_id = updated.account_id, "password changed");
+        Ok(())
+    }
+
+    /// Creates a bearer token for the account; the returned text is the only copy.
+    pub async fn create_token(&self, email: &str) -> Result<String, DirectoryError> {
+        let email = Email::parse(email)?;
+        let random: [u8; TOKEN_RANDOM_BYTES] = rand::random();
+        let token = format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+        );
+        let digest = token_digest(&token);
+        let created_at = now_unix();
+        let updated = self
+            .update_record(&email, move |record, tx| {
+                let token_record = TokenRecord {
+                    account_id: record.account_id,
+                    created_at,
+                };
+                tx.set(&token_key(&digest), &encode(&token_record)?)?;
+                let digest_hex = hex(&digest);
+                if !record.tokens.contains(&digest_hex) {
+                    record.tokens.push(digest_hex);
+                }
+                Ok(())
+            })
+            .await?
+            .ok_or_else(|| DirectoryError::unknown_account(email.as_str()))?;
+        tracing::info!(account_id = updated.account_id, "API token created");
+        Ok(token)
+    }
+
+    /// Checks a login. An unknown account costs one argon2 verification too, so timing does
+    /// not tell which accounts exist. Runs argon2 on the blocking pool.
+    pub async fn verify_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<Principal>, DirectoryError> {
+        let record = match Email::parse(email) {
+            Ok(email) => self.read_record(&email).await?,
+            Err(_) => None,
+        };
+        let (stored_hash, principal) = match &record {
+            Some(record) => (
+                record.password_hash.clone(),
+                Some(Principal {
+                    account_id: record.account_id,
+                    email: record.email.clone(),
+                }),
+            ),
+            None => (password::decoy_hash().to_owned(), None),
+        };
+        let matches = password::verify_blocking(password.to_owned(), stored_hash).await;
+        Ok(principal.filter(|_| matches))
+    }
+
+    /// The principal a bearer token stands for, if the token exists.
+    pub async fn principal_for_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<Principal>, DirectoryError> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let key = token_key(&token_digest(token));
+        let found = self
+            .store
+            .read(move |tx| {
+                Box::pin(async move {
+                    let Some(bytes) = tx.get(&key).await? else {
+                        return Ok(None);
+                    };
+                    let token: TokenRecord = serde_json::from_slice(&bytes)
+                        .map_err(|error| StoreError::corrupt(format!("token record: {error}")))?;
+                    let record = match tx.get(&account_key(token.account_id)).await? {
+                        Some(bytes) => decode_account(&bytes)?,
+                        None => return Ok(None),
+                    };
+                    Ok(Some(Principal {
+                        account_id: record.account_id,
+                        email: record.email,
+                    }))
+                })
+            })
+            .await?;
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(
+            Email::parse(" Alice@Example.TEST ").unwrap().as_str(),
+            "alice@example.test"
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.test",
+            "alice@",
+            "a b@x.test",
+            "a@b@c",
+            "a@.x",
+            "a@x.",
+        ] {
+            let error = Email::parse(bad).unwrap_err();
+            assert_eq!(error.kind, DirectoryErrorKind::InvalidEmail, "{bad:?}");
+        }
+        assert!(Email::parse(&format!("{}@x.test", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let digest = token_digest("tern_x");
+        assert_eq!(unhex(&hex(&digest)), Some(digest));
+        assert_eq!(unhex("zz"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! Directory and authenticator tests against the real embedded store.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::*;
+use crate::store::Store;
+use crate::store::embedded::EmbeddedBackend;
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+fn open_store(dir: &std::path::Path) -> Store {
+    Store::new(Arc::new(EmbeddedBackend::open(dir).expect("open store")))
+}
+
+fn basic(email: &str, password: &str) -> Vec<u8> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+    format!("Basic {encoded}").into_bytes()
+}
+
+#[tokio::test]
+async fn account_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::new(open_store(dir.path()));
+    let alice = directory
+        .create_account("Alice@Example.test", "pw-alice")
+        .await
+        .unwrap();
+    assert_eq!(alice.email, "alice@example.test");
+    let bob = directory
+        .create_account("bob@example.test", "pw-bob")
+        .await
+        .unwrap();
+    assert_ne!(alice.account_id, bob.account_id);
+
+    let duplicate = directory
+        .create_account("ALICE@example.test", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.kind, DirectoryErrorKind::AccountExists);
+
+    let listed = directory.list_accounts().await.unwrap();
+    assert_eq!(listed, vec![alice.clone(), bob.clone()]);
+
+    directory
+        .delete_account("alice@example.test")
+        .await
+        .unwrap();
+    let missing = directory.account("alice@example.test").await.unwrap_err();
+    assert_eq!(missing.kind, DirectoryErrorKind::UnknownAccount);
+    let missing = directory
+        .delete_account("alice@example.test")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, DirectoryErrorKind::UnknownAccount);
+
+    // Ids are never reused, so a deleted account's data stays unreachable.
+    let again = directory
+        .create_account("alice@example.test", "pw")
+        .await
+        .unwrap();
+    assert!(again.account_id > bob.account_id);
+}
+
+#[tokio::test]
+async fn passwords_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::new(open_store(dir.path()));
+    let alice = directory
+        .create_account("alice@example.test", "first")
+        .await
+        .unwrap();
+    let principal = directory
+        .verify_password("alice@example.test", "first")
+        .await
+        .unwrap();
+    assert_eq!(principal, Some(alice.principal()));
+    assert_eq!(
+        directory
+            .verify_password("alice@example.test", "wrong")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        directory
+            .verify_password("nobody@example.test", "first")
+            .await
+            .unwrap(),
+        None
+    );
+
+    directory
+        .set_password("alice@example.test", "second")
+        .await
+        .unwrap();
+    assert_eq!(
+        directory
+            .verify_password("alice@example.test", "first")
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = directory
+        .set_password("nobody@example.test", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind, DirectoryErrorKind::UnknownAccount);
+    let empty = directory
+        .set_password("alice@example.test", "")
+        .await
+        .unwrap_err();
+    assert_eq!(empty.kind, DirectoryErrorKind::InvalidPassword);
+
+    let token = directory.create_token("alice@example.test").await.unwrap();
+    assert!(token.starts_with("tern_") && token.len() > 40);
+    assert_eq!(
+        directory.principal_for_token(&token).await.unwrap(),
+        Some(alice.principal())
+    );
+    assert_eq!(
+        directory.principal_for_token("tern_nope").await.unwrap(),
+        None
+    );
+    directory
+        .delete_account("alice@example.test")
+        .await
+        .unwrap();
+    assert_eq!(directory.principal_for_token(&token).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn authenticator_accepts_basic_and_bearer_and_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::new(open_store(dir.path()));
+    let alice = directory
+        .create_account("alice@example.test", "secret")
+        .await
+        .unwrap();
+    let token = directory.create_token("alice@example.test").await.unwrap();
+    let authenticator = Authenticator::new(directory.clone(), 3, Duration::from_secs(60));
+
+    let good = basic("alice@example.test", "secret");
+    assert_eq!(
+        authenticator.authenticate(Some(&good), CLIENT).await,
+        Ok(alice.principal())
+    );
+    let bearer = format!("Bearer {token}").into_bytes();
+    assert_eq!(
+        authenticator.authenticate(Some(&bearer), CLIENT).await,
+        Ok(alice.principal())
+    );
+    assert_eq!(
+        authenticator.authenticate(None, CLIENT).await,
+        Err(AuthError::Missing)
+    );
+    for bad in [
+        basic("alice@example.test", "wrong"),
+        b"Basic !!!notbase64".to_vec(),
+        b"Digest abc".to_vec(),
+    ] {
+        assert_eq!(
+            authenticator.authenticate(Some(&bad), CLIENT).await,
+            Err(AuthError::Invalid)
+        );
+    }
+    // Three failures used the burst: now even a fresh correct login from this address waits,
+    // unless it is already cached.
+    let fresh = basic("alice@example.test", "other");
+    assert!(matches!(
+        authenticator.authenticate(Some(&fresh), CLIENT).await,
+        Err(AuthError::RateLimited { .. })
+    ));
+    assert_eq!(
+        authenticator.authenticate(Some(&good), CLIENT).await,
+        Ok(alice.principal())
+    );
+    let elsewhere = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+    assert_eq!(
+        authenticator.authenticate(Some(&fresh), elsewhere).await,
+        Err(AuthError::Invalid)
+    );
+}
+
+#[tokio::test]
+async fn password_change_invalidates_cached_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::new(open_store(dir.path()));
+    directory
+        .create_account("alice@example.test", "old")
+        .await
+        .unwrap();
+    let authenticator = Authenticator::new(directory.clone(), 10, Duration::from_secs(1));
+    let old = basic("alice@example.test", "old");
+    assert!(authenticator.authenticate(Some(&old), CLIENT).await.is_ok());
+    directory
+        .set_password("alice@example.test", "new")
+        .await
+        .unwrap();
+    assert_eq!(
+        authenticator.authenticate(Some(&old), CLIENT).await,
+        Err(AuthError::Invalid)
+    );
+    let new = basic("alice@example.test", "new");
+    assert!(authenticator.authenticate(Some(&new), CLIENT).await.is_ok());
+}
