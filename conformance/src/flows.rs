@@ -265,21 +265,15 @@ async fn blobs(target: &Target, recorder: &mut Recorder<'_>) {
             .await
             .and_then(|answer| expect_status(&answer, &[401]));
         recorder.check(sections::AUTH, "upload without credentials: 401", result);
-        let result = match &uploaded {
-            None => Err("no blob to download (upload failed)".to_owned()),
-            Some(blob) => {
-                let url = download_url(
-                    target,
-                    &target.account_id,
-                    &blob.blob_id,
-                    "f.bin",
-                    UPLOAD_TYPE,
-                );
-                download(target, &Auth::Anonymous, &url, None)
-                    .await
-                    .and_then(|answer| expect_status(&answer, &[401]))
-            }
-        };
+        // Authentication comes before any lookup, so an unknown blob id does as well when the
+        // upload failed.
+        let blob_id = uploaded
+            .as_ref()
+            .map_or("GnoSuchBlob0", |blob| blob.blob_id.as_str());
+        let url = download_url(target, &target.account_id, blob_id, "f.bin", UPLOAD_TYPE);
+        let result = download(target, &Auth::Anonymous, &url, None)
+            .await
+            .and_then(|answer| expect_status(&answer, &[401]));
         recorder.check(sections::AUTH, "download without credentials: 401", result);
         if let Some(token) = &target.config.bearer {
             let result = target
