@@ -1,10 +1,853 @@
-//! blob (in progress)
+//! The blob store: content-addressed (SHA-256), deduplicated, reference-counted, chunked, and
+//! streamed in and out. Layout and lifecycle: `schema/blobs.md`.
+//!
+//! Invariants:
+//! - content is stored in chunks of at most [`BLOB_CHUNK_BYTES`] under a random storage id;
+//!   `BLOB_META[digest]` names the one storage id that holds a digest's content, so the same
+//!   content is stored once however many accounts upload it;
+//! - an upload streams: chunks are written in batches of [`CHUNKS_PER_WRITE`], each its own
+//!   small transaction, so at most one batch of the body is in memory; a `BLOB_PENDING` entry
+//!   marks the storage id until the upload finishes, so the collector can delete the chunks of
+//!   an upload that never finished;
+//! - `BLOB_REFCOUNT[digest]` = links made by commits + live upload references. Only a blob whose
+//!   count dropped to 0 is collected, by [`BlobStore::gc`];
+//! - an account reads a blob only through a link (`ACCT_BLOB_LINK`) or an unexpired upload
+//!   reference of its own; everything else answers `NotFound`, exactly as a missing blob does,
+//!   so nothing tells one account what another stored.
 
-/// The blob part of the backend test suite.
-pub mod suite {
-    use crate::store::testsuite::SuiteTest;
+pub mod suite;
 
-    pub fn tests() -> Vec<SuiteTest> {
-        Vec::new()
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+
+use super::keys::{
+    self, BLOB_GC_CANDIDATE, BLOB_META, BLOB_PENDING, BLOB_REFCOUNT, BLOB_UPLOAD_EXPIRY,
+};
+use super::{
+    KeyRange, MAX_VALUE_BYTES, RangeOptions, Store, StoreError, StoreErrorKind, Transaction,
+};
+
+/// The size of every chunk of a blob but the last.
+pub const BLOB_CHUNK_BYTES: usize = MAX_VALUE_BYTES;
+/// How long an upload (or Blob/copy) keeps a blob alive for its account without a link.
+/// RFC 8620 §6.1 asks for at least one hour.
+pub const UPLOAD_REFERENCE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// After this long, the chunks of an upload that never finished are deleted.
+pub const INTERRUPTED_UPLOAD_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Chunks per upload transaction: 2 MB, far under the 10 MB / 5 s transaction limits.
+const CHUNKS_PER_WRITE: usize = 20;
+/// Chunks per download read.
+const CHUNKS_PER_READ: usize = 10;
+/// Entries handled per garbage-collection transaction.
+const GC_BATCH: usize = 64;
+const META_FORMAT: u8 = 0x01;
+
+/// A blob's identity: the SHA-256 digest of its content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobHash(pub [u8; 32]);
+
+impl BlobHash {
+    pub fn of(content: &[u8]) -> BlobHash {
+        BlobHash(Sha256::digest(content).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(64);
+        for byte in self.0 {
+            text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            text.push(char::from(DIGITS[usize::from(byte & 0x0F)]));
+        }
+        text
+    }
+
+    /// Parses 64 hex digits (either case); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<BlobHash> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let nibble = |digit: u8| {
+            char::from(digit)
+                .to_digit(16)
+                .and_then(|value| u8::try_from(value).ok())
+        };
+        let mut digest = [0u8; 32];
+        for (index, pair) in bytes.chunks_exact(2).enumerate() {
+            digest[index] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(BlobHash(digest))
+    }
+}
+
+impl std::fmt::Display for BlobHash {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Debug for BlobHash {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "BlobHash({})", self.to_hex())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub id: BlobHash,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobErrorKind {
+    /// No such blob, or not one this account may read (deliberately indistinguishable).
+    NotFound,
+    /// The upload exceeded its maximum size.
+    TooLarge,
+    /// The upload's body stream failed (client went away, read error).
+    Aborted,
+    /// The store failed; `store_kind` says whether a retry may help.
+    Store,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("blob error ({kind:?}): {message}")]
+pub struct BlobError {
+    pub kind: BlobErrorKind,
+    pub message: String,
+    /// The store's error kind when `kind` is `Store`.
+    pub store_kind: Option<StoreErrorKind>,
+}
+
+impl BlobError {
+    fn new(kind: BlobErrorKind, message: impl Into<String>) -> BlobError {
+        BlobError {
+            kind,
+            message: message.into(),
+            store_kind: None,
+        }
+    }
+
+    fn not_found() -> BlobError {
+        BlobError::new(BlobErrorKind::NotFound, "blob not found")
+    }
+}
+
+impl From<StoreError> for BlobError {
+    fn from(error: StoreError) -> BlobError {
+        BlobError {
+            kind: BlobErrorKind::Store,
+            message: error.message,
+            store_kind: Some(error.kind),
+        }
+    }
+}
+
+/// Content bytes of a download, in order.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, BlobError>> + Send>>;
+
+/// A download: the blob's total size, the byte range actually served (clamped to the size),
+/// and the content of that range, read lazily in chunk batches.
+pub struct BlobDownload {
+    pub size: u64,
+    pub range: Range<u64>,
+    pub stream: BlobStream,
+}
+
+/// What one garbage collection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub expired_upload_references: u64,
+    pub deleted_blobs: u64,
+    pub interrupted_uploads: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlobMeta {
+    storage_id: u64,
+    size: u64,
+}
+
+impl BlobMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(17);
+        bytes.push(META_FORMAT);
+        bytes.extend_from_slice(&self.storage_id.to_be_bytes());
+        bytes.extend_from_slice(&self.size.to_be_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<BlobMeta, StoreError> {
+        if bytes.len() != 17 || bytes[0] != META_FORMAT {
+            return Err(StoreError::corrupt("blob metadata has an unknown format"));
+        }
+        let storage_id = keys::be_u64(&bytes[1..9]).unwrap_or_default();
+        let size = keys::be_u64(&bytes[9..17]).unwrap_or_default();
+        Ok(BlobMeta { storage_id, size })
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(0)
+}
+
+async fn read_meta(
+    tx: &mut dyn Transaction,
+    hash: &BlobHash,
+) -> Result<Option<BlobMeta>, StoreError> {
+    match tx
+        .get(&keys::blob_by_digest(BLOB_META, hash.as_bytes()))
+        .await?
+    {
+        Some(bytes) => BlobMeta::decode(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Whether `account_id` holds a link to, or an unexpired upload reference of, `hash`.
+async fn may_read(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    hash: &BlobHash,
+    now: SystemTime,
+) -> Result<bool, StoreError> {
+    let link_key = keys::account_blob_link(account_id, hash.as_bytes());
+    if tx
+        .get(&link_key)
+        .await?
+        .is_some_and(|count| keys::le_i64(&count) > 0)
+    {
+        return Ok(true);
+    }
+    let upload_key = keys::blob_upload_ref(hash.as_bytes(), account_id);
+    let Some(uploaded_at) = tx.get(&upload_key).await? else {
+        return Ok(false);
+    };
+    let uploaded_at = keys::be_u64(&uploaded_at).unwrap_or(0);
+    Ok(uploaded_at + UPLOAD_REFERENCE_LIFETIME.as_secs() > unix_seconds(now))
+}
+
+/// Gives `account_id` a fresh temporary reference to `hash` (counted once per account).
+async fn grant_upload_reference(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    hash: &BlobHash,
+    now: SystemTime,
+) -> Result<(), StoreError> {
+    let digest = hash.as_bytes();
+    let reference_key = keys::blob_upload_ref(digest, account_id);
+    match tx.get(&reference_key).await? {
+        Some(previous) => {
+            let previous_at = keys::be_u64(&previous).unwrap_or(0);
+            let previous_expiry = previous_at + UPLOAD_REFERENCE_LIFETIME.as_secs();
+            tx.clear(&keys::blob_upload_expiry(
+                previous_expiry,
+                digest,
+                account_id,
+            ))?;
+        }
+        None => tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, digest), 1)?,
+    }
+    let uploaded_at = unix_seconds(now);
+    tx.set(&reference_key, &uploaded_at.to_be_bytes())?;
+    let expires_at = uploaded_at + UPLOAD_REFERENCE_LIFETIME.as_secs();
+    tx.set(
+        &keys::blob_upload_expiry(expires_at, digest, account_id),
+        &[],
+    )
+}
+
+/// Links `hash` to `account_id` inside a commit: the blob now lives as long as the link.
+/// The account must already be able to read the blob (an upload or an earlier link).
+pub async fn link(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    hash: &BlobHash,
+) -> Result<(), BlobError> {
+    if !may_read(tx, account_id, hash, SystemTime::now()).await? {
+        return Err(BlobError::not_found());
+    }
+    tx.atomic_add(&keys::account_blob_link(account_id, hash.as_bytes()), 1)?;
+    tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, hash.as_bytes()), 1)?;
+    Ok(())
+}
+
+/// Drops one link of `hash` from `account_id` inside a commit; the collector deletes the blob
+/// once nothing references it.
+pub async fn unlink(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    hash: &BlobHash,
+) -> Result<(), BlobError> {
+    let link_key = keys::account_blob_link(account_id, hash.as_bytes());
+    let count = tx
+        .get(&link_key)
+        .await?
+        .map(|bytes| keys::le_i64(&bytes))
+        .unwrap_or(0);
+    if count <= 0 {
+        return Err(BlobError::not_found());
+    }
+    if count == 1 {
+        tx.clear(&link_key)?;
+    } else {
+        tx.set(&link_key, &(count - 1).to_le_bytes())?;
+    }
+    tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, hash.as_bytes()), -1)?;
+    tx.set(
+        &keys::blob_by_digest(BLOB_GC_CANDIDATE, hash.as_bytes()),
+        &[],
+    )?;
+    Ok(())
+}
+
+/// The blob store; cheap to clone.
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Store,
+}
+
+impl BlobStore {
+    pub fn new(store: Store) -> BlobStore {
+        BlobStore { store }
+    }
+
+    /// Stores the content of `body` for `account_id`, which gets an upload reference (see
+    /// [`UPLOAD_REFERENCE_LIFETIME`]). Refuses with `TooLarge` as soon as the body passes
+    /// `max_size` bytes. If the content already exists, the new chunks are deleted and the
+    /// existing blob is referenced instead.
+    pub async fn put_stream<S, E>(
+        &self,
+        account_id: u32,
+        body: S,
+        max_size: u64,
+    ) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let storage_id: u64 = rand::random();
+        let started = unix_seconds(SystemTime::now());
+        let pending_key = keys::blob_pending(storage_id);
+        self.store
+            .transact(|tx| {
+                let pending_key = pending_key.clone();
+                Box::pin(async move { tx.set(&pending_key, &started.to_be_bytes()) })
+            })
+            .await?;
+        let written = self.write_chunks(storage_id, body, max_size).await;
+        let (hash, size) = match written {
+            Ok(done) => done,
+            Err(error) => {
+                if let Err(cleanup) = self.discard_upload(storage_id).await {
+                    // The collector deletes them after the grace period.
+                    tracing::warn!(%cleanup, storage_id, "could not discard a failed upload");
+                }
+                return Err(error);
+            }
+        };
+        let dedup = self
+            .store
+            .transact(|tx| {
+                let pending_key = pending_key.clone();
+                Box::pin(async move {
+                    let meta_key = keys::blob_by_digest(BLOB_META, hash.as_bytes());
+                    let deduplicated = match read_meta(tx, &hash).await? {
+                        Some(existing) => {
+                            debug_assert_eq!(existing.size, size, "equal digests, equal sizes");
+                            tx.clear_range(&KeyRange::prefix(&keys::blob_chunk_prefix(
+                                storage_id,
+                            )))?;
+                            true
+                        }
+                        None => {
+                            tx.set(&meta_key, &BlobMeta { storage_id, size }.encode())?;
+                            false
+                        }
+                    };
+                    tx.clear(&pending_key)?;
+                    grant_upload_reference(tx, account_id, &hash, SystemTime::now()).await?;
+                    Ok(deduplicated)
+                })
+            })
+            .await?;
+        tracing::debug!(account_id, blob = %hash, size, dedup, "blob stored");
+        Ok(BlobInfo { id: hash, size })
+    }
+
+    /// Stores `content` (already in memory) as [`put_stream`](Self::put_stream) does.
+    pub async fn put(&self, account_id: u32, content: Bytes) -> Result<BlobInfo, BlobError> {
+        let body = futures_util::stream::iter([Ok::<Bytes, std::convert::Infallible>(content)]);
+        self.put_stream(account_id, body, u64::MAX).await
+    }
+
+    /// Writes the body's chunks under `storage_id` in batches; returns its digest and size.
+    async fn write_chunks<S, E>(
+        &self,
+        storage_id: u64,
+        body: S,
+        max_size: u64,
+    ) -> Result<(BlobHash, u64), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut next_index: u32 = 0;
+        let mut open_chunk: Vec<u8> = Vec::with_capacity(BLOB_CHUNK_BYTES);
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(CHUNKS_PER_WRITE);
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|error| {
+                BlobError::new(
+                    BlobErrorKind::Aborted,
+                    format!("upload body failed: {error}"),
+                )
+            })?;
+            size += piece.len() as u64;
+            if size > max_size {
+                return Err(BlobError::new(
+                    BlobErrorKind::TooLarge,
+                    format!("the blob exceeds the {max_size}-byte limit"),
+                ));
+            }
+            hasher.update(&piece);
+            let mut rest: &[u8] = &piece;
+            while !rest.is_empty() {
+                let take = rest.len().min(BLOB_CHUNK_BYTES - open_chunk.len());
+                open_chunk.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if open_chunk.len() == BLOB_CHUNK_BYTES {
+                    batch.push(std::mem::replace(
+                        &mut open_chunk,
+                        Vec::with_capacity(BLOB_CHUNK_BYTES),
+                    ));
+                    if batch.len() == CHUNKS_PER_WRITE {
+                        next_index = self
+                            .store_chunk_batch(storage_id, next_index, std::mem::take(&mut batch))
+                            .await?;
+                    }
+                }
+            }
+        }
+        if !open_chunk.is_empty() {
+            batch.push(open_chunk);
+        }
+        if !batch.is_empty() {
+            self.store_chunk_batch(storage_id, next_index, batch)
+                .await?;
+        }
+        Ok((BlobHash(hasher.finalize().into()), size))
+    }
+
+    /// Writes `batch` as chunks `first_index..`; returns the next chunk index.
+    async fn store_chunk_batch(
+        &self,
+        storage_id: u64,
+        first_index: u32,
+        batch: Vec<Vec<u8>>,
+    ) -> Result<u32, BlobError> {
+        let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        // Shared by every attempt of the transaction without copying the content.
+        let batch = std::sync::Arc::new(batch);
+        self.store
+            .transact(|tx| {
+                let batch = std::sync::Arc::clone(&batch);
+                Box::pin(async move {
+                    for (offset, chunk) in (0u32..).zip(batch.iter()) {
+                        tx.set(&keys::blob_chunk(storage_id, first_index + offset), chunk)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        first_index
+            .checked_add(count)
+            .ok_or_else(|| BlobError::new(BlobErrorKind::TooLarge, "the blob has too many chunks"))
+    }
+
+    async fn discard_upload(&self, storage_id: u64) -> Result<(), StoreError> {
+        self.store
+            .transact(|tx| {
+                Box::pin(async move {
+                    tx.clear_range(&KeyRange::prefix(&keys::blob_chunk_prefix(storage_id)))?;
+                    tx.clear(&keys::blob_pending(storage_id))
+                })
+            })
+            .await
+    }
+
+    /// The blob's size, if `account_id` may read it.
+    pub async fn info(&self, account_id: u32, hash: &BlobHash) -> Result<BlobInfo, BlobError> {
+        let meta = self.readable_meta(account_id, hash).await?;
+        Ok(BlobInfo {
+            id: *hash,
+            size: meta.size,
+        })
+    }
+
+    async fn readable_meta(&self, account_id: u32, hash: &BlobHash) -> Result<BlobMeta, BlobError> {
+        let hash = *hash;
+        let meta = self
+            .store
+            .read(move |tx| {
+                Box::pin(async move {
+                    if !may_read(tx, account_id, &hash, SystemTime::now()).await? {
+                        return Ok(None);
+                    }
+                    read_meta(tx, &hash).await
+                })
+            })
+            .await?;
+        meta.ok_or_else(BlobError::not_found)
+    }
+
+    /// Streams `byte_range` of the blob (clamped to its size; `0..u64::MAX` for all of it),
+    /// if `account_id` may read it.
+    pub async fn get(
+        &self,
+        account_id: u32,
+        hash: &BlobHash,
+        byte_range: Range<u64>,
+    ) -> Result<BlobDownload, BlobError> {
+        let meta = self.readable_meta(account_id, hash).await?;
+        let end = byte_range.end.min(meta.size);
+        let start = byte_range.start.min(end);
+        let chunk_bytes = BLOB_CHUNK_BYTES as u64;
+        let reader = ChunkReader {
+            store: self.store.clone(),
+            storage_id: meta.storage_id,
+            start,
+            end,
+            next_chunk: start / chunk_bytes,
+            end_chunk: end.div_ceil(chunk_bytes),
+            ready: VecDeque::new(),
+        };
+        let stream = futures_util::stream::unfold(reader, |mut reader| async move {
+            match reader.next_piece().await {
+                Ok(Some(piece)) => Some((Ok(piece), reader)),
+                Ok(None) => None,
+                Err(error) => {
+                    // End the stream after reporting the error.
+                    reader.next_chunk = reader.end_chunk;
+                    reader.ready.clear();
+                    Some((Err(error), reader))
+                }
+            }
+        });
+        Ok(BlobDownload {
+            size: meta.size,
+            range: start..end,
+            stream: Box::pin(stream),
+        })
+    }
+
+    /// The whole blob in memory, for content the caller must parse anyway; refuses blobs over
+    /// `max_size` with `TooLarge`.
+    pub async fn read_to_vec(
+        &self,
+        account_id: u32,
+        hash: &BlobHash,
+        max_size: u64,
+    ) -> Result<Vec<u8>, BlobError> {
+        let download = self.get(account_id, hash, 0..u64::MAX).await?;
+        if download.size > max_size {
+            return Err(BlobError::new(
+                BlobErrorKind::TooLarge,
+                format!("the blob exceeds the {max_size}-byte limit"),
+            ));
+        }
+        let mut content = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
+        let mut stream = download.stream;
+        while let Some(piece) = stream.next().await {
+            content.extend_from_slice(&piece?);
+        }
+        Ok(content)
+    }
+
+    /// Blob/copy (RFC 8620 §6.3): gives `to_account` an upload reference to a blob that
+    /// `from_account` may read.
+    pub async fn copy(
+        &self,
+        from_account: u32,
+        to_account: u32,
+        hash: &BlobHash,
+    ) -> Result<BlobInfo, BlobError> {
+        let hash = *hash;
+        let size = self
+            .store
+            .transact(|tx| {
+                Box::pin(async move {
+                    if !may_read(tx, from_account, &hash, SystemTime::now()).await? {
+                        return Ok(None);
+                    }
+                    let Some(meta) = read_meta(tx, &hash).await? else {
+                        return Ok(None);
+                    };
+                    grant_upload_reference(tx, to_account, &hash, SystemTime::now()).await?;
+                    Ok(Some(meta.size))
+                })
+            })
+            .await?
+            .ok_or_else(BlobError::not_found)?;
+        Ok(BlobInfo { id: hash, size })
+    }
+
+    /// Deletes unreferenced blobs, expired upload references and the chunks of uploads that
+    /// never finished, as of now.
+    pub async fn gc(&self) -> Result<GcReport, BlobError> {
+        self.gc_as_of(SystemTime::now()).await
+    }
+
+    /// [`gc`](Self::gc) as if the clock read `now` (tests, and operators catching up).
+    pub async fn gc_as_of(&self, now: SystemTime) -> Result<GcReport, BlobError> {
+        let mut report = GcReport {
+            expired_upload_references: self.expire_upload_references(now).await?,
+            ..GcReport::default()
+        };
+        report.deleted_blobs = self.collect_candidates().await?;
+        report.interrupted_uploads = self.clear_interrupted_uploads(now).await?;
+        tracing::info!(
+            expired_upload_references = report.expired_upload_references,
+            deleted_blobs = report.deleted_blobs,
+            interrupted_uploads = report.interrupted_uploads,
+            "blob garbage collection done"
+        );
+        Ok(report)
+    }
+
+    async fn expire_upload_references(&self, now: SystemTime) -> Result<u64, BlobError> {
+        let now_seconds = unix_seconds(now);
+        let section = keys::blob_section(BLOB_UPLOAD_EXPIRY);
+        let due = KeyRange {
+            begin: section.clone(),
+            end: keys::KeyBuilder::new(keys::SUBSPACE_BLOB)
+                .u8(BLOB_UPLOAD_EXPIRY)
+                .u64(now_seconds.saturating_add(1))
+                .build(),
+        };
+        let mut expired_total = 0u64;
+        loop {
+            let (handled, expired) = self
+                .store
+                .transact(|tx| {
+                    let due = due.clone();
+                    let prefix_length = section.len();
+                    Box::pin(async move {
+                        let entries = tx.get_range(&due, gc_page()).await?;
+                        let mut expired = 0u64;
+                        for (key, _) in &entries {
+                            tx.clear(key)?;
+                            let Some((hash, account_id)) =
+                                parse_expiry_suffix(&key[prefix_length..])
+                            else {
+                                continue;
+                            };
+                            let reference_key = keys::blob_upload_ref(hash.as_bytes(), account_id);
+                            let Some(uploaded_at) = tx.get(&reference_key).await? else {
+                                continue;
+                            };
+                            let uploaded_at = keys::be_u64(&uploaded_at).unwrap_or(0);
+                            if uploaded_at + UPLOAD_REFERENCE_LIFETIME.as_secs() > now_seconds {
+                                continue;
+                            }
+                            tx.clear(&reference_key)?;
+                            let digest = hash.as_bytes();
+                            tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, digest), -1)?;
+                            tx.set(&keys::blob_by_digest(BLOB_GC_CANDIDATE, digest), &[])?;
+                            expired += 1;
+                        }
+                        Ok((entries.len(), expired))
+                    })
+                })
+                .await?;
+            expired_total += expired;
+            if handled < GC_BATCH {
+                return Ok(expired_total);
+            }
+        }
+    }
+
+    async fn collect_candidates(&self) -> Result<u64, BlobError> {
+        let section = KeyRange::prefix(&keys::blob_section(BLOB_GC_CANDIDATE));
+        let mut deleted_total = 0u64;
+        loop {
+            let (handled, deleted) = self
+                .store
+                .transact(|tx| {
+                    let section = section.clone();
+                    Box::pin(async move {
+                        let candidates = tx.get_range(&section, gc_page()).await?;
+                        let mut deleted = 0u64;
+                        for (key, _) in &candidates {
+                            tx.clear(key)?;
+                            let Some(hash) = key
+                                .get(section.begin.len()..)
+                                .and_then(|digest| <[u8; 32]>::try_from(digest).ok())
+                                .map(BlobHash)
+                            else {
+                                continue;
+                            };
+                            let refcount_key = keys::blob_by_digest(BLOB_REFCOUNT, hash.as_bytes());
+                            let references = tx
+                                .get(&refcount_key)
+                                .await?
+                                .map(|count| keys::le_i64(&count));
+                            if references.is_some_and(|count| count > 0) {
+                                continue;
+                            }
+                            if let Some(meta) = read_meta(tx, &hash).await? {
+                                tx.clear_range(&KeyRange::prefix(&keys::blob_chunk_prefix(
+                                    meta.storage_id,
+                                )))?;
+                                tx.clear(&keys::blob_by_digest(BLOB_META, hash.as_bytes()))?;
+                                deleted += 1;
+                            }
+                            tx.clear(&refcount_key)?;
+                        }
+                        Ok((candidates.len(), deleted))
+                    })
+                })
+                .await?;
+            deleted_total += deleted;
+            if handled < GC_BATCH {
+                return Ok(deleted_total);
+            }
+        }
+    }
+
+    async fn clear_interrupted_uploads(&self, now: SystemTime) -> Result<u64, BlobError> {
+        let section = KeyRange::prefix(&keys::blob_section(BLOB_PENDING));
+        let cutoff = unix_seconds(now).saturating_sub(INTERRUPTED_UPLOAD_GRACE.as_secs());
+        let mut cleared_total = 0u64;
+        let mut resume_from = section.begin.clone();
+        loop {
+            let page = KeyRange {
+                begin: resume_from.clone(),
+                end: section.end.clone(),
+            };
+            let (last_key, handled, cleared) = self
+                .store
+                .transact(|tx| {
+                    let page = page.clone();
+                    let prefix_length = section.begin.len();
+                    Box::pin(async move {
+                        let pending = tx.get_range(&page, gc_page()).await?;
+                        let mut cleared = 0u64;
+                        for (key, started) in &pending {
+                            let started_at = keys::be_u64(started).unwrap_or(0);
+                            let Some(storage_id) = keys::be_u64(&key[prefix_length..]) else {
+                                continue;
+                            };
+                            if started_at > cutoff {
+                                continue;
+                            }
+                            tx.clear_range(&KeyRange::prefix(&keys::blob_chunk_prefix(
+                                storage_id,
+                            )))?;
+                            tx.clear(key)?;
+                            cleared += 1;
+                        }
+                        let last_key = pending.last().map(|(key, _)| key.clone());
+                        Ok((last_key, pending.len(), cleared))
+                    })
+                })
+                .await?;
+            cleared_total += cleared;
+            match last_key {
+                Some(last_key) if handled >= GC_BATCH => {
+                    resume_from = last_key;
+                    resume_from.push(0x00);
+                }
+                _ => return Ok(cleared_total),
+            }
+        }
+    }
+}
+
+fn gc_page() -> RangeOptions {
+    RangeOptions {
+        limit: GC_BATCH,
+        reverse: false,
+    }
+}
+
+/// `sha256, account_id` after the `expires_at` of a `BLOB_UPLOAD_EXPIRY` key's section.
+fn parse_expiry_suffix(suffix: &[u8]) -> Option<(BlobHash, u32)> {
+    let digest = <[u8; 32]>::try_from(suffix.get(8..40)?).ok()?;
+    let account_id = u32::from_be_bytes(suffix.get(40..44)?.try_into().ok()?);
+    Some((BlobHash(digest), account_id))
+}
+
+/// Reads a download's chunks a batch at a time, each batch in its own short transaction.
+struct ChunkReader {
+    store: Store,
+    storage_id: u64,
+    start: u64,
+    end: u64,
+    next_chunk: u64,
+    end_chunk: u64,
+    ready: VecDeque<Bytes>,
+}
+
+impl ChunkReader {
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, BlobError> {
+        if self.ready.is_empty() && self.next_chunk < self.end_chunk {
+            self.read_batch().await?;
+        }
+        Ok(self.ready.pop_front())
+    }
+
+    async fn read_batch(&mut self) -> Result<(), BlobError> {
+        let first = self.next_chunk;
+        let stop = self.end_chunk.min(first + CHUNKS_PER_READ as u64);
+        let chunk_index = |index: u64| {
+            u32::try_from(index).map_err(|_| StoreError::corrupt("blob chunk index overflow"))
+        };
+        let range = KeyRange {
+            begin: keys::blob_chunk(self.storage_id, chunk_index(first)?),
+            end: keys::blob_chunk(self.storage_id, chunk_index(stop)?),
+        };
+        let chunks = self
+            .store
+            .read(move |tx| {
+                Box::pin(async move { tx.get_range(&range, RangeOptions::default()).await })
+            })
+            .await?;
+        if chunks.len() as u64 != stop - first {
+            return Err(BlobError::from(StoreError::corrupt(format!(
+                "blob chunks {first}..{stop} of storage {} are missing",
+                self.storage_id
+            ))));
+        }
+        let chunk_bytes = BLOB_CHUNK_BYTES as u64;
+        for (index, (_, chunk)) in (first..stop).zip(chunks) {
+            let chunk_start = index * chunk_bytes;
+            let from = self
+                .start
+                .saturating_sub(chunk_start)
+                .min(chunk.len() as u64);
+            let to = (self.end - chunk_start).min(chunk.len() as u64);
+            let piece = Bytes::from(chunk).slice(from as usize..to as usize);
+            if !piece.is_empty() {
+                self.ready.push_back(piece);
+            }
+        }
+        self.next_chunk = stop;
+        Ok(())
     }
 }

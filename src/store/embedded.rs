@@ -35,6 +35,9 @@ use tokio::sync::oneshot;
 
 use self::committer::{CommitRequest, CommitShared, CommitterMessage, run_committer};
 use self::write_buffer::{BufferedLookup, PendingWrite, WriteBuffer, add_to_value, key_after};
+/// Limit checks shared with the FoundationDB backend, which reports them the same way.
+#[cfg_attr(not(feature = "foundationdb"), allow(unused_imports))]
+pub(crate) use self::write_buffer::{check_value, check_writable_key};
 use super::keys::{FORMAT_VERSION, META_FORMAT_VERSION};
 use super::{
     Backend, BoxFuture, KeyRange, KeyValue, MAX_TRANSACTION_AGE, MAX_TRANSACTION_BYTES,

@@ -60,18 +60,31 @@ pub const ACCT_TYPE_STATE: u8 = 0x05;
 pub const ACCT_CHANGES_FLOOR: u8 = 0x06;
 /// `..., ACCT_NEXT_ID, data_type: u8` → u64 LE counter of object ids.
 pub const ACCT_NEXT_ID: u8 = 0x07;
-/// `..., ACCT_BLOB_LINK, sha256: 32 bytes` → u64 LE count of this account's references.
+/// `..., ACCT_BLOB_LINK, sha256: 32 bytes` → i64 LE count of this account's references (links
+/// made by commits; see `blob::link`).
 pub const ACCT_BLOB_LINK: u8 = 0x08;
 
-// Blob sections: `BLOB, section, sha256: 32 bytes, ...`.
+// Blob sections: `BLOB, section, ...`. Digests are SHA-256, 32 raw bytes.
 /// `BLOB, BLOB_CHUNK, storage_id: u64, chunk_index: u32` → at most `MAX_VALUE_BYTES` of
 /// content. Chunks are keyed by a storage id, not the digest, because the digest is known only
 /// after a streamed upload ends; `BLOB_META` maps the digest to the storage id.
 pub const BLOB_CHUNK: u8 = 0x01;
-/// `BLOB, BLOB_META, sha256` → blob metadata (storage id, size).
+/// `BLOB, BLOB_META, sha256` → blob metadata: `0x01, storage_id: u64 BE, size: u64 BE`.
 pub const BLOB_META: u8 = 0x02;
-/// `BLOB, BLOB_REFCOUNT, sha256` → i64 LE reference count (atomic add).
+/// `BLOB, BLOB_REFCOUNT, sha256` → i64 LE (atomic add): account links plus live upload
+/// references. A blob whose count reaches 0 is collected.
 pub const BLOB_REFCOUNT: u8 = 0x03;
+/// `BLOB, BLOB_UPLOAD_REF, sha256, account_id: u32` → uploaded_at: u64 BE unix seconds. The
+/// temporary reference an upload (or Blob/copy) gives an account; it expires 24 h later.
+pub const BLOB_UPLOAD_REF: u8 = 0x04;
+/// `BLOB, BLOB_UPLOAD_EXPIRY, expires_at: u64 BE, sha256, account_id: u32` → (): the garbage
+/// collector's index of upload references by expiry time.
+pub const BLOB_UPLOAD_EXPIRY: u8 = 0x05;
+/// `BLOB, BLOB_GC_CANDIDATE, sha256` → (): a blob whose count dropped; the collector checks it.
+pub const BLOB_GC_CANDIDATE: u8 = 0x06;
+/// `BLOB, BLOB_PENDING, storage_id: u64` → started_at: u64 BE unix seconds: an upload in
+/// progress. Its chunks are orphans if the entry outlives the upload grace period.
+pub const BLOB_PENDING: u8 = 0x07;
 
 /// Builds keys by appending typed components in the encodings above.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,6 +162,66 @@ pub fn object(account_id: u32, data_type: u8, id: u64) -> Vec<u8> {
         .u8(data_type)
         .u64(id)
         .build()
+}
+
+pub fn account_blob_link(account_id: u32, digest: &[u8; 32]) -> Vec<u8> {
+    account_prefix(account_id)
+        .u8(ACCT_BLOB_LINK)
+        .raw(digest)
+        .build()
+}
+
+/// `BLOB, BLOB_CHUNK, storage_id` — the prefix of every chunk of one stored blob.
+pub fn blob_chunk_prefix(storage_id: u64) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB)
+        .u8(BLOB_CHUNK)
+        .u64(storage_id)
+        .build()
+}
+
+pub fn blob_chunk(storage_id: u64, chunk_index: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB)
+        .u8(BLOB_CHUNK)
+        .u64(storage_id)
+        .u32(chunk_index)
+        .build()
+}
+
+/// `BLOB, section, sha256` keys (`BLOB_META`, `BLOB_REFCOUNT`, `BLOB_GC_CANDIDATE`).
+pub fn blob_by_digest(section: u8, digest: &[u8; 32]) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB)
+        .u8(section)
+        .raw(digest)
+        .build()
+}
+
+pub fn blob_upload_ref(digest: &[u8; 32], account_id: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB)
+        .u8(BLOB_UPLOAD_REF)
+        .raw(digest)
+        .u32(account_id)
+        .build()
+}
+
+pub fn blob_upload_expiry(expires_at: u64, digest: &[u8; 32], account_id: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB)
+        .u8(BLOB_UPLOAD_EXPIRY)
+        .u64(expires_at)
+        .raw(digest)
+        .u32(account_id)
+        .build()
+}
+
+pub fn blob_pending(storage_id: u64) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB)
+        .u8(BLOB_PENDING)
+        .u64(storage_id)
+        .build()
+}
+
+/// `BLOB, section` — the prefix of one blob section.
+pub fn blob_section(section: u8) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_BLOB).u8(section).build()
 }
 
 /// Decodes a big-endian u64 stored value or key suffix.

@@ -87,6 +87,17 @@ pub(crate) fn check_writable_key(key: &[u8]) -> StoreResult<()> {
     Ok(())
 }
 
+/// FoundationDB's value rule: at most [`MAX_VALUE_BYTES`].
+pub(crate) fn check_value(value: &[u8]) -> StoreResult<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(limit_error(format!(
+            "value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 impl WriteBuffer {
     pub(crate) fn is_empty(&self) -> bool {
         self.writes.is_empty() && self.cleared_ranges.is_empty()
@@ -109,12 +120,7 @@ impl WriteBuffer {
 
     pub(crate) fn set(&mut self, key: &[u8], value: &[u8]) -> StoreResult<()> {
         check_writable_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(limit_error(format!(
-                "value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
-                value.len()
-            )));
-        }
+        check_value(value)?;
         self.charge(key.len() + value.len())?;
         self.writes
             .insert(key.to_vec(), PendingWrite::Set(value.to_vec()));
