@@ -33,6 +33,7 @@ use crate::http::admin::{AdminFile, AdminState, serve_admin_request};
 use crate::http::listener::{self, Handler};
 use crate::http::{AppState, serve_request};
 use crate::jmap::{Engine, SessionUrls};
+use crate::store::blob::BlobStore;
 use crate::store::embedded::EmbeddedBackend;
 use crate::store::{Store, StoreErrorKind};
 
@@ -269,7 +270,8 @@ impl Server {
             config.auth.failed_login_burst,
             Duration::from_secs(config.auth.failed_login_refill_seconds),
         );
-        let state = Arc::new(AppState::new(&config, engine.clone(), authenticator));
+        let blobs = BlobStore::new(store.clone());
+        let state = Arc::new(AppState::new(&config, engine.clone(), authenticator, blobs));
         let handler: Handler = Arc::new(move |request, remote| {
             Box::pin(serve_request(Arc::clone(&state), request, remote))
         });

@@ -1,28 +1,291 @@
-//! Upload and download (RFC 8620 §6.1, §6.2). WIP: waiting for `store::blob::BlobStore`.
+//! Upload (RFC 8620 §6.1) and download (§6.2): both streamed through the blob store, never
+//! holding a whole blob in memory.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use futures_util::TryStreamExt as _;
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, HeaderValue, IF_NONE_MATCH, IF_RANGE, RANGE,
+};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyDataStream, BodyExt as _, StreamBody};
+use hyper::body::{Frame, Incoming};
+use percent_encoding::percent_decode_str;
+use serde_json::json;
 
-use super::AppState;
-use super::response::{ResponseBody, problem};
+use super::download_headers::{RangeRequest, content_disposition, media_type, parse_range};
+use super::response::{BoxError, ResponseBody, empty_body, json_response, limit_problem, problem};
+use super::{AppState, declared_length};
 use crate::auth::Principal;
+use crate::jmap::types::{AccountId, BlobId};
+use crate::store::blob::{BlobError, BlobErrorKind, BlobHash};
+
+/// The account of a URL, if the principal may use it. Another account's id answers exactly
+/// like a nonexistent one (RFC 8620 §1.6.2 isolation).
+fn accessible_account(principal: &Principal, text: &str) -> Option<AccountId> {
+    let account = AccountId::parse(text).ok()?;
+    principal.may_access(account.number()).then_some(account)
+}
+
+fn account_not_found() -> Response<ResponseBody> {
+    problem(StatusCode::NOT_FOUND, "no such account")
+}
+
+fn blob_not_found() -> Response<ResponseBody> {
+    problem(StatusCode::NOT_FOUND, "no such blob")
+}
+
+fn store_failure(error: &BlobError) -> Response<ResponseBody> {
+    tracing::error!(%error, "blob store failure");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the blob store is unavailable; retry later",
+    )
+}
 
 pub(super) async fn upload(
-    _state: &AppState,
-    _principal: &Principal,
-    _account: &str,
-    _request: Request<Incoming>,
+    state: &AppState,
+    principal: &Principal,
+    account: &str,
+    request: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    problem(StatusCode::NOT_IMPLEMENTED, "upload is not available yet")
+    let Some(account) = accessible_account(principal, account) else {
+        return account_not_found();
+    };
+    let limits = state.engine.limits();
+    // RFC 8620 §2 maxConcurrentUpload, per account.
+    let Some(_slot) = state.upload_slots.try_acquire(account.number()) else {
+        return limit_problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "maxConcurrentUpload",
+            &format!(
+                "at most {} concurrent uploads per account",
+                limits.max_concurrent_upload
+            ),
+        );
+    };
+    let too_large = || {
+        limit_problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "maxSizeUpload",
+            &format!("the upload is larger than {} bytes", limits.max_size_upload),
+        )
+    };
+    // Refused before reading when the client says its size; the store aborts the stream
+    // itself the moment it passes the limit otherwise.
+    if declared_length(request.headers()).is_some_and(|length| length > limits.max_size_upload) {
+        return too_large();
+    }
+    // RFC 8620 §6.1: `type` is the Content-Type of the upload request.
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|text| media_type(Some(text)))
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let body = BodyDataStream::new(request.into_body());
+    let stored = state
+        .blobs
+        .put_stream(account.number(), body, limits.max_size_upload)
+        .await;
+    let info = match stored {
+        Ok(info) => info,
+        Err(error) => {
+            return match error.kind {
+                BlobErrorKind::TooLarge => too_large(),
+                BlobErrorKind::Aborted => problem(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the upload body could not be read: {}", error.message),
+                ),
+                BlobErrorKind::NotFound | BlobErrorKind::Store => store_failure(&error),
+            };
+        }
+    };
+    let blob_id = BlobId::from_digest(*info.id.as_bytes());
+    // RFC 8620 §6.1: 201 with accountId, blobId, type and size.
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "accountId": account.to_string(),
+            "blobId": blob_id.to_string(),
+            "type": content_type,
+            "size": info.size,
+        }),
+    )
+}
+
+/// The raw value of query parameter `name` (percent-decoded; `+` is kept, as RFC 6570
+/// expansion of the download template never produces it for a space).
+fn query_parameter(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode_str(value).decode_utf8_lossy().into_owned())
+    })
+}
+
+/// Whether an `If-None-Match` / `If-Range` value names `etag` (RFC 9110 §13.1.2 weak
+/// comparison for If-None-Match).
+fn etag_listed(header: Option<&HeaderValue>, etag: &str) -> bool {
+    let Some(text) = header.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    text.split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
 }
 
 pub(super) async fn download(
-    _state: &AppState,
-    _principal: &Principal,
-    _account: &str,
-    _blob: &str,
-    _name: &str,
-    _request: &Request<Incoming>,
+    state: &AppState,
+    principal: &Principal,
+    account: &str,
+    blob: &str,
+    name: &str,
+    request: &Request<Incoming>,
 ) -> Response<ResponseBody> {
-    problem(StatusCode::NOT_IMPLEMENTED, "download is not available yet")
+    let Some(account) = accessible_account(principal, account) else {
+        return account_not_found();
+    };
+    let Ok(blob_id) = BlobId::parse(blob) else {
+        return blob_not_found();
+    };
+    let hash = BlobHash(*blob_id.digest());
+    let name = percent_decode_str(name).decode_utf8_lossy().into_owned();
+    let content_type = media_type(query_parameter(request.uri().query(), "type").as_deref());
+    let info = match state.blobs.info(account.number(), &hash).await {
+        Ok(info) => info,
+        Err(error) if error.kind == BlobErrorKind::NotFound => return blob_not_found(),
+        Err(error) => return store_failure(&error),
+    };
+    // Content-addressed: the blob id is a perfect strong validator, and the bytes never change.
+    let etag = format!("\"{blob_id}\"");
+    let headers = request.headers();
+    if etag_listed(headers.get(IF_NONE_MATCH), &etag) {
+        let mut response = Response::new(empty_body());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        insert_header(&mut response, ETAG, &etag);
+        return response;
+    }
+    let range_header = headers.get(RANGE).and_then(|value| value.to_str().ok());
+    // RFC 9110 §13.1.5: a Range with a stale If-Range gets the whole representation.
+    let range_applies =
+        headers.get(IF_RANGE).is_none() || etag_listed(headers.get(IF_RANGE), &etag);
+    let range = if range_applies {
+        parse_range(range_header, info.size)
+    } else {
+        RangeRequest::Full
+    };
+    let (status, byte_range) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0..info.size),
+        RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start..end + 1),
+        RangeRequest::Unsatisfiable => {
+            let mut response = problem(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "the requested range is outside the blob",
+            );
+            insert_header(
+                &mut response,
+                CONTENT_RANGE,
+                &format!("bytes */{}", info.size),
+            );
+            return response;
+        }
+    };
+    let length = byte_range.end - byte_range.start;
+    let body = if request.method() == Method::HEAD {
+        empty_body()
+    } else {
+        match state
+            .blobs
+            .get(account.number(), &hash, byte_range.clone())
+            .await
+        {
+            Ok(download) => {
+                let frames = download
+                    .stream
+                    .map_ok(Frame::data)
+                    .map_err(|error| Box::new(error) as BoxError);
+                StreamBody::new(frames).boxed_unsync()
+            }
+            Err(error) if error.kind == BlobErrorKind::NotFound => return blob_not_found(),
+            Err(error) => return store_failure(&error),
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    insert_header(&mut response, CONTENT_TYPE, &content_type);
+    insert_header(
+        &mut response,
+        CONTENT_DISPOSITION,
+        &content_disposition(&name),
+    );
+    insert_header(&mut response, CONTENT_LENGTH, &length.to_string());
+    insert_header(&mut response, ACCEPT_RANGES, "bytes");
+    insert_header(&mut response, ETAG, &etag);
+    insert_header(
+        &mut response,
+        CACHE_CONTROL,
+        "private, immutable, max-age=31536000",
+    );
+    insert_header(
+        &mut response,
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        "nosniff",
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        insert_header(
+            &mut response,
+            CONTENT_RANGE,
+            &format!(
+                "bytes {}-{}/{}",
+                byte_range.start,
+                byte_range.end.saturating_sub(1),
+                info.size
+            ),
+        );
+    }
+    response
+}
+
+/// Sets a header computed from validated parts; a value that still is not a valid header
+/// (it cannot happen with the builders above) is dropped rather than failing the response.
+fn insert_header(response: &mut Response<ResponseBody>, name: http::HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(value) => {
+            response.headers_mut().insert(name, value);
+        }
+        Err(_) => debug_assert!(false, "invalid {name} header value {value:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters() {
+        assert_eq!(
+            query_parameter(Some("type=text%2Fplain&x=1"), "type").as_deref(),
+            Some("text/plain")
+        );
+        assert_eq!(query_parameter(Some("x=1"), "type"), None);
+        assert_eq!(query_parameter(None, "type"), None);
+    }
+
+    #[test]
+    fn etags() {
+        let etag = "\"Gab\"";
+        assert!(etag_listed(
+            Some(&HeaderValue::from_static("\"Gab\"")),
+            etag
+        ));
+        assert!(etag_listed(
+            Some(&HeaderValue::from_static("W/\"Gab\", \"x\"")),
+            etag
+        ));
+        assert!(etag_listed(Some(&HeaderValue::from_static("*")), etag));
+        assert!(!etag_listed(
+            Some(&HeaderValue::from_static("\"Gac\"")),
+            etag
+        ));
+        assert!(!etag_listed(None, etag));
+    }
 }

@@ -34,6 +34,7 @@ use tracing::Instrument;
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::jmap::Engine;
+use crate::store::blob::BlobStore;
 pub use cors::Cors;
 use response::{ResponseBody, auth_problem, jmap_problem, json_response, limit_problem, problem};
 use slots::AccountSlots;
@@ -42,17 +43,24 @@ use slots::AccountSlots;
 pub struct AppState {
     pub engine: Engine,
     pub authenticator: Authenticator,
+    pub blobs: BlobStore,
     cors: Cors,
     request_slots: Arc<AccountSlots>,
     upload_slots: Arc<AccountSlots>,
 }
 
 impl AppState {
-    pub fn new(config: &Config, engine: Engine, authenticator: Authenticator) -> AppState {
+    pub fn new(
+        config: &Config,
+        engine: Engine,
+        authenticator: Authenticator,
+        blobs: BlobStore,
+    ) -> AppState {
         let limits = engine.limits().clone();
         AppState {
             engine,
             authenticator,
+            blobs,
             cors: Cors::new(&config.cors),
             request_slots: AccountSlots::new(limits.max_concurrent_requests),
             upload_slots: AccountSlots::new(limits.max_concurrent_upload),
