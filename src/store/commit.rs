@@ -284,6 +284,13 @@ pub async fn read_account_version(tx: &mut dyn Transaction, account_id: u32) -> 
     read_u64(tx, &account_version(account_id)).await
 }
 
+/// Resolves after a later commit changes the account: how push learns of changes from any
+/// writer, on this node or (with FoundationDB watches) on another. Read the states after it
+/// fires; several commits may have happened in between.
+pub fn watch_account(store: &Store, account_id: u32) -> BoxFuture<'static, StoreResult<()>> {
+    store.watch(&account_version(account_id))
+}
+
 /// Every type's current state, for push (`StateChange.changed`).
 pub async fn read_all_states(
     tx: &mut dyn Transaction,
@@ -439,9 +446,22 @@ pub async fn prune_changes(
 pub mod suite {
     use super::*;
 
+    /// The suite also runs against a persistent FoundationDB cluster: start from an empty account.
+    async fn reset_account(store: &Store, account_id: u32) {
+        store
+            .transact(|tx| {
+                Box::pin(async move {
+                    tx.clear_range(&KeyRange::prefix(&account_prefix(account_id).build()))
+                })
+            })
+            .await
+            .expect("reset account");
+    }
+
     /// Commits with recorded changes bump the version and states; reads collapse per id.
     pub async fn change_log_round_trip(store: &Store) {
         let account_id = 9_001;
+        reset_account(store, account_id).await;
         let empty = commit_account(store, account_id, |_tx, _changes| {
             Box::pin(async move { Ok(()) })
         })
@@ -518,6 +538,7 @@ pub mod suite {
     /// Pruning moves the floor: older states can no longer be served.
     pub async fn change_log_pruning(store: &Store) {
         let account_id = 9_002;
+        reset_account(store, account_id).await;
         for _ in 0..3 {
             commit_account(store, account_id, |tx, changes| {
                 Box::pin(async move {
@@ -547,9 +568,46 @@ pub mod suite {
         assert_eq!(kept.created, vec![3]);
     }
 
+    /// A watch on the account fires after a commit that changed it, and not for another
+    /// account's commit or a commit without changes.
+    pub async fn account_watch_fires_after_commit(store: &Store) {
+        let account_id = 9_004;
+        let other_account_id = 9_005;
+        reset_account(store, account_id).await;
+        let watch = watch_account(store, account_id);
+        let watch = tokio::spawn(watch);
+        commit_account(store, other_account_id, |_tx, changes| {
+            Box::pin(async move {
+                changes.created(DataType::Test, 1);
+                Ok(())
+            })
+        })
+        .await
+        .expect("other account commit");
+        commit_account(store, account_id, |_tx, _changes| Box::pin(async move { Ok(()) }))
+            .await
+            .expect("empty commit");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!watch.is_finished(), "watch fired without a change to its account");
+        commit_account(store, account_id, |_tx, changes| {
+            Box::pin(async move {
+                changes.created(DataType::Test, 1);
+                Ok(())
+            })
+        })
+        .await
+        .expect("commit");
+        tokio::time::timeout(std::time::Duration::from_secs(5), watch)
+            .await
+            .expect("watch fired in time")
+            .expect("join")
+            .expect("watch ok");
+    }
+
     /// Concurrent commits to one account serialize: every version is used exactly once.
     pub async fn concurrent_commits_serialize(store: &Store) {
         let account_id = 9_003;
+        reset_account(store, account_id).await;
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let store = store.clone();
