@@ -392,6 +392,17 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
                         config.server.data_dir.display()
                     ),
                 },
+                StartErrorKind::PortInUse => {
+                    match AdminClient::connect(&config.server.data_dir).await {
+                        Ok(client) => format!(
+                            "{} (a Tern server, pid {}, already serves data directory {})",
+                            error.message,
+                            client.server_pid(),
+                            config.server.data_dir.display()
+                        ),
+                        Err(_) => error.message,
+                    }
+                }
                 _ => error.message,
             };
             telemetry.shutdown().await;

@@ -77,6 +77,13 @@ pub const DEMO_EMAILS: [&str; 2] = ["alice@example.test", "bob@example.test"];
 
 pub struct Server;
 
+/// The bound sockets of a server being started.
+struct Listeners {
+    http: TcpListener,
+    admin: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 /// A started server. Dropping it without [`RunningServer::shutdown`] stops serving only when
 /// the runtime ends; call `shutdown` for a clean stop.
 pub struct RunningServer {
@@ -178,6 +185,13 @@ impl Server {
             ),
             _ => None,
         };
+        // Listeners first: a taken port is reported before the store is touched.
+        let http_listener = bind(config.server.http, "JMAP HTTP listener").await?;
+        let admin_listener = if config.admin.enabled {
+            Some(bind(config.admin.addr, "admin endpoint").await?)
+        } else {
+            None
+        };
         let data_dir = config.server.data_dir.clone();
         let store = open_store(&data_dir).await.map_err(|error| {
             let kind = if error.kind == StoreErrorKind::Locked {
@@ -187,7 +201,12 @@ impl Server {
             };
             StartError::new(kind, error.message)
         })?;
-        match Server::start_on_store(config, store.clone(), tls).await {
+        let listeners = Listeners {
+            http: http_listener,
+            admin: admin_listener,
+            tls,
+        };
+        match Server::start_on_store(config, store.clone(), listeners).await {
             Ok(running) => Ok(running),
             Err(error) => {
                 if let Err(close_error) = store.close().await {
@@ -201,15 +220,19 @@ impl Server {
     async fn start_on_store(
         config: Config,
         store: Store,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        listeners: Listeners,
     ) -> Result<RunningServer, StartError> {
+        let Listeners {
+            http: http_listener,
+            admin: admin_listener,
+            tls,
+        } = listeners;
         let data_dir = config.server.data_dir.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let directory = Directory::with_cache_ttl(
             store.clone(),
             Duration::from_secs(config.auth.credential_cache_seconds),
         );
-        let http_listener = bind(config.server.http, "JMAP HTTP listener").await?;
         let http_addr = http_listener
             .local_addr()
             .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
@@ -232,8 +255,7 @@ impl Server {
 
         let mut admin_addr = None;
         let mut admin_file = None;
-        if config.admin.enabled {
-            let admin_listener = bind(config.admin.addr, "admin endpoint").await?;
+        if let Some(admin_listener) = admin_listener {
             let bound = admin_listener
                 .local_addr()
                 .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
