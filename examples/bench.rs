@@ -309,7 +309,9 @@ async fn discover(options: &Options) -> Result<Target, String> {
 
 const ECHO_BODY: &str = r#"{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{"hello":true,"high":5},"b3ff"]]}"#;
 
-async fn echo_once(connection: &mut Connection, target: &Target) -> Result<(), String> {
+/// Sends one Core/echo; answers the HTTP status (200 with a Core/echo body, or 429 when the
+/// server refused it for maxConcurrentRequests). Anything else is an error.
+async fn echo_status(connection: &mut Connection, target: &Target) -> Result<u16, String> {
     let request = build_request(
         "POST",
         &target.api,
@@ -319,13 +321,21 @@ async fn echo_once(connection: &mut Connection, target: &Target) -> Result<(), S
         Bytes::from_static(ECHO_BODY.as_bytes()),
     )?;
     let (status, body) = connection.exchange(request).await?;
-    if status != 200 || !body.windows(9).any(|window| window == b"Core/echo") {
-        return Err(format!(
+    match status {
+        200 if body.windows(9).any(|window| window == b"Core/echo") => Ok(200),
+        429 => Ok(429),
+        _ => Err(format!(
             "Core/echo answered HTTP {status}: {}",
             String::from_utf8_lossy(&body)
-        ));
+        )),
     }
-    Ok(())
+}
+
+async fn echo_once(connection: &mut Connection, target: &Target) -> Result<(), String> {
+    match echo_status(connection, target).await? {
+        200 => Ok(()),
+        status => Err(format!("Core/echo answered HTTP {status}")),
+    }
 }
 
 /// Latencies in nanoseconds, sorted on demand.
@@ -434,27 +444,33 @@ async fn echo_throughput(options: &Options, target: &Target) -> Result<RunFigure
         };
         tasks.spawn(async move {
             let mut samples = Samples::default();
+            let mut rejected = 0u64;
             for _ in 0..per_connection_cap {
                 let sent = Instant::now();
                 if sent >= deadline {
                     break;
                 }
-                echo_once(&mut connection, &target).await?;
-                samples.push(sent.elapsed());
+                match echo_status(&mut connection, &target).await? {
+                    200 => samples.push(sent.elapsed()),
+                    _ => rejected += 1,
+                }
             }
-            Ok::<Samples, String>(samples)
+            Ok::<(Samples, u64), String>((samples, rejected))
         });
     }
     let mut all = Samples::default();
+    let mut rejected = 0u64;
     while let Some(joined) = tasks.join_next().await {
-        let samples = joined.map_err(|error| error.to_string())??;
+        let (samples, task_rejected) = joined.map_err(|error| error.to_string())??;
         all.nanos.extend(samples.nanos);
+        rejected += task_rejected;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let summary = all.summary();
+    // Only answered calls count; refusals (429, maxConcurrentRequests) are reported apart.
     let per_second = summary.count as f64 / elapsed;
     println!(
-        "  echo-throughput ({} connections, {elapsed:.1}s): {per_second:.0} req/s, {summary}",
+        "  echo-throughput ({} connections, {elapsed:.1}s): {per_second:.0} req/s, {rejected} refused (429), {summary}",
         options.connections
     );
     Ok(RunFigures {
