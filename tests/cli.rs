@@ -55,31 +55,31 @@ impl ServerProcess {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        let mut child = command.spawn().expect("spawn tern serve");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut stdout_lines = Vec::new();
+        // Owned by the guard at once, so a failed start still kills and reaps the child.
+        let mut process = ServerProcess {
+            child: command.spawn().expect("spawn tern serve"),
+            base_url: String::new(),
+            stdout_lines: Vec::new(),
+        };
+        let mut reader = BufReader::new(process.child.stdout.take().expect("stdout"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             assert!(Instant::now() < deadline, "server did not start");
             let mut line = String::new();
             let read = reader.read_line(&mut line).expect("read stdout");
-            assert!(read > 0, "server exited early: {stdout_lines:?}");
+            assert!(read > 0, "server exited early: {:?}", process.stdout_lines);
             let line = line.trim_end().to_owned();
             if let Some(rest) = line.strip_prefix("Tern serving JMAP at ") {
-                let base_url = rest.split_whitespace().next().unwrap().to_owned();
-                stdout_lines.push(line);
+                process.base_url = rest.split_whitespace().next().unwrap().to_owned();
+                process.stdout_lines.push(line);
                 // Keep draining stdout so the child never blocks on a full pipe.
                 std::thread::spawn(move || {
                     let mut sink = String::new();
                     let _ = reader.read_to_string(&mut sink);
                 });
-                return ServerProcess {
-                    child,
-                    base_url,
-                    stdout_lines,
-                };
+                return process;
             }
-            stdout_lines.push(line);
+            process.stdout_lines.push(line);
         }
     }
 

@@ -50,7 +50,7 @@ impl Cors {
             return Some(HeaderValue::from_static("*"));
         }
         let text = origin.to_str().ok()?.to_ascii_lowercase();
-        let listed = self.origins.iter().any(|allowed| *allowed == text);
+        let listed = self.origins.contains(&text);
         (listed || self.any_origin).then(|| origin.clone())
     }
 
