@@ -357,3 +357,6 @@ mod tests {
         assert!(Route::Session.accepts(&Method::HEAD));
     }
 }
+
+#[cfg(test)]
+mod server_tests;
