@@ -21,6 +21,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -93,18 +95,26 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             ))
         })?,
     };
-    let text_layer = (config.log_format == LogFormat::Text).then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-    });
-    let json_layer = (config.log_format == LogFormat::Json).then(|| {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
-    });
+    // The filter applies to log output only: exported traces keep every info span even
+    // when the logs are quieter.
+    let (text_layer, json_layer) = match config.log_format {
+        LogFormat::Text => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .with_filter(filter);
+            (Some(layer), None)
+        }
+        LogFormat::Json => {
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::stderr)
+                .with_filter(filter);
+            (None, Some(layer))
+        }
+    };
 
     let mut guard = TelemetryGuard {
         tracer_provider: None,
@@ -130,8 +140,11 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .with_span_processor(processor)
             .with_resource(resource.clone())
             .build();
-        otel_layer =
-            Some(tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("tern")));
+        otel_layer = Some(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer_provider.tracer("tern"))
+                .with_filter(LevelFilter::INFO),
+        );
 
         let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
@@ -173,7 +186,6 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     }
 
     tracing_subscriber::registry()
-        .with(filter)
         .with(text_layer)
         .with(json_layer)
         .with(otel_layer)

@@ -533,3 +533,95 @@ fn missing_data_dir_is_reported() {
     assert!(error.contains("does not exist"), "{error}");
     assert!(!missing.exists(), "listing must not create a data dir");
 }
+
+/// A stand-in OTLP/HTTP collector: answers 200 to every POST and reports the paths.
+fn fake_collector() -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (paths, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let paths = paths.clone();
+            std::thread::spawn(move || serve_collector_connection(stream, &paths));
+        }
+    });
+    (url, received)
+}
+
+fn serve_collector_connection(stream: TcpStream, paths: &std::sync::mpsc::Sender<String>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut content_length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            if header.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        let _ = paths.send(path);
+        let answer =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn traces_and_metrics_are_exported_over_otlp_when_configured() {
+    let (collector_url, received) = fake_collector();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tern.toml");
+    std::fs::write(
+        &config,
+        format!("[telemetry]\notlp_endpoint = \"{collector_url}\"\nmetrics_interval_seconds = 1\n"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    assert!(
+        tern(&[
+            "account",
+            "create",
+            "a@example.test",
+            "--password",
+            "p",
+            "--data-dir",
+            data.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let server = ServerProcess::start(&data, &["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        session_status(server.authority(), &basic("a@example.test", "p")),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(server.terminate().success());
+    let paths: Vec<String> = received.try_iter().collect();
+    assert!(paths.iter().any(|path| path == "/v1/traces"), "{paths:?}");
+    assert!(paths.iter().any(|path| path == "/v1/metrics"), "{paths:?}");
+}
