@@ -36,19 +36,15 @@ impl std::fmt::Debug for MethodEntry {
 }
 
 /// Every method. Keep sorted by name.
-pub const METHODS: &[MethodEntry] = &[MethodEntry {
-    name: "Core/echo",
-    capability: CAPABILITY_CORE,
-    handler: super::core::echo::handle,
-}];
-
-/// The capabilities the table needs, in table order without duplicates.
-pub fn capabilities() -> Vec<&'static str> {
-    let mut capabilities: Vec<&'static str> = Vec::new();
-    for entry in METHODS {
-        if !capabilities.contains(&entry.capability) {
-            capabilities.push(entry.capability);
-        }
-    }
-    capabilities
-}
+pub const METHODS: &[MethodEntry] = &[
+    MethodEntry {
+        name: "Blob/copy",
+        capability: CAPABILITY_CORE,
+        handler: super::blob::copy::handle,
+    },
+    MethodEntry {
+        name: "Core/echo",
+        capability: CAPABILITY_CORE,
+        handler: super::core::echo::handle,
+    },
+];

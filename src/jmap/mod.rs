@@ -14,14 +14,23 @@
 //! - a method runs only if its capability is in `using`; an account is reachable only through
 //!   [`context::CallContext::authorize`].
 
+pub mod blob;
 pub mod context;
 pub mod core;
 pub mod dispatch;
 pub mod error;
+pub mod generic;
 pub mod reference;
 pub mod request;
 pub mod session;
 pub mod types;
+
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+mod spec_tests;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +50,7 @@ use request::Request;
 
 use crate::auth::Principal;
 use crate::store::Store;
+use crate::store::blob::BlobStore;
 
 /// The limits of the core capability (RFC 8620 §2), advertised in the session. HTTP enforces
 /// the size and concurrency ones; the engine enforces calls and objects per request.
@@ -83,6 +93,7 @@ pub type MethodObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
 /// State shared by every request: read-only after start-up.
 pub struct EngineShared {
     pub store: Store,
+    pub blobs: BlobStore,
     pub limits: CoreLimits,
     pub urls: SessionUrls,
     methods: HashMap<&'static str, MethodEntry>,
@@ -128,6 +139,7 @@ impl Engine {
         Engine {
             shared: Arc::new(EngineShared {
                 limits_digest_input,
+                blobs: BlobStore::new(store.clone()),
                 store,
                 limits,
                 urls,
@@ -153,6 +165,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// The blob store the engine's methods use (one per store; cheap to clone).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.shared.blobs
     }
 
     /// The capabilities the server supports (the keys of the session's `capabilities`).
@@ -215,25 +232,23 @@ impl Engine {
                 Ok(arguments) => (invocation.name, arguments),
                 Err(error) => ("error".to_owned(), error.to_json()),
             };
-            let implicit = std::mem::take(&mut context.implicit_responses);
-            let implicit_count = implicit.len();
             // The method's own response precedes its implicit ones (RFC 8620 §5.4).
-            for (implicit_name, implicit_arguments) in implicit {
-                responses.push(MethodResponse {
+            let implicit = std::mem::take(&mut context.implicit_responses);
+            let call_id = invocation.call_id;
+            let implicit_responses: Vec<MethodResponse> = implicit
+                .into_iter()
+                .map(|(implicit_name, implicit_arguments)| MethodResponse {
                     name: implicit_name,
                     arguments: implicit_arguments,
-                    call_id: invocation.call_id.clone(),
-                });
-            }
-            let own_index = responses.len() - implicit_count;
-            responses.insert(
-                own_index,
-                MethodResponse {
-                    name,
-                    arguments,
-                    call_id: invocation.call_id,
-                },
-            );
+                    call_id: call_id.clone(),
+                })
+                .collect();
+            responses.push(MethodResponse {
+                name,
+                arguments,
+                call_id,
+            });
+            responses.extend(implicit_responses);
         }
         let mut response = Map::with_capacity(3);
         response.insert(

@@ -1,0 +1,3 @@
+//! Methods on blobs (RFC 8620 §6).
+
+pub mod copy;

@@ -1,0 +1,74 @@
+//! `Foo/changes` (RFC 8620 §5.2), read from the change log.
+
+use serde_json::json;
+
+use super::{ObjectType, ids_to_json};
+use crate::jmap::context::{Arguments, CallContext};
+use crate::jmap::dispatch::MethodResult;
+use crate::jmap::error::{MethodError, MethodErrorType};
+use crate::jmap::types::State;
+use crate::store::commit::{ChangesError, changes_since};
+
+pub async fn changes<T: ObjectType>(
+    context: &mut CallContext<'_>,
+    mut arguments: Arguments,
+) -> MethodResult {
+    let account = arguments.take_account("accountId", context)?;
+    let Some(since_text) = arguments.take_string("sinceState")? else {
+        return Err(MethodError::invalid_arguments("\"sinceState\" is required"));
+    };
+    let requested_max = arguments.take_unsigned("maxChanges")?;
+    arguments.finish()?;
+    // RFC 8620 §5.2: maxChanges must be positive.
+    if requested_max.is_some_and(|max| max.get() == 0) {
+        return Err(MethodError::invalid_arguments(
+            "\"maxChanges\" must be greater than 0",
+        ));
+    }
+    // The server's own bound: a client fetches changed ids with /get, which takes at most
+    // maxObjectsInGet.
+    let server_max = context.engine.limits.max_objects_in_get.max(1);
+    let max_changes = requested_max.map_or(server_max, |max| max.get().min(server_max));
+    let max_changes = usize::try_from(max_changes).unwrap_or(usize::MAX);
+    // A state this server never issued cannot be a starting point.
+    let since = State::parse(&since_text).ok_or_else(cannot_calculate)?;
+
+    let account_id = account.number();
+    let outcome = context
+        .engine
+        .store
+        .read(|tx| {
+            Box::pin(async move {
+                Ok(changes_since(tx, account_id, T::DATA_TYPE, since.version(), max_changes).await)
+            })
+        })
+        .await?;
+    let changes = match outcome {
+        Ok(changes) => changes,
+        Err(ChangesError::CannotCalculate) => return Err(cannot_calculate()),
+        Err(ChangesError::Store(error)) => return Err(MethodError::from_store(&error)),
+    };
+    let total = changes.created.len() + changes.updated.len() + changes.destroyed.len();
+    // RFC 8620 §5.2: never more ids than maxChanges. The log returns one commit whole even
+    // when it alone is larger; there is no intermediate state to stop at, so the client must
+    // resynchronise.
+    if total > max_changes {
+        return Err(MethodError::with_description(
+            MethodErrorType::CannotCalculateChanges,
+            format!("a single change holds {total} ids, more than maxChanges ({max_changes})"),
+        ));
+    }
+    Ok(json!({
+        "accountId": account,
+        "oldState": State::new(changes.old_state),
+        "newState": State::new(changes.new_state),
+        "hasMoreChanges": changes.has_more_changes,
+        "created": ids_to_json::<T>(&changes.created),
+        "updated": ids_to_json::<T>(&changes.updated),
+        "destroyed": ids_to_json::<T>(&changes.destroyed),
+    }))
+}
+
+fn cannot_calculate() -> MethodError {
+    MethodError::new(MethodErrorType::CannotCalculateChanges)
+}

@@ -1,0 +1,153 @@
+//! `Foo/get` (RFC 8620 §5.1).
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value, json};
+
+use super::ObjectType;
+use crate::jmap::context::{Arguments, CallContext};
+use crate::jmap::dispatch::MethodResult;
+use crate::jmap::error::{MethodError, MethodErrorType};
+use crate::jmap::types::{Id, State};
+use crate::store::commit::read_state;
+
+/// What to fetch: explicit ids (with the client's spelling kept for `notFound`) or all.
+enum Wanted {
+    All,
+    Ids(Vec<(String, Option<u64>)>),
+}
+
+pub async fn get<T: ObjectType>(
+    context: &mut CallContext<'_>,
+    mut arguments: Arguments,
+) -> MethodResult {
+    let account = arguments.take_account("accountId", context)?;
+    let max_objects = context.engine.limits.max_objects_in_get;
+    let requested_ids = arguments.take_string_list("ids")?;
+    let properties = selected_properties::<T>(arguments.take_string_list("properties")?)?;
+    arguments.finish()?;
+
+    let wanted = match requested_ids {
+        None => Wanted::All,
+        Some(ids) => {
+            // RFC 8620 §5.1: more ids than maxObjectsInGet is requestTooLarge.
+            if ids.len() as u64 > max_objects {
+                return Err(too_large(max_objects));
+            }
+            let mut seen = HashSet::with_capacity(ids.len());
+            let mut resolved = Vec::with_capacity(ids.len());
+            for text in ids {
+                // RFC 8620 §5.1: an id given twice is answered once.
+                if !seen.insert(text.clone()) {
+                    continue;
+                }
+                // An unknown creation id or a malformed id cannot name an object: notFound.
+                let store_id = context
+                    .resolve_id(&text)
+                    .ok()
+                    .flatten()
+                    .and_then(|id| id.to_number(T::ID_PREFIX));
+                resolved.push((text, store_id));
+            }
+            Wanted::Ids(resolved)
+        }
+    };
+
+    let account_id = account.number();
+    let (state, found, not_found) = context
+        .engine
+        .store
+        .read(|tx| {
+            Box::pin(async move {
+                let state = read_state(tx, account_id, T::DATA_TYPE).await?;
+                let mut found = Vec::new();
+                let mut not_found = Vec::new();
+                let wanted = match wanted {
+                    Wanted::Ids(ids) => ids,
+                    Wanted::All => {
+                        let ids = T::list_ids(tx, account_id).await?;
+                        if ids.len() as u64 > max_objects {
+                            return Ok(Err(too_large(max_objects)));
+                        }
+                        ids.into_iter()
+                            .map(|id| (String::new(), Some(id)))
+                            .collect()
+                    }
+                };
+                for (text, store_id) in wanted {
+                    let object = match store_id {
+                        Some(id) => T::load(tx, account_id, id)
+                            .await?
+                            .map(|object| (id, object)),
+                        None => None,
+                    };
+                    match object {
+                        Some(object) => found.push(object),
+                        None => not_found.push(Value::String(text)),
+                    }
+                }
+                Ok(Ok((state, found, not_found)))
+            })
+        })
+        .await??;
+
+    let list: Vec<Value> = found
+        .into_iter()
+        .map(|(id, object)| Value::Object(project::<T>(id, object, &properties)))
+        .collect();
+    Ok(json!({
+        "accountId": account,
+        "state": State::new(state),
+        "list": list,
+        "notFound": not_found,
+    }))
+}
+
+fn too_large(max_objects: u64) -> MethodError {
+    MethodError::with_description(
+        MethodErrorType::RequestTooLarge,
+        format!("more than maxObjectsInGet ({max_objects}) objects"),
+    )
+}
+
+/// RFC 8620 §5.1: `properties` null → the type's defaults; an unknown name is
+/// invalidArguments; `id` is always returned.
+fn selected_properties<T: ObjectType>(
+    requested: Option<Vec<String>>,
+) -> Result<Vec<String>, MethodError> {
+    let Some(requested) = requested else {
+        return Ok(T::default_properties()
+            .iter()
+            .map(|property| (*property).to_owned())
+            .collect());
+    };
+    if let Some(unknown) = requested
+        .iter()
+        .find(|property| !T::PROPERTIES.contains(&property.as_str()))
+    {
+        return Err(MethodError::invalid_arguments(format!(
+            "unknown property {unknown:?}"
+        )));
+    }
+    Ok(requested)
+}
+
+fn project<T: ObjectType>(
+    id: u64,
+    mut object: Map<String, Value>,
+    properties: &[String],
+) -> Map<String, Value> {
+    let mut projected = Map::with_capacity(properties.len() + 1);
+    projected.insert(
+        "id".to_owned(),
+        Value::String(Id::from_number(T::ID_PREFIX, id).into_string()),
+    );
+    for property in properties {
+        if property == "id" {
+            continue;
+        }
+        let value = object.remove(property).unwrap_or(Value::Null);
+        projected.insert(property.clone(), value);
+    }
+    projected
+}

@@ -1,0 +1,258 @@
+//! The standard methods of RFC 8620 §5 — /get, /changes, /set, /query, /queryChanges — written
+//! once. An object type plugs in by implementing [`ObjectType`] (storage, validation, query
+//! evaluation); its method files are one-liners such as
+//! `Box::pin(generic::get::get::<Mailbox>(context, arguments))`.
+//!
+//! Invariants:
+//! - every read of one method runs in one store snapshot, so `state` matches `list`;
+//! - every /set runs in one `commit_account`, so its change-log entry and new state are
+//!   written with the data, and nothing is answered before that commit returned;
+//! - object ids are `Id::from_number(T::ID_PREFIX, store_id)`, states `State(version)`.
+
+pub mod changes;
+pub mod get;
+pub mod patch;
+pub mod query;
+pub mod query_changes;
+pub mod set;
+pub mod storage;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use serde_json::{Map, Value};
+
+use super::error::{MethodError, MethodErrorType, SetError};
+use super::types::Id;
+use crate::store::commit::{Changes, DataType};
+use crate::store::{StoreResult, Transaction};
+
+/// One sort criterion (RFC 8620 §5.5 `Comparator`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparator {
+    pub property: String,
+    pub is_ascending: bool,
+    /// One of the advertised `collationAlgorithms` (checked), or `None` for the default.
+    pub collation: Option<String>,
+}
+
+/// What a type's `create` returns: the new store id and the properties the server set or
+/// changed, which the response reports (RFC 8620 §5.3 `created`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub id: u64,
+    pub server_set: Map<String, Value>,
+}
+
+/// The shared inputs of a write: the account and the creation ids known so far (for
+/// `#creationId` references inside property values, RFC 8620 §5.3).
+pub struct WriteScope<'a> {
+    pub account_id: u32,
+    pub created_ids: &'a HashMap<Id, Id>,
+}
+
+impl WriteScope<'_> {
+    /// Resolves an id-valued property that may be a `#creationId` reference.
+    pub fn resolve_id(&self, text: &str) -> Option<Id> {
+        match text.strip_prefix('#') {
+            Some(creation_id) => Id::parse(creation_id)
+                .ok()
+                .and_then(|creation_id| self.created_ids.get(&creation_id).cloned()),
+            None => Id::parse(text).ok(),
+        }
+    }
+}
+
+/// A JMAP object type served by the generic methods. Futures must be `Send` (they run on the
+/// multi-threaded runtime); implement the methods with `async move` blocks.
+pub trait ObjectType: Send + Sync + 'static {
+    /// The change-log type; its state is the `state` of /get and the `queryState` of /query.
+    const DATA_TYPE: DataType;
+    /// The letter that starts every id of this type (see `types.rs`).
+    const ID_PREFIX: char;
+    /// Every property, `id` included.
+    const PROPERTIES: &'static [&'static str];
+    /// Properties only the server sets (RFC 8620 §5.3: a client setting them is
+    /// `invalidProperties`). `id` is always server-set.
+    const SERVER_SET_PROPERTIES: &'static [&'static str];
+
+    /// Properties returned when /get's `properties` is null.
+    fn default_properties() -> &'static [&'static str] {
+        Self::PROPERTIES
+    }
+
+    /// The value a top-level property takes when a patch sets it to null (RFC 8620 §5.3);
+    /// `None` removes it.
+    fn default_value(_property: &str) -> Option<Value> {
+        Some(Value::Null)
+    }
+
+    /// Every id of the account (for /get with `ids: null`).
+    fn list_ids<'a>(
+        tx: &'a mut dyn Transaction,
+        account_id: u32,
+    ) -> impl Future<Output = StoreResult<Vec<u64>>> + Send + 'a;
+
+    /// The object with all its properties (without `id`), or `None`.
+    fn load<'a>(
+        tx: &'a mut dyn Transaction,
+        account_id: u32,
+        id: u64,
+    ) -> impl Future<Output = StoreResult<Option<Map<String, Value>>>> + Send + 'a;
+
+    /// Validates and stores a new object, recording it in `changes`.
+    fn create<'a>(
+        tx: &'a mut dyn Transaction,
+        changes: &'a mut Changes,
+        scope: &'a WriteScope<'a>,
+        object: Map<String, Value>,
+    ) -> impl Future<Output = StoreResult<Result<Created, SetError>>> + Send + 'a;
+
+    /// Validates and stores `patched` (the current object with the client's patch applied),
+    /// recording the change. Returns the properties the server changed besides the patch.
+    fn update<'a>(
+        tx: &'a mut dyn Transaction,
+        changes: &'a mut Changes,
+        scope: &'a WriteScope<'a>,
+        id: u64,
+        current: Map<String, Value>,
+        patched: Map<String, Value>,
+    ) -> impl Future<Output = StoreResult<Result<Option<Map<String, Value>>, SetError>>> + Send + 'a;
+
+    /// Removes the object, recording the change.
+    fn destroy<'a>(
+        tx: &'a mut dyn Transaction,
+        changes: &'a mut Changes,
+        scope: &'a WriteScope<'a>,
+        id: u64,
+    ) -> impl Future<Output = StoreResult<Result<(), SetError>>> + Send + 'a;
+
+    /// The ids matching `filter`, sorted by `sort` (RFC 8620 §5.5). An unknown filter
+    /// condition is `unsupportedFilter`, an unsortable property `unsupportedSort`.
+    fn query<'a>(
+        tx: &'a mut dyn Transaction,
+        account_id: u32,
+        filter: Option<&'a Value>,
+        sort: &'a [Comparator],
+    ) -> impl Future<Output = StoreResult<Result<Vec<u64>, MethodError>>> + Send + 'a;
+}
+
+/// Parses a `sort` argument (RFC 8620 §5.5): a list of Comparator objects.
+pub fn parse_sort(
+    value: Option<Value>,
+    collations: &[String],
+) -> Result<Vec<Comparator>, MethodError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(items) = value else {
+        return Err(MethodError::invalid_arguments(
+            "\"sort\" must be a Comparator[]",
+        ));
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let Value::Object(mut members) = item else {
+                return Err(MethodError::invalid_arguments(
+                    "a Comparator must be an object",
+                ));
+            };
+            let Some(Value::String(property)) = members.remove("property") else {
+                return Err(MethodError::invalid_arguments(
+                    "a Comparator needs a String \"property\"",
+                ));
+            };
+            let is_ascending = match members.remove("isAscending") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(flag)) => flag,
+                Some(_) => {
+                    return Err(MethodError::invalid_arguments(
+                        "\"isAscending\" must be a Boolean",
+                    ));
+                }
+            };
+            let collation = match members.remove("collation") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(collation)) if collations.contains(&collation) => {
+                    Some(collation)
+                }
+                // RFC 8620 §5.5: a collation the server does not support is unsupportedSort.
+                Some(Value::String(collation)) => {
+                    return Err(MethodError::with_description(
+                        MethodErrorType::UnsupportedSort,
+                        format!("collation {collation:?} is not supported"),
+                    ));
+                }
+                Some(_) => {
+                    return Err(MethodError::invalid_arguments(
+                        "\"collation\" must be a String",
+                    ));
+                }
+            };
+            if let Some(unknown) = members.keys().next() {
+                return Err(MethodError::invalid_arguments(format!(
+                    "unknown Comparator member {unknown:?}"
+                )));
+            }
+            Ok(Comparator {
+                property,
+                is_ascending,
+                collation,
+            })
+        })
+        .collect()
+}
+
+/// Parses a `filter` argument: `null`, a FilterOperator or a FilterCondition (RFC 8620 §5.5).
+/// Operators are checked here; conditions are the type's business.
+pub fn parse_filter(value: Option<Value>) -> Result<Option<Value>, MethodError> {
+    let Some(filter) = value else {
+        return Ok(None);
+    };
+    check_filter(&filter, 0)?;
+    Ok(Some(filter))
+}
+
+fn check_filter(filter: &Value, depth: usize) -> Result<(), MethodError> {
+    // Deep enough for any real client; bounds the recursion of evaluators.
+    const MAX_FILTER_DEPTH: usize = 32;
+    if depth > MAX_FILTER_DEPTH {
+        return Err(MethodError::with_description(
+            MethodErrorType::UnsupportedFilter,
+            "filter nested too deeply",
+        ));
+    }
+    let Value::Object(members) = filter else {
+        return Err(MethodError::invalid_arguments("a filter must be an object"));
+    };
+    let Some(operator) = members.get("operator") else {
+        return Ok(());
+    };
+    if !matches!(operator.as_str(), Some("AND" | "OR" | "NOT")) {
+        return Err(MethodError::with_description(
+            MethodErrorType::UnsupportedFilter,
+            "\"operator\" must be AND, OR or NOT",
+        ));
+    }
+    let Some(Value::Array(conditions)) = members.get("conditions") else {
+        return Err(MethodError::invalid_arguments(
+            "a FilterOperator needs \"conditions\" (an array)",
+        ));
+    };
+    conditions
+        .iter()
+        .try_for_each(|condition| check_filter(condition, depth + 1))
+}
+
+/// Formats store ids of `T` as JMAP ids.
+pub fn ids_to_json<T: ObjectType>(ids: &[u64]) -> Value {
+    Value::Array(
+        ids.iter()
+            .map(|id| Value::String(Id::from_number(T::ID_PREFIX, *id).into_string()))
+            .collect(),
+    )
+}

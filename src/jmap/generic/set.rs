@@ -1,0 +1,304 @@
+//! `Foo/set` (RFC 8620 §5.3): creates, then updates, then destroys, in one commit; each item
+//! that fails is a SetError in `notCreated`/`notUpdated`/`notDestroyed`, the rest commits.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::patch::apply_patch;
+use super::{ObjectType, WriteScope};
+use crate::jmap::context::{Arguments, CallContext};
+use crate::jmap::dispatch::MethodResult;
+use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::types::{Id, IdOrReference, State};
+use crate::store::commit::{Changes, commit_account, read_state};
+use crate::store::{StoreResult, Transaction};
+
+/// The validated arguments, shared by every attempt of the commit closure (which may run
+/// more than once, so it must not consume them).
+struct SetInput {
+    account_id: u32,
+    if_in_state: Option<String>,
+    creates: Vec<(Id, Value)>,
+    updates: Vec<(String, Value)>,
+    destroys: Vec<String>,
+    known_created_ids: HashMap<Id, Id>,
+}
+
+#[derive(Default)]
+struct SetOutcome {
+    old_state: u64,
+    created: Map<String, Value>,
+    not_created: Map<String, Value>,
+    updated: Map<String, Value>,
+    not_updated: Map<String, Value>,
+    destroyed: Vec<Value>,
+    not_destroyed: Map<String, Value>,
+    new_created_ids: Vec<(Id, Id)>,
+}
+
+pub async fn set<T: ObjectType>(
+    context: &mut CallContext<'_>,
+    mut arguments: Arguments,
+) -> MethodResult {
+    let account = arguments.take_account("accountId", context)?;
+    let if_in_state = arguments.take_string("ifInState")?;
+    let create = arguments.take_object("create")?.unwrap_or_default();
+    let update = arguments.take_object("update")?.unwrap_or_default();
+    let destroy = arguments.take_string_list("destroy")?.unwrap_or_default();
+    arguments.finish()?;
+
+    // RFC 8620 §5.3: more operations than maxObjectsInSet is requestTooLarge.
+    let max_objects = context.engine.limits.max_objects_in_set;
+    let total = (create.len() + update.len() + destroy.len()) as u64;
+    if total > max_objects {
+        return Err(MethodError::with_description(
+            MethodErrorType::RequestTooLarge,
+            format!("{total} operations, more than maxObjectsInSet ({max_objects})"),
+        ));
+    }
+    let creates = create
+        .into_iter()
+        .map(|(creation_id, object)| {
+            Id::parse(&creation_id)
+                .map(|creation_id| (creation_id, object))
+                .map_err(|error| MethodError::invalid_arguments(format!("creation id: {error}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = Arc::new(SetInput {
+        account_id: account.number(),
+        if_in_state,
+        creates,
+        updates: update.into_iter().collect(),
+        destroys: destroy,
+        known_created_ids: context.created_ids.clone(),
+    });
+
+    let committed = commit_account(&context.engine.store, account.number(), |tx, changes| {
+        let input = Arc::clone(&input);
+        Box::pin(async move { apply::<T>(tx, changes, &input).await })
+    })
+    .await?;
+    let outcome = committed.value?;
+    let new_state = if committed.changed.contains(&T::DATA_TYPE) {
+        committed.version
+    } else {
+        outcome.old_state
+    };
+    for (creation_id, id) in outcome.new_created_ids {
+        context.record_created(creation_id, id);
+    }
+    let or_null = |map: Map<String, Value>| {
+        if map.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(map)
+        }
+    };
+    Ok(json!({
+        "accountId": account,
+        "oldState": State::new(outcome.old_state),
+        "newState": State::new(new_state),
+        "created": or_null(outcome.created),
+        "updated": or_null(outcome.updated),
+        "destroyed": if outcome.destroyed.is_empty() { Value::Null } else { Value::Array(outcome.destroyed) },
+        "notCreated": or_null(outcome.not_created),
+        "notUpdated": or_null(outcome.not_updated),
+        "notDestroyed": or_null(outcome.not_destroyed),
+    }))
+}
+
+async fn apply<T: ObjectType>(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    input: &SetInput,
+) -> StoreResult<Result<SetOutcome, MethodError>> {
+    let account_id = input.account_id;
+    let old_state = read_state(tx, account_id, T::DATA_TYPE).await?;
+    // RFC 8620 §5.3: ifInState that is not the current state is stateMismatch.
+    if let Some(expected) = &input.if_in_state
+        && State::parse(expected) != Some(State::new(old_state))
+    {
+        return Ok(Err(MethodError::with_description(
+            MethodErrorType::StateMismatch,
+            format!("the state is {}", State::new(old_state)),
+        )));
+    }
+    let mut outcome = SetOutcome {
+        old_state,
+        ..SetOutcome::default()
+    };
+    let mut created_ids = input.known_created_ids.clone();
+
+    for (creation_id, object) in &input.creates {
+        let result = match check_new_object::<T>(object) {
+            Err(error) => Err(error),
+            Ok(object) => {
+                let scope = WriteScope {
+                    account_id,
+                    created_ids: &created_ids,
+                };
+                T::create(tx, changes, &scope, object).await?
+            }
+        };
+        match result {
+            Ok(created) => {
+                let id = Id::from_number(T::ID_PREFIX, created.id);
+                let mut reported = created.server_set;
+                reported.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
+                outcome
+                    .created
+                    .insert(creation_id.as_str().to_owned(), Value::Object(reported));
+                created_ids.insert(creation_id.clone(), id.clone());
+                outcome.new_created_ids.push((creation_id.clone(), id));
+            }
+            Err(error) => {
+                outcome
+                    .not_created
+                    .insert(creation_id.as_str().to_owned(), error.to_json());
+            }
+        }
+    }
+
+    let destroy_targets: HashSet<u64> = input
+        .destroys
+        .iter()
+        .filter_map(|text| resolve::<T>(text, &created_ids))
+        .collect();
+    for (text, patch) in &input.updates {
+        let result = match resolve::<T>(text, &created_ids) {
+            None => Err(SetError::not_found()),
+            // RFC 8620 §5.3: an object both updated and destroyed is not updated.
+            Some(id) if destroy_targets.contains(&id) => {
+                Err(SetError::new(SetErrorType::WillDestroy))
+            }
+            Some(id) => update_one::<T>(tx, changes, account_id, &created_ids, id, patch).await?,
+        };
+        match result {
+            Ok(server_changed) => {
+                let value = server_changed.map_or(Value::Null, Value::Object);
+                outcome.updated.insert(text.clone(), value);
+            }
+            Err(error) => {
+                outcome.not_updated.insert(text.clone(), error.to_json());
+            }
+        }
+    }
+
+    let mut seen = HashSet::with_capacity(input.destroys.len());
+    for text in &input.destroys {
+        if !seen.insert(text.as_str()) {
+            continue;
+        }
+        let result = match resolve::<T>(text, &created_ids) {
+            None => Err(SetError::not_found()),
+            Some(id) => {
+                let scope = WriteScope {
+                    account_id,
+                    created_ids: &created_ids,
+                };
+                T::destroy(tx, changes, &scope, id).await?
+            }
+        };
+        match result {
+            Ok(()) => outcome.destroyed.push(Value::String(text.clone())),
+            Err(error) => {
+                outcome.not_destroyed.insert(text.clone(), error.to_json());
+            }
+        }
+    }
+    Ok(Ok(outcome))
+}
+
+/// An id or `#creationId` of this type, as a store id; `None` names nothing.
+fn resolve<T: ObjectType>(text: &str, created_ids: &HashMap<Id, Id>) -> Option<u64> {
+    let id = match IdOrReference::parse(text).ok()? {
+        IdOrReference::Id(id) => id,
+        IdOrReference::Reference(creation_id) => created_ids.get(&creation_id)?.clone(),
+    };
+    id.to_number(T::ID_PREFIX)
+}
+
+/// RFC 8620 §5.3: a create must be an object of known, client-settable properties.
+fn check_new_object<T: ObjectType>(object: &Value) -> Result<Map<String, Value>, SetError> {
+    let Value::Object(members) = object else {
+        return Err(SetError::with_description(
+            SetErrorType::InvalidProperties,
+            "the object to create is not a JSON object",
+        ));
+    };
+    let invalid: Vec<&str> = members
+        .keys()
+        .map(String::as_str)
+        .filter(|property| !is_client_settable::<T>(property))
+        .collect();
+    if !invalid.is_empty() {
+        return Err(SetError::invalid_properties(
+            invalid,
+            "unknown or server-set properties",
+        ));
+    }
+    Ok(members.clone())
+}
+
+fn is_client_settable<T: ObjectType>(property: &str) -> bool {
+    property != "id"
+        && T::PROPERTIES.contains(&property)
+        && !T::SERVER_SET_PROPERTIES.contains(&property)
+}
+
+async fn update_one<T: ObjectType>(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    created_ids: &HashMap<Id, Id>,
+    id: u64,
+    patch: &Value,
+) -> StoreResult<Result<Option<Map<String, Value>>, SetError>> {
+    let Value::Object(patch) = patch else {
+        return Ok(Err(SetError::invalid_patch(
+            "a PatchObject must be a JSON object",
+        )));
+    };
+    let Some(current) = T::load(tx, account_id, id).await? else {
+        return Ok(Err(SetError::not_found()));
+    };
+    let mut patched = current.clone();
+    let own_id = Value::String(Id::from_number(T::ID_PREFIX, id).into_string());
+    patched.insert("id".to_owned(), own_id.clone());
+    let touched = match apply_patch(&mut patched, patch, T::default_value) {
+        Ok(touched) => touched,
+        Err(error) => return Ok(Err(error)),
+    };
+    // RFC 8620 §5.3: unknown properties, and server-set ones changed to another value, are
+    // invalidProperties.
+    let invalid: Vec<&str> = touched
+        .iter()
+        .map(String::as_str)
+        .filter(|property| {
+            if is_client_settable::<T>(property) {
+                return false;
+            }
+            let now = patched.get(*property);
+            let before = if *property == "id" {
+                Some(&own_id)
+            } else {
+                current.get(*property)
+            };
+            !T::PROPERTIES.contains(property) || now != before
+        })
+        .collect();
+    if !invalid.is_empty() {
+        return Ok(Err(SetError::invalid_properties(
+            invalid,
+            "unknown or server-set properties",
+        )));
+    }
+    patched.remove("id");
+    let scope = WriteScope {
+        account_id,
+        created_ids,
+    };
+    T::update(tx, changes, &scope, id, current, patched).await
+}
