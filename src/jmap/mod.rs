@@ -99,8 +99,8 @@ pub struct EngineShared {
     methods: HashMap<&'static str, MethodEntry>,
     /// Every capability a client may put in `using` (those of the dispatch table).
     capabilities: Vec<&'static str>,
-    /// Limits and URLs serialized once: an input of the session state digest.
-    limits_digest_input: String,
+    /// The session-state digest of everything but the principal (see `session.rs`).
+    session_digest: sha2::Sha256,
     observer: Option<MethodObserver>,
 }
 
@@ -136,9 +136,10 @@ impl Engine {
             serde_json::to_string(&limits).unwrap_or_default(),
             urls
         );
+        let session_digest = session::shared_digest(&capabilities, &limits_digest_input);
         Engine {
             shared: Arc::new(EngineShared {
-                limits_digest_input,
+                session_digest,
                 blobs: BlobStore::new(store.clone()),
                 store,
                 limits,

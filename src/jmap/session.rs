@@ -107,18 +107,25 @@ fn session_without_state(shared: &EngineShared, principal: &Principal) -> Map<St
     session
 }
 
-/// A digest of the session's content: it changes exactly when the session would. Computed
-/// from the inputs rather than the JSON so that each API response can afford it.
-pub fn session_state(shared: &EngineShared, principal: &Principal) -> String {
+/// The part of the session-state digest shared by every principal: capabilities, limits and
+/// URLs, hashed once at start-up.
+pub fn shared_digest(capabilities: &[&str], limits_and_urls: &str) -> Sha256 {
     let mut hasher = Sha256::new();
-    hasher.update(principal.account_id.to_be_bytes());
-    hasher.update(principal.email.as_bytes());
-    hasher.update([0]);
-    for capability in &shared.capabilities {
+    for capability in capabilities {
         hasher.update(capability.as_bytes());
         hasher.update([0]);
     }
-    hasher.update(shared.limits_digest_input.as_bytes());
+    hasher.update(limits_and_urls.as_bytes());
+    hasher
+}
+
+/// A digest of the session's content: it changes exactly when the session would. Computed
+/// from the inputs rather than the JSON, and from a pre-hashed shared part, so that every
+/// API response can afford it.
+pub fn session_state(shared: &EngineShared, principal: &Principal) -> String {
+    let mut hasher = shared.session_digest.clone();
+    hasher.update(principal.account_id.to_be_bytes());
+    hasher.update(principal.email.as_bytes());
     let digest = hasher.finalize();
     let mut state = String::with_capacity(17);
     state.push('S');
@@ -136,4 +143,73 @@ pub fn session_object(shared: &EngineShared, principal: &Principal) -> Value {
         Value::String(session_state(shared, principal)),
     );
     Value::Object(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jmap::test_support::{alice, bob, engine, engine_with};
+    use crate::jmap::{CoreLimits, dispatch};
+
+    #[test]
+    fn session_lists_the_account_capabilities_and_absolute_urls() {
+        let test = engine();
+        let session = test.engine.session(&alice());
+        assert_eq!(session["username"], "alice@example.test");
+        assert_eq!(session["apiUrl"], "http://127.0.0.1:8080/jmap/api");
+        assert_eq!(
+            session["downloadUrl"],
+            "http://127.0.0.1:8080/jmap/download/{accountId}/{blobId}/{name}?type={type}"
+        );
+        assert_eq!(
+            session["uploadUrl"],
+            "http://127.0.0.1:8080/jmap/upload/{accountId}/"
+        );
+        assert_eq!(
+            session["eventSourceUrl"],
+            "http://127.0.0.1:8080/jmap/eventsource?types={types}&closeafter={closeafter}&ping={ping}"
+        );
+        let core = &session["capabilities"][CAPABILITY_CORE];
+        assert_eq!(core["maxCallsInRequest"], 64);
+        assert_eq!(core["maxSizeUpload"], 50_000_000);
+        assert_eq!(session["primaryAccounts"][CAPABILITY_CORE], "a1");
+        let account = &session["accounts"]["a1"];
+        assert_eq!(account["name"], "alice@example.test");
+        assert_eq!(account["isPersonal"], true);
+        assert_eq!(account["isReadOnly"], false);
+        assert!(account["accountCapabilities"][CAPABILITY_CORE].is_object());
+        assert_eq!(session["accounts"].as_object().map(|a| a.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn session_state_follows_the_session_content() {
+        let test = engine();
+        let alice_state = test.engine.session(&alice())["state"].clone();
+        assert_eq!(
+            test.engine.session(&alice())["state"],
+            alice_state,
+            "stable"
+        );
+        assert_ne!(test.engine.session(&bob())["state"], alice_state);
+        let renamed = Principal {
+            email: "alice@other.test".to_owned(),
+            ..alice()
+        };
+        assert_ne!(test.engine.session(&renamed)["state"], alice_state);
+        let other_limits = engine_with(
+            dispatch::METHODS,
+            CoreLimits {
+                max_calls_in_request: 5,
+                ..CoreLimits::default()
+            },
+        );
+        assert_ne!(other_limits.engine.session(&alice())["state"], alice_state);
+        // RFC 8620 §3.4: the API response carries the same state.
+        let response = test
+            .engine
+            .handle_api(&alice(), br#"{"using":[],"methodCalls":[]}"#)
+            .await
+            .expect("response");
+        assert_eq!(response["sessionState"], alice_state);
+    }
 }
