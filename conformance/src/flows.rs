@@ -618,6 +618,8 @@ async fn isolation_cases(
         upload_elsewhere.await,
     );
 
+    // RFC 8620 §6.3: a blob that cannot be found is notCopied with the `notFound` SetError;
+    // another user's blob must look exactly like one that does not exist.
     let copy_other = async {
         let request = json!({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [
             ["Blob/copy", {"fromAccountId": target.account_id, "accountId": target.account_id,
@@ -628,13 +630,13 @@ async fn isolation_cases(
             .await?;
         let body = answer.json()?;
         let pattern = json!({"methodResponses": [["Blob/copy", {"copied": null,
-            "notCopied": {other_blob_id.as_str(): {"type": "blobNotFound"}}}, "c1"]]});
+            "notCopied": {other_blob_id.as_str(): {"type": "notFound"}}}, "c1"]]});
         matches(&pattern, &body)
             .map_err(|difference| format!("{difference}; answer: {}", abbreviate(&body)))
     };
     recorder.check(
         section,
-        "Blob/copy of another user's blob id: blobNotFound",
+        "Blob/copy of another user's blob id: notFound",
         copy_other.await,
     );
 
