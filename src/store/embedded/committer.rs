@@ -54,7 +54,12 @@ pub(crate) enum CommitterMessage {
 #[derive(Default)]
 pub(crate) struct WatchRegistry {
     by_key: Mutex<BTreeMap<Vec<u8>, Vec<oneshot::Sender<()>>>>,
+    registrations: AtomicU64,
 }
+
+/// Every this many registrations, watchers of keys that never changed and whose futures were
+/// dropped are swept, so many abandoned watches on distinct keys cannot accumulate.
+const WATCH_SWEEP_INTERVAL: u64 = 1024;
 
 impl WatchRegistry {
     pub(crate) fn register(&self, key: &[u8]) -> oneshot::Receiver<()> {
@@ -67,6 +72,16 @@ impl WatchRegistry {
         // Forget watchers whose future was dropped, so an unchanged key cannot grow forever.
         waiting.retain(|earlier| !earlier.is_closed());
         waiting.push(sender);
+        if self
+            .registrations
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(WATCH_SWEEP_INTERVAL)
+        {
+            by_key.retain(|_, waiting| {
+                waiting.retain(|watcher| !watcher.is_closed());
+                !waiting.is_empty()
+            });
+        }
         receiver
     }
 
