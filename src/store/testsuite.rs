@@ -46,6 +46,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(set_get_clear_and_snapshot_isolation),
         suite_test!(read_your_writes_in_gets_and_ranges),
         suite_test!(conflicting_read_write_fails_one_commit),
+        suite_test!(simultaneous_conflicting_commits_admit_exactly_one),
         suite_test!(transact_retries_until_every_increment_lands),
         suite_test!(atomic_adds_never_conflict),
         suite_test!(range_reads_at_limit_conflict_only_up_to_last_key),
@@ -334,6 +335,31 @@ pub async fn conflicting_read_write_fails_one_commit(store: &Store) {
         StoreErrorKind::Conflict,
         "phantom insert",
     );
+    scratch.cleanup(store).await;
+}
+
+/// Commits sent at the same moment (on the embedded store they share one group commit) are
+/// still checked against each other.
+pub async fn simultaneous_conflicting_commits_admit_exactly_one(store: &Store) {
+    let scratch = Scratch::new();
+    let key = scratch.key(b"contended");
+    for round in 0u8..5 {
+        let mut contenders = Vec::new();
+        for contender in 0u8..4 {
+            let mut tx = store.backend().begin().await.expect("begin");
+            tx.get(&key).await.expect("get");
+            tx.set(&key, &[round, contender]).expect("set");
+            contenders.push(tx.commit());
+        }
+        let outcomes = futures_util::future::join_all(contenders).await;
+        let committed = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+        assert_eq!(committed, 1, "round {round}: {outcomes:?}");
+        for outcome in outcomes {
+            if let Err(error) = outcome {
+                assert_eq!(error.kind, StoreErrorKind::Conflict, "{error}");
+            }
+        }
+    }
     scratch.cleanup(store).await;
 }
 
