@@ -84,8 +84,9 @@ struct Listeners {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// A started server. Dropping it without [`RunningServer::shutdown`] stops serving only when
-/// the runtime ends; call `shutdown` for a clean stop.
+/// A started server. Dropping it stops accepting connections (in-flight ones finish on their
+/// own) but does not close the store or remove `admin.json`: call
+/// [`RunningServer::shutdown`] for a clean stop.
 pub struct RunningServer {
     /// The bound JMAP listener address (the real port when configured with port 0).
     pub http_addr: SocketAddr,
@@ -244,6 +245,11 @@ impl Server {
         )
         .with_method_observer(crate::telemetry::method_observer());
 
+        // Computed once, off the async workers, so the first login of an unknown user does
+        // not pay for it (and timing stays the same as for a known one).
+        drop(tokio::task::spawn_blocking(|| {
+            crate::auth::password::decoy_hash();
+        }));
         let demo_accounts = if config.server.demo {
             create_demo_accounts(&directory).await?
         } else {

@@ -22,7 +22,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{FilterFn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -143,7 +143,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         otel_layer = Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer_provider.tracer("tern"))
-                .with_filter(LevelFilter::INFO),
+                .with_filter(exported_spans()),
         );
 
         let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
@@ -195,6 +195,19 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         tracing::info!(endpoint, "exporting traces and metrics over OTLP/HTTP");
     }
     Ok(guard)
+}
+
+/// What goes to OTLP: Tern's spans down to DEBUG (the per-request and per-method spans are
+/// debug-level so that plain logs do not pay for them), other spans and all events at INFO.
+fn exported_spans() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    filter_fn(|metadata| {
+        let limit = if metadata.is_span() && metadata.target().starts_with("tern") {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::INFO
+        };
+        *metadata.level() <= limit
+    })
 }
 
 /// Records one JMAP method call: the engine calls this through [`method_observer`].

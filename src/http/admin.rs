@@ -189,8 +189,26 @@ fn ok_json<T: Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody
     }
 }
 
-/// Serves one admin request.
+/// Serves one admin request (a panic becomes a 500 problem for that request only).
 pub async fn serve_admin_request(
+    state: Arc<AdminState>,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    use futures_util::FutureExt as _;
+    std::panic::AssertUnwindSafe(route_admin_request(state, request))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!("admin request handler panicked");
+            admin_problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error while handling the admin request",
+            )
+        })
+}
+
+async fn route_admin_request(
     state: Arc<AdminState>,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
