@@ -188,6 +188,10 @@ fn every_error_type_we_emit_is_in_the_spec() {
 
 const FIXTURES: &[(&str, &str)] = &[
     (
+        "blob-copy-isolation",
+        include_str!("../../jmap-spec/fixtures/blob-copy-isolation.json"),
+    ),
+    (
         "core-echo",
         include_str!("../../jmap-spec/fixtures/core-echo.json"),
     ),
