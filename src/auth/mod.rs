@@ -55,6 +55,11 @@ pub const WWW_AUTHENTICATE: &str = "Basic realm=\"tern\", Bearer realm=\"tern\""
 pub struct Authenticator {
     directory: Directory,
     limiter: FailedLoginLimiter,
+    /// Bounds concurrent argon2 verifications (each takes ~19 MiB and a core for tens of
+    /// milliseconds): a burst of logins, honest or not, cannot exhaust memory or starve
+    /// the blocking pool. It also makes concurrent identical logins verify once: later
+    /// ones find the cache filled when their turn comes.
+    password_checks: tokio::sync::Semaphore,
 }
 
 /// A parsed `Authorization` header.
@@ -90,9 +95,11 @@ fn parse_authorization(header: &[u8]) -> Option<Credentials> {
 
 impl Authenticator {
     pub fn new(directory: Directory, failed_login_burst: u32, refill: Duration) -> Authenticator {
+        let parallelism = std::thread::available_parallelism().map_or(2, usize::from);
         Authenticator {
             directory,
             limiter: FailedLoginLimiter::new(failed_login_burst, refill),
+            password_checks: tokio::sync::Semaphore::new(parallelism),
         }
     }
 
@@ -119,6 +126,12 @@ impl Authenticator {
             .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         let found = match parse_authorization(header) {
             Some(Credentials::Basic { email, password }) => {
+                let _permit = self.password_checks.acquire().await.map_err(|_| {
+                    AuthError::Unavailable("password verification is shut down".into())
+                })?;
+                if let Some(principal) = cache.get(&cache_key) {
+                    return Ok(principal);
+                }
                 self.directory.verify_password(&email, &password).await
             }
             Some(Credentials::Bearer { token }) => self.directory.principal_for_token(&token).await,

@@ -207,3 +207,38 @@ async fn password_change_invalidates_cached_logins() {
     let new = basic("alice@example.test", "new");
     assert!(authenticator.authenticate(Some(&new), CLIENT).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_logins_verify_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::new(open_store(dir.path()));
+    let alice = directory
+        .create_account("alice@example.test", "secret")
+        .await
+        .unwrap();
+    let authenticator = Arc::new(Authenticator::new(directory, 10, Duration::from_secs(60)));
+    let header = basic("alice@example.test", "secret");
+    let started = std::time::Instant::now();
+    let logins: Vec<_> = (0..16)
+        .map(|_| {
+            let authenticator = Arc::clone(&authenticator);
+            let header = header.clone();
+            tokio::spawn(async move { authenticator.authenticate(Some(&header), CLIENT).await })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.await.unwrap(), Ok(alice.principal()));
+    }
+    let all_logins = started.elapsed();
+    // Without single flight, 16 verifications on 2 permits take 8 verification times.
+    let decoy = super::password::decoy_hash();
+    let single = {
+        let started = std::time::Instant::now();
+        let _ = super::password::verify("secret", decoy);
+        started.elapsed()
+    };
+    assert!(
+        all_logins < single * 5,
+        "{all_logins:?} vs one verification {single:?}"
+    );
+}
