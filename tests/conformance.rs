@@ -48,3 +48,16 @@ async fn tern_passes_the_rfc_8620_conformance_cases() {
     assert!(report.passed() > 60, "only {} cases ran", report.passed());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_runner_fails_when_it_cannot_log_in() {
+    let server = TestServer::start().await;
+    let alice = server.alice();
+    let mut config = Config::new(server.session_url(), alice.email.clone(), "wrong password");
+    config.filter = Some("3.3".to_owned());
+    let report = tern_conformance::run(&config).await;
+    assert_eq!(report.failed(), 1, "{}", report.render_text());
+    assert_eq!(report.passed(), 0);
+    assert!(report.summary_line().starts_with("0 passed, 1 failed"));
+    server.shutdown().await;
+}
