@@ -31,7 +31,7 @@ pub struct Request {
 impl Request {
     /// Parses a request body. `max_calls_in_request` is RFC 8620 §2's `maxCallsInRequest`.
     pub fn parse(body: &[u8], max_calls_in_request: usize) -> Result<Request, ProblemDetails> {
-        let document: Value = serde_json::from_slice(body).map_err(|error| {
+        let IJson(document) = serde_json::from_slice(body).map_err(|error| {
             ProblemDetails::not_json(format!("the body is not I-JSON: {error}"))
         })?;
         Request::from_json(document, max_calls_in_request)
@@ -95,6 +95,82 @@ impl Request {
             method_calls,
             created_ids,
         })
+    }
+}
+
+/// A JSON value that is also I-JSON (RFC 7493), as RFC 8620 §3.6.1 asks of a request: on top
+/// of serde_json's checks (UTF-8, no lone surrogates, bounded nesting), an object must not
+/// repeat a member name, which serde_json alone would silently accept (keeping the last).
+struct IJson(Value);
+
+impl<'de> serde::Deserialize<'de> for IJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IJson, D::Error> {
+        deserializer.deserialize_any(IJsonVisitor).map(IJson)
+    }
+}
+
+struct IJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for IJsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("an I-JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(sequence.size_hint().unwrap_or(0).min(64));
+        while let Some(IJson(item)) = sequence.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(name) = members.next_key::<String>()? {
+            match object.entry(name) {
+                serde_json::map::Entry::Occupied(entry) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate member name {:?}",
+                        entry.key()
+                    )));
+                }
+                serde_json::map::Entry::Vacant(entry) => {
+                    let IJson(value) = members.next_value()?;
+                    entry.insert(value);
+                }
+            }
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -170,6 +246,21 @@ mod tests {
         assert_eq!(kind_of("{"), not_json);
         assert_eq!(kind_of("\u{feff}{}"), not_json);
         assert_eq!(kind_of(""), not_json);
+        assert_eq!(
+            kind_of(r#"{"using":[],"methodCalls":[],"using":["x"]}"#),
+            not_json,
+            "I-JSON forbids duplicate member names"
+        );
+        assert_eq!(
+            kind_of(r#"{"using":[],"methodCalls":[["Core/echo",{"a":1,"a":2},"c"]]}"#),
+            not_json
+        );
+        assert_eq!(
+            kind_of(r#"{"using":["\ud800"],"methodCalls":[]}"#),
+            not_json
+        );
+        let invalid_utf8 = Request::parse(b"{\"using\":[\"\xff\"],\"methodCalls\":[]}", 4);
+        assert_eq!(invalid_utf8.unwrap_err().kind, not_json);
         assert_eq!(kind_of("[]"), not_request);
         assert_eq!(kind_of(r#"{"methodCalls":[]}"#), not_request);
         assert_eq!(kind_of(r#"{"using":[1],"methodCalls":[]}"#), not_request);
