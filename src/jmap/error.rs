@@ -226,7 +226,7 @@ impl From<crate::store::StoreError> for MethodError {
     }
 }
 
-/// The /set item error types of RFC 8620 §5.3 and §5.4 (plus §6.3's `blobNotFound`).
+/// The /set item error types of RFC 8620 §5.3 and §5.4, plus RFC 8621 §4.6 `blobNotFound`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetErrorType {
     Forbidden,
