@@ -13,6 +13,7 @@
 //! tls_key = "key.pem"             # PEM private key (PKCS#8, PKCS#1 or SEC1)
 //! demo = false                    # create alice@ and bob@example.test on first start
 //! shutdown_grace_seconds = 10     # how long in-flight requests may finish on shutdown
+//! blob_gc_interval_seconds = 3600 # how often unreferenced blobs are collected
 //!
 //! [jmap]                          # RFC 8620 §2 core capability limits
 //! max_size_upload = 50000000
@@ -101,6 +102,7 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     pub demo: bool,
     pub shutdown_grace_seconds: u64,
+    pub blob_gc_interval_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +115,7 @@ impl Default for ServerConfig {
             tls_key: None,
             demo: false,
             shutdown_grace_seconds: 10,
+            blob_gc_interval_seconds: 3600,
         }
     }
 }
@@ -320,6 +323,11 @@ impl Config {
                 self.admin.addr
             )));
         }
+        if self.server.blob_gc_interval_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "server.blob_gc_interval_seconds must be at least 1",
+            ));
+        }
         if self.telemetry.metrics_interval_seconds == 0 {
             return Err(ConfigError::invalid(
                 "telemetry.metrics_interval_seconds must be at least 1",
@@ -384,6 +392,7 @@ mod tests {
             tls_key = "k.pem"
             demo = true
             shutdown_grace_seconds = 3
+            blob_gc_interval_seconds = 60
             [jmap]
             max_size_upload = 1000
             max_concurrent_upload = 2

@@ -173,6 +173,24 @@ async fn create_demo_accounts(directory: &Directory) -> Result<Vec<DemoAccount>,
     Ok(created)
 }
 
+/// Expires upload references and deletes unreferenced blobs every `interval` until `stop`.
+async fn collect_blobs_periodically(
+    blobs: BlobStore,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match blobs.gc().await {
+            Ok(report) => tracing::debug!(?report, "blob collection done"),
+            Err(error) => tracing::warn!(%error, "blob collection failed; retrying next round"),
+        }
+    }
+}
+
 impl Server {
     /// Starts a server; ready to serve when this returns.
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
@@ -299,6 +317,11 @@ impl Server {
             Duration::from_secs(config.auth.failed_login_refill_seconds),
         );
         let blobs = BlobStore::new(store.clone());
+        tasks.push(tokio::spawn(collect_blobs_periodically(
+            blobs.clone(),
+            Duration::from_secs(config.server.blob_gc_interval_seconds),
+            stop_receiver.clone(),
+        )));
         let state = Arc::new(AppState::new(&config, engine.clone(), authenticator, blobs));
         let handler: Handler = Arc::new(move |request, remote| {
             Box::pin(serve_request(Arc::clone(&state), request, remote))
