@@ -316,7 +316,7 @@ impl Server {
             config.auth.failed_login_burst,
             Duration::from_secs(config.auth.failed_login_refill_seconds),
         );
-        let blobs = BlobStore::new(store.clone());
+        let blobs = engine.blobs().clone();
         tasks.push(tokio::spawn(collect_blobs_periodically(
             blobs.clone(),
             Duration::from_secs(config.server.blob_gc_interval_seconds),
