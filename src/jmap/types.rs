@@ -15,6 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::store::commit::LogPosition;
+
 /// The lowercase base32hex alphabet; numeric order equals string order for equal lengths.
 const COMPACT_ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
 
@@ -169,31 +171,52 @@ impl Serialize for AccountId {
     }
 }
 
-/// A JMAP state string (RFC 8620 §5.1): opaque to clients, here the change-log version of a
-/// data type (or a query's version) in the compact form `"s" + n`.
+/// A JMAP state string (RFC 8620 §5.1): opaque to clients, here a position in a data type's
+/// change log in the compact form `"s" + version`, or `"s" + version + "." + within` for the
+/// intermediate states that `/changes` hands out when `maxChanges` cuts inside one commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct State(u64);
+pub struct State(LogPosition);
 
 impl State {
     pub fn new(version: u64) -> State {
-        State(version)
+        State(LogPosition::at(version))
+    }
+
+    pub fn at(position: LogPosition) -> State {
+        State(position)
     }
 
     /// `None` for a string this server never produced: callers answer
     /// `cannotCalculateChanges` (or `stateMismatch`), never a parse error.
     pub fn parse(text: &str) -> Option<State> {
-        compact_decode('s', text).map(State)
+        match text.split_once('.') {
+            None => compact_decode('s', text).map(State::new),
+            Some((version_text, within_text)) => {
+                let version = compact_decode('s', version_text)?;
+                let within = compact_decode('w', &format!("w{within_text}"))?;
+                // Canonical form only: a whole-commit position never carries ".0".
+                let within = u32::try_from(within).ok().filter(|within| *within > 0)?;
+                Some(State(LogPosition { version, within }))
+            }
+        }
+    }
+
+    pub fn position(self) -> LogPosition {
+        self.0
     }
 
     pub fn version(self) -> u64 {
-        self.0
+        self.0.version
     }
 }
 
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::with_capacity(14);
-        compact_encode('s', self.0, &mut text);
+        let mut text = String::with_capacity(24);
+        compact_encode('s', self.0.version, &mut text);
+        if self.0.within > 0 {
+            compact_encode('.', u64::from(self.0.within), &mut text);
+        }
         f.write_str(&text)
     }
 }

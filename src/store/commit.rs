@@ -326,12 +326,28 @@ pub async fn allocate_id(
     Ok(next)
 }
 
-/// The changes of one type between two states, collapsed per id as RFC 8620 §5.2 asks: an id
-/// appears in at most one list.
+/// A point in one type's change log: every commit up to `version`, plus the first `within`
+/// records of the next commit. States handed to clients are positions with `within == 0`;
+/// `/changes` hands out an intermediate position when `maxChanges` cuts a large commit, so a
+/// client can page through a commit of any size (RFC 8620 §5.2: never more than maxChanges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogPosition {
+    pub version: u64,
+    pub within: u32,
+}
+
+impl LogPosition {
+    pub fn at(version: u64) -> LogPosition {
+        LogPosition { version, within: 0 }
+    }
+}
+
+/// The changes of one type between two positions, collapsed per id as RFC 8620 §5.2 asks: an
+/// id appears in at most one list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangesSince {
-    pub old_state: u64,
-    pub new_state: u64,
+    pub old_state: LogPosition,
+    pub new_state: LogPosition,
     pub has_more_changes: bool,
     pub created: Vec<u64>,
     pub updated: Vec<u64>,
@@ -347,20 +363,37 @@ pub enum ChangesError {
     Store(#[from] StoreError),
 }
 
+/// One record of a change-log entry: 1 byte of kind, 8 bytes of id.
+const RECORD_BYTES: usize = 9;
+
+fn decode_records(value: &[u8]) -> StoreResult<Vec<(ChangeKind, u64)>> {
+    if value.len() % RECORD_BYTES != 0 {
+        return Err(StoreError::corrupt("malformed change-log entry"));
+    }
+    value
+        .chunks(RECORD_BYTES)
+        .map(|record| {
+            let kind = ChangeKind::from_u8(record[0])
+                .ok_or_else(|| StoreError::corrupt("unknown change kind in change log"))?;
+            Ok((kind, be_u64(&record[1..]).unwrap_or_default()))
+        })
+        .collect()
+}
+
 /// Reads the change log of `data_type` after `since`. `max_changes` bounds the number of ids
-/// returned (0 = no bound); when it cuts, `new_state` is the last whole commit included and
-/// `has_more_changes` is set. A single commit is never split, so a commit larger than
-/// `max_changes` is returned whole rather than never.
+/// returned (0 = no bound); when it cuts, `new_state` is where the cut fell (possibly inside a
+/// commit) and `has_more_changes` is set.
 pub async fn changes_since(
     tx: &mut dyn Transaction,
     account_id: u32,
     data_type: DataType,
-    since: u64,
+    since: LogPosition,
     max_changes: usize,
 ) -> Result<ChangesSince, ChangesError> {
     let current = read_state(tx, account_id, data_type).await?;
     let floor = read_u64(tx, &floor_key(account_id, data_type)).await?;
-    if since > current || since < floor {
+    let from_the_future = since.version > current || (since.version == current && since.within > 0);
+    if from_the_future || since.version < floor {
         return Err(ChangesError::CannotCalculate);
     }
     let mut result = ChangesSince {
@@ -368,33 +401,38 @@ pub async fn changes_since(
         new_state: since,
         ..ChangesSince::default()
     };
-    if since == current {
+    if since.version == current {
         return Ok(result);
     }
     let range = KeyRange {
-        begin: change_key(account_id, data_type, since + 1),
+        begin: change_key(account_id, data_type, since.version + 1),
         end: change_key(account_id, data_type, current + 1),
     };
     let entries = tx.get_range(&range, RangeOptions::default()).await?;
     let mut net: BTreeMap<u64, Option<ChangeKind>> = BTreeMap::new();
     // Ids in order of first appearance, so lists come out in change order.
     let mut order: Vec<u64> = Vec::new();
-    for (key, value) in entries {
+    'entries: for (entry_index, (key, value)) in entries.into_iter().enumerate() {
         let version = key
             .get(key.len().saturating_sub(8)..)
             .and_then(be_u64)
             .ok_or_else(|| StoreError::corrupt("change-log key without a version"))?;
-        let ids_in_entry = value.len() / 9;
-        let would_exceed = max_changes > 0 && net.len() + ids_in_entry > max_changes;
-        if would_exceed && result.new_state > since {
-            result.has_more_changes = true;
-            break;
-        }
-        for record in value.chunks(9) {
-            let kind = ChangeKind::from_u8(record[0])
-                .filter(|_| record.len() == 9)
-                .ok_or_else(|| StoreError::corrupt("malformed change-log entry"))?;
-            let id = be_u64(&record[1..]).unwrap_or_default();
+        let records = decode_records(&value)?;
+        let already_seen = if entry_index == 0 && since.within > 0 {
+            // An intermediate position must point inside the very next commit.
+            if version != since.version + 1 || since.within as usize >= records.len() {
+                return Err(ChangesError::CannotCalculate);
+            }
+            since.within as usize
+        } else {
+            0
+        };
+        for (record_index, &(kind, id)) in records.iter().enumerate().skip(already_seen) {
+            let is_new_id = !net.contains_key(&id);
+            if max_changes > 0 && is_new_id && net.len() >= max_changes {
+                result.has_more_changes = true;
+                break 'entries;
+            }
             match net.get_mut(&id) {
                 None => {
                     net.insert(id, Some(kind));
@@ -406,11 +444,15 @@ pub async fn changes_since(
                     }
                 }
             }
+            result.new_state = LogPosition {
+                version: version - 1,
+                within: u32::try_from(record_index + 1).unwrap_or(u32::MAX),
+            };
         }
-        result.new_state = version;
+        result.new_state = LogPosition::at(version);
     }
     if !result.has_more_changes {
-        result.new_state = current;
+        result.new_state = LogPosition::at(current);
     }
     for id in order {
         match net.get(&id).copied().flatten() {
@@ -467,7 +509,10 @@ pub mod suite {
         })
         .await
         .expect("empty commit");
-        assert_eq!(empty.version, 0, "a commit without changes must not move the version");
+        assert_eq!(
+            empty.version, 0,
+            "a commit without changes must not move the version"
+        );
         assert!(empty.changed.is_empty());
 
         let first = commit_account(store, account_id, |tx, changes| {
@@ -503,34 +548,79 @@ pub mod suite {
         let mut tx = store.backend().begin().await.expect("begin");
         let tx = tx.as_mut();
         assert_eq!(read_state(tx, account_id, DataType::Test).await.unwrap(), 2);
-        assert_eq!(read_state(tx, account_id, DataType::Mailbox).await.unwrap(), 2);
-        assert_eq!(read_state(tx, account_id, DataType::Email).await.unwrap(), 0);
+        assert_eq!(
+            read_state(tx, account_id, DataType::Mailbox).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            read_state(tx, account_id, DataType::Email).await.unwrap(),
+            0
+        );
 
-        let all = changes_since(tx, account_id, DataType::Test, 0, 0)
+        let all = changes_since(tx, account_id, DataType::Test, LogPosition::at(0), 0)
             .await
             .expect("changes from 0");
         // id_b was created and destroyed in the span: it leaves no trace.
         assert_eq!(all.created, vec![id_a]);
         assert!(all.updated.is_empty() && all.destroyed.is_empty());
-        assert_eq!((all.old_state, all.new_state), (0, 2));
+        assert_eq!(
+            (all.old_state, all.new_state),
+            (LogPosition::at(0), LogPosition::at(2))
+        );
         assert!(!all.has_more_changes);
 
-        let later = changes_since(tx, account_id, DataType::Test, 1, 0)
+        let later = changes_since(tx, account_id, DataType::Test, LogPosition::at(1), 0)
             .await
             .expect("changes from 1");
         assert_eq!(later.updated, vec![id_a]);
         assert_eq!(later.destroyed, vec![id_b]);
 
-        let capped = changes_since(tx, account_id, DataType::Test, 0, 1)
+        // maxChanges 1 cuts inside the first commit (two ids): an intermediate position.
+        let capped = changes_since(tx, account_id, DataType::Test, LogPosition::at(0), 1)
             .await
             .expect("capped");
-        // The first commit holds two ids: it is returned whole, and the rest is left.
-        assert_eq!(capped.new_state, 1);
+        let inside_first = LogPosition {
+            version: 0,
+            within: 1,
+        };
+        assert_eq!(capped.new_state, inside_first);
         assert!(capped.has_more_changes);
-        assert_eq!(capped.created, vec![id_a, id_b]);
+        assert_eq!(capped.created, vec![id_a]);
+        // From there: the rest of commit 1 (id_b created) and commit 2 (id_a updated, id_b
+        // destroyed) net to one update.
+        let rest = changes_since(tx, account_id, DataType::Test, inside_first, 0)
+            .await
+            .expect("rest");
+        assert_eq!(rest.updated, vec![id_a]);
+        assert!(rest.created.is_empty() && rest.destroyed.is_empty());
+        assert_eq!(rest.new_state, LogPosition::at(2));
+        // Paging one id at a time ends at the current state.
+        let mut position = LogPosition::at(0);
+        let mut pages = 0;
+        loop {
+            let page = changes_since(tx, account_id, DataType::Test, position, 1)
+                .await
+                .expect("page");
+            assert!(page.created.len() + page.updated.len() + page.destroyed.len() <= 1);
+            position = page.new_state;
+            pages += 1;
+            if !page.has_more_changes {
+                break;
+            }
+            assert!(pages < 10, "paging does not progress");
+        }
+        assert_eq!(position, LogPosition::at(2));
+        let beyond_first = LogPosition {
+            version: 0,
+            within: 2,
+        };
+        assert!(matches!(
+            changes_since(tx, account_id, DataType::Test, beyond_first, 0).await,
+            Err(ChangesError::CannotCalculate)
+        ));
 
         assert!(matches!(
-            changes_since(tx, account_id, DataType::Test, 7, 0).await,
+            changes_since(tx, account_id, DataType::Test, LogPosition::at(7), 0).await,
             Err(ChangesError::CannotCalculate)
         ));
     }
@@ -559,10 +649,10 @@ pub mod suite {
         let mut tx = store.backend().begin().await.expect("begin");
         let tx = tx.as_mut();
         assert!(matches!(
-            changes_since(tx, account_id, DataType::Test, 1, 0).await,
+            changes_since(tx, account_id, DataType::Test, LogPosition::at(1), 0).await,
             Err(ChangesError::CannotCalculate)
         ));
-        let kept = changes_since(tx, account_id, DataType::Test, 2, 0)
+        let kept = changes_since(tx, account_id, DataType::Test, LogPosition::at(2), 0)
             .await
             .expect("from the floor");
         assert_eq!(kept.created, vec![3]);
@@ -584,11 +674,16 @@ pub mod suite {
         })
         .await
         .expect("other account commit");
-        commit_account(store, account_id, |_tx, _changes| Box::pin(async move { Ok(()) }))
-            .await
-            .expect("empty commit");
+        commit_account(store, account_id, |_tx, _changes| {
+            Box::pin(async move { Ok(()) })
+        })
+        .await
+        .expect("empty commit");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!watch.is_finished(), "watch fired without a change to its account");
+        assert!(
+            !watch.is_finished(),
+            "watch fired without a change to its account"
+        );
         commit_account(store, account_id, |_tx, changes| {
             Box::pin(async move {
                 changes.created(DataType::Test, 1);
@@ -630,9 +725,15 @@ pub mod suite {
         versions.sort_unstable();
         assert_eq!(versions, (1..=8).collect::<Vec<u64>>());
         let mut tx = store.backend().begin().await.expect("begin");
-        let all = changes_since(tx.as_mut(), account_id, DataType::Test, 0, 0)
-            .await
-            .expect("changes");
+        let all = changes_since(
+            tx.as_mut(),
+            account_id,
+            DataType::Test,
+            LogPosition::at(0),
+            0,
+        )
+        .await
+        .expect("changes");
         assert_eq!(all.created.len(), 8);
     }
 }

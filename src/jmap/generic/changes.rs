@@ -39,7 +39,10 @@ pub async fn changes<T: ObjectType>(
         .store
         .read(|tx| {
             Box::pin(async move {
-                Ok(changes_since(tx, account_id, T::DATA_TYPE, since.version(), max_changes).await)
+                Ok(
+                    changes_since(tx, account_id, T::DATA_TYPE, since.position(), max_changes)
+                        .await,
+                )
             })
         })
         .await?;
@@ -48,20 +51,10 @@ pub async fn changes<T: ObjectType>(
         Err(ChangesError::CannotCalculate) => return Err(cannot_calculate()),
         Err(ChangesError::Store(error)) => return Err(MethodError::from_store(&error)),
     };
-    let total = changes.created.len() + changes.updated.len() + changes.destroyed.len();
-    // RFC 8620 §5.2: never more ids than maxChanges. The log returns one commit whole even
-    // when it alone is larger; there is no intermediate state to stop at, so the client must
-    // resynchronise.
-    if total > max_changes {
-        return Err(MethodError::with_description(
-            MethodErrorType::CannotCalculateChanges,
-            format!("a single change holds {total} ids, more than maxChanges ({max_changes})"),
-        ));
-    }
     Ok(json!({
         "accountId": account,
-        "oldState": State::new(changes.old_state),
-        "newState": State::new(changes.new_state),
+        "oldState": State::at(changes.old_state),
+        "newState": State::at(changes.new_state),
         "hasMoreChanges": changes.has_more_changes,
         "created": ids_to_json::<T>(&changes.created),
         "updated": ids_to_json::<T>(&changes.updated),

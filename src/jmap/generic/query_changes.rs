@@ -52,7 +52,7 @@ pub async fn query_changes<T: ObjectType>(
         .store
         .read(|tx| {
             Box::pin(async move {
-                let log = changes_since(tx, account_id, T::DATA_TYPE, since.version(), 0).await;
+                let log = changes_since(tx, account_id, T::DATA_TYPE, since.position(), 0).await;
                 let outcome = T::query(tx, account_id, filter.as_ref(), &sort).await?;
                 Ok((log, outcome))
             })
@@ -85,8 +85,8 @@ pub async fn query_changes<T: ObjectType>(
     }
     let mut response = json!({
         "accountId": account,
-        "oldQueryState": State::new(log.old_state),
-        "newQueryState": State::new(log.new_state),
+        "oldQueryState": State::at(log.old_state),
+        "newQueryState": State::at(log.new_state),
         "removed": ids_to_json::<T>(&removed),
         "added": added,
     });

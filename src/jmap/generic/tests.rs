@@ -576,8 +576,10 @@ async fn query_changes_and_changes_limits() {
     assert_eq!(results, now);
     assert_eq!(error_type(&responses[2]), "tooManyChanges");
     assert_eq!(error_type(&responses[3]), "cannotCalculateChanges");
-    // s0 → s1 is one commit of two ids: more than maxChanges 1 and not splittable.
-    assert_eq!(error_type(&responses[4]), "cannotCalculateChanges");
+    // s0 → s1 is one commit of two ids: maxChanges 1 cuts inside it, at an intermediate state.
+    assert_eq!(responses[4][1]["created"].as_array().map(Vec::len), Some(1));
+    assert_eq!(responses[4][1]["hasMoreChanges"], true);
+    assert_eq!(responses[4][1]["newState"], "s0.1");
     assert_eq!(responses[5][1]["newState"], "s2");
     assert_eq!(error_type(&responses[6]), "cannotCalculateChanges");
     assert_eq!(error_type(&responses[7]), "invalidArguments");
@@ -642,4 +644,39 @@ async fn limits_and_account_isolation() {
     assert_eq!(error_type(&responses[8]), "accountNotFound");
     assert_eq!(error_type(&responses[9]), "invalidArguments");
     assert_eq!(error_type(&responses[10]), "invalidArguments");
+}
+
+#[tokio::test]
+async fn an_intermediate_state_resumes_inside_a_large_commit() {
+    let test = test_engine(CoreLimits::default());
+    call(
+        &test,
+        json!([["Note/set", {"accountId": "a1", "create": {
+            "k1": {"title": "1"}, "k2": {"title": "2"}, "k3": {"title": "3"}
+        }}, "0"]]),
+    )
+    .await;
+    let mut since = "s0".to_owned();
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        let responses = call(
+            &test,
+            json!([["Note/changes", {"accountId": "a1", "sinceState": since, "maxChanges": 1}, "c"]]),
+        )
+        .await;
+        let page = &responses[0][1];
+        assert_eq!(page["created"].as_array().map(Vec::len), Some(1), "{page}");
+        created.push(page["created"][0].clone());
+        since = page["newState"].as_str().expect("newState").to_owned();
+    }
+    assert_eq!(since, "s1", "the last page ends on the commit's own state");
+    created.sort_by_key(|id| id.to_string());
+    created.dedup();
+    assert_eq!(created.len(), 3, "every id exactly once");
+    let responses = call(
+        &test,
+        json!([["Note/changes", {"accountId": "a1", "sinceState": "s0.3"}, "c"]]),
+    )
+    .await;
+    assert_eq!(error_type(&responses[0]), "cannotCalculateChanges");
 }
