@@ -367,7 +367,7 @@ pub enum ChangesError {
 const RECORD_BYTES: usize = 9;
 
 fn decode_records(value: &[u8]) -> StoreResult<Vec<(ChangeKind, u64)>> {
-    if value.len() % RECORD_BYTES != 0 {
+    if !value.len().is_multiple_of(RECORD_BYTES) {
         return Err(StoreError::corrupt("malformed change-log entry"));
     }
     value
