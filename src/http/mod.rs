@@ -186,8 +186,9 @@ async fn route_request(
     request: Request<Incoming>,
     client: IpAddr,
 ) -> Response<ResponseBody> {
-    let path = request.uri().path().to_owned();
-    let Some(route) = match_route(&path) else {
+    // A `Uri` clone shares its bytes: the route can borrow the path while the request moves.
+    let uri = request.uri().clone();
+    let Some(route) = match_route(uri.path()) else {
         return problem(StatusCode::NOT_FOUND, "no such resource");
     };
     if request.method() == Method::OPTIONS {
