@@ -39,7 +39,7 @@ echo "## start-up and idle RSS ($runs runs, existing data dir)"
 server_pid=$!
 session_url="http://127.0.0.1:$port/.well-known/jmap"
 for _ in $(seq 1 500); do
-    curl -sf -o /dev/null -u "$user:$password" "$session_url" && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.01
 done
 common=(--session-url "$session_url" --user "$user" --password "$password" --runs "$runs")
