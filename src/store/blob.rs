@@ -6,9 +6,11 @@
 //!   `BLOB_META[digest]` names the one storage id that holds a digest's content, so the same
 //!   content is stored once however many accounts upload it;
 //! - an upload streams: chunks are written in batches of [`CHUNKS_PER_WRITE`], each its own
-//!   small transaction, so at most one batch of the body is in memory; a `BLOB_PENDING` entry
-//!   marks the storage id until the upload finishes, so the collector can delete the chunks of
-//!   an upload that never finished;
+//!   small transaction, so at most about one batch of the body is in memory; the last batch
+//!   commits with the metadata and the upload reference, so an upload of up to one batch is
+//!   one durable commit. A `BLOB_PENDING` entry, written with the first early batch, marks the
+//!   storage id until the upload finishes, so the collector can delete the chunks of an
+//!   upload that never finished;
 //! - `BLOB_REFCOUNT[digest]` = links made by commits + live upload references. Only a blob whose
 //!   count dropped to 0 is collected, by [`BlobStore::gc`];
 //! - an account reads a blob only through a link (`ACCT_BLOB_LINK`) or an unexpired upload
@@ -339,17 +341,9 @@ impl BlobStore {
         E: std::fmt::Display,
     {
         let storage_id: u64 = rand::random();
-        let started = unix_seconds(SystemTime::now());
-        let pending_key = keys::blob_pending(storage_id);
-        self.store
-            .transact(|tx| {
-                let pending_key = pending_key.clone();
-                Box::pin(async move { tx.set(&pending_key, &started.to_be_bytes()) })
-            })
-            .await?;
         let written = self.write_chunks(storage_id, body, max_size).await;
-        let (hash, size) = match written {
-            Ok(done) => done,
+        let upload = match written {
+            Ok(upload) => upload,
             Err(error) => {
                 if let Err(cleanup) = self.discard_upload(storage_id).await {
                     // The collector deletes them after the grace period.
@@ -358,26 +352,46 @@ impl BlobStore {
                 return Err(error);
             }
         };
+        let WrittenUpload {
+            hash,
+            size,
+            tail,
+            tail_first_index,
+        } = upload;
+        // A blob that fits in one batch (most uploads) costs this one transaction: its
+        // chunks, its metadata and the upload reference commit together, so there is nothing
+        // to clean up if it fails and only one durable commit to wait for.
+        let tail = std::sync::Arc::new(tail);
         let dedup = self
             .store
             .transact(|tx| {
-                let pending_key = pending_key.clone();
+                let tail = std::sync::Arc::clone(&tail);
                 Box::pin(async move {
                     let meta_key = keys::blob_by_digest(BLOB_META, hash.as_bytes());
                     let deduplicated = match read_meta(tx, &hash).await? {
                         Some(existing) => {
                             debug_assert_eq!(existing.size, size, "equal digests, equal sizes");
-                            tx.clear_range(&KeyRange::prefix(&keys::blob_chunk_prefix(
-                                storage_id,
-                            )))?;
+                            if tail_first_index > 0 {
+                                tx.clear_range(&KeyRange::prefix(&keys::blob_chunk_prefix(
+                                    storage_id,
+                                )))?;
+                            }
                             true
                         }
                         None => {
+                            for (offset, chunk) in (0u32..).zip(tail.iter()) {
+                                tx.set(
+                                    &keys::blob_chunk(storage_id, tail_first_index + offset),
+                                    chunk,
+                                )?;
+                            }
                             tx.set(&meta_key, &BlobMeta { storage_id, size }.encode())?;
                             false
                         }
                     };
-                    tx.clear(&pending_key)?;
+                    if tail_first_index > 0 {
+                        tx.clear(&keys::blob_pending(storage_id))?;
+                    }
                     grant_upload_reference(tx, account_id, &hash, SystemTime::now()).await?;
                     Ok(deduplicated)
                 })
@@ -393,13 +407,15 @@ impl BlobStore {
         self.put_stream(account_id, body, u64::MAX).await
     }
 
-    /// Writes the body's chunks under `storage_id` in batches; returns its digest and size.
+    /// Writes the body's chunks under `storage_id` in full batches and returns the last,
+    /// partial batch unwritten, for the finishing transaction. The first batch written also
+    /// marks the upload pending, so the collector finds the chunks of an interrupted upload.
     async fn write_chunks<S, E>(
         &self,
         storage_id: u64,
         body: S,
         max_size: u64,
-    ) -> Result<(BlobHash, u64), BlobError>
+    ) -> Result<WrittenUpload, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -430,30 +446,36 @@ impl BlobStore {
                 let take = rest.len().min(BLOB_CHUNK_BYTES - open_chunk.len());
                 open_chunk.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
-                if open_chunk.len() == BLOB_CHUNK_BYTES {
-                    batch.push(std::mem::replace(
-                        &mut open_chunk,
-                        Vec::with_capacity(BLOB_CHUNK_BYTES),
-                    ));
-                    if batch.len() == CHUNKS_PER_WRITE {
-                        next_index = self
-                            .store_chunk_batch(storage_id, next_index, std::mem::take(&mut batch))
-                            .await?;
-                    }
+                if open_chunk.len() < BLOB_CHUNK_BYTES {
+                    continue;
+                }
+                batch.push(std::mem::replace(
+                    &mut open_chunk,
+                    Vec::with_capacity(BLOB_CHUNK_BYTES),
+                ));
+                // Hold one batch back until more data proves it is not the last one.
+                if batch.len() > CHUNKS_PER_WRITE {
+                    let last = batch.pop().unwrap_or_default();
+                    next_index = self
+                        .store_chunk_batch(storage_id, next_index, std::mem::take(&mut batch))
+                        .await?;
+                    batch.push(last);
                 }
             }
         }
         if !open_chunk.is_empty() {
             batch.push(open_chunk);
         }
-        if !batch.is_empty() {
-            self.store_chunk_batch(storage_id, next_index, batch)
-                .await?;
-        }
-        Ok((BlobHash(hasher.finalize().into()), size))
+        Ok(WrittenUpload {
+            hash: BlobHash(hasher.finalize().into()),
+            size,
+            tail: batch,
+            tail_first_index: next_index,
+        })
     }
 
-    /// Writes `batch` as chunks `first_index..`; returns the next chunk index.
+    /// Writes `batch` as chunks `first_index..`; returns the next chunk index. The first batch
+    /// of an upload also writes its pending marker.
     async fn store_chunk_batch(
         &self,
         storage_id: u64,
@@ -461,12 +483,16 @@ impl BlobStore {
         batch: Vec<Vec<u8>>,
     ) -> Result<u32, BlobError> {
         let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let started = unix_seconds(SystemTime::now());
         // Shared by every attempt of the transaction without copying the content.
         let batch = std::sync::Arc::new(batch);
         self.store
             .transact(|tx| {
                 let batch = std::sync::Arc::clone(&batch);
                 Box::pin(async move {
+                    if first_index == 0 {
+                        tx.set(&keys::blob_pending(storage_id), &started.to_be_bytes())?;
+                    }
                     for (offset, chunk) in (0u32..).zip(batch.iter()) {
                         tx.set(&keys::blob_chunk(storage_id, first_index + offset), chunk)?;
                     }
@@ -605,6 +631,16 @@ impl BlobStore {
             .ok_or_else(BlobError::not_found)?;
         Ok(BlobInfo { id: hash, size })
     }
+}
+
+/// What [`BlobStore::write_chunks`] leaves for the finishing transaction.
+struct WrittenUpload {
+    hash: BlobHash,
+    size: u64,
+    /// The last batch of chunks, not yet written.
+    tail: Vec<Vec<u8>>,
+    /// The chunk index of `tail[0]`; 0 when nothing was written yet (no pending marker).
+    tail_first_index: u32,
 }
 
 /// Reads a download's chunks a batch at a time, each batch in its own short transaction.
