@@ -299,7 +299,7 @@ impl Engine {
             })
             .ok_or_else(|| MethodError::unknown_method(name))?;
         resolve_result_references(&mut arguments, earlier)?;
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "jmap.method",
             method = entry.name,
             call_id,
