@@ -69,7 +69,9 @@ impl StoreErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            StoreErrorKind::Conflict | StoreErrorKind::TransactionTooOld | StoreErrorKind::Unavailable
+            StoreErrorKind::Conflict
+                | StoreErrorKind::TransactionTooOld
+                | StoreErrorKind::Unavailable
         )
     }
 }
