@@ -84,6 +84,7 @@ impl ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub store: StoreConfig,
     pub jmap: JmapConfig,
     pub auth: AuthConfig,
     pub cors: CorsConfig,
@@ -118,6 +119,26 @@ impl Default for ServerConfig {
             blob_gc_interval_seconds: 3600,
         }
     }
+}
+
+/// Which storage backend holds the data.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackendKind,
+    /// FoundationDB cluster file; `None`: the client library's default
+    /// (`FDB_CLUSTER_FILE`, then `/etc/foundationdb/fdb.cluster`).
+    pub fdb_cluster_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackendKind {
+    /// redb in `server.data_dir`: one process, zero setup.
+    #[default]
+    Embedded,
+    /// A FoundationDB 7.3 cluster (needs a build with `--features foundationdb`).
+    Foundationdb,
 }
 
 /// The RFC 8620 §2 limits, in snake case (the session shows them in camel case).
@@ -425,6 +446,36 @@ mod tests {
         assert_eq!(config.jmap.core_limits().max_objects_in_set, 6);
         assert_eq!(config.telemetry.log_format, LogFormat::Json);
         assert_eq!(config.cors.allowed_origins, vec!["https://app.example"]);
+    }
+
+    #[test]
+    fn store_backend_is_chosen_by_name() {
+        let text = "[store]\nbackend = \"foundationdb\"\nfdb_cluster_file = \"/etc/fdb.cluster\"\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(config.store.backend, StoreBackendKind::Foundationdb);
+        assert_eq!(
+            config.store.fdb_cluster_file,
+            Some(PathBuf::from("/etc/fdb.cluster"))
+        );
+        let error = Config::parse("[store]\nbackend = \"sqlite\"\n", "t.toml").unwrap_err();
+        assert_eq!(error.kind, ConfigErrorKind::Parse);
+        assert!(error.message.contains("sqlite"), "{}", error.message);
+    }
+
+    #[cfg(not(feature = "foundationdb"))]
+    #[tokio::test]
+    async fn a_foundationdb_store_needs_the_feature() {
+        let text = "[store]\nbackend = \"foundationdb\"\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        let error = crate::server::open_store(&config)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            error.message.contains("--features foundationdb"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

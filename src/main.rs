@@ -143,7 +143,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    drop(runtime);
+    // The FoundationDB client network thread must be stopped once, after every store closed.
+    #[cfg(feature = "foundationdb")]
+    tern::store::fdb::stop_network();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError(message)) => {
             eprintln!("tern: error: {message}");
@@ -292,7 +297,7 @@ async fn directory_operation(
             data_dir.display()
         )));
     }
-    match open_store(data_dir).await {
+    match open_store(config).await {
         Ok(store) => {
             let directory = Directory::new(store.clone());
             let outcome = run_locally(&directory, operation).await;

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AccountInfo, Authenticator, Directory, DirectoryError, DirectoryErrorKind};
-use crate::config::Config;
+use crate::config::{Config, StoreBackendKind};
 use crate::http::admin::{AdminFile, AdminState, serve_admin_request};
 use crate::http::listener::{self, Handler};
 use crate::http::{AppState, serve_request};
@@ -105,13 +105,35 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Opens the embedded store in `data_dir` (blocking I/O, so off the async workers).
-pub async fn open_store(data_dir: &Path) -> Result<Store, crate::store::StoreError> {
-    let dir = data_dir.to_owned();
-    let backend = tokio::task::spawn_blocking(move || EmbeddedBackend::open(&dir))
-        .await
-        .map_err(|error| crate::store::StoreError::io(format!("store open task: {error}")))??;
+/// Opens the configured store: the embedded one in `server.data_dir` (blocking I/O, so off
+/// the async workers), or a FoundationDB cluster.
+pub async fn open_store(config: &Config) -> Result<Store, crate::store::StoreError> {
+    match config.store.backend {
+        StoreBackendKind::Embedded => {
+            let dir = config.server.data_dir.clone();
+            let backend = tokio::task::spawn_blocking(move || EmbeddedBackend::open(&dir))
+                .await
+                .map_err(|error| {
+                    crate::store::StoreError::io(format!("store open task: {error}"))
+                })??;
+            Ok(Store::new(Arc::new(backend)))
+        }
+        StoreBackendKind::Foundationdb => open_foundationdb(config).await,
+    }
+}
+
+#[cfg(feature = "foundationdb")]
+async fn open_foundationdb(config: &Config) -> Result<Store, crate::store::StoreError> {
+    let cluster_file = config.store.fdb_cluster_file.as_deref();
+    let backend = crate::store::fdb::FdbBackend::open(cluster_file).await?;
     Ok(Store::new(Arc::new(backend)))
+}
+
+#[cfg(not(feature = "foundationdb"))]
+async fn open_foundationdb(_config: &Config) -> Result<Store, crate::store::StoreError> {
+    Err(crate::store::StoreError::io(
+        "store.backend = \"foundationdb\" needs a tern built with `--features foundationdb`",
+    ))
 }
 
 fn base_url_for(config: &Config, bound: SocketAddr) -> String {
@@ -211,8 +233,7 @@ impl Server {
         } else {
             None
         };
-        let data_dir = config.server.data_dir.clone();
-        let store = open_store(&data_dir).await.map_err(|error| {
+        let store = open_store(&config).await.map_err(|error| {
             let kind = if error.kind == StoreErrorKind::Locked {
                 StartErrorKind::Locked
             } else {
