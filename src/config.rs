@@ -122,13 +122,25 @@ impl Default for ServerConfig {
 }
 
 /// Which storage backend holds the data.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub backend: StoreBackendKind,
+    /// The embedded store's page cache, in MiB.
+    pub cache_size_mb: u64,
     /// FoundationDB cluster file; `None`: the client library's default
     /// (`FDB_CLUSTER_FILE`, then `/etc/foundationdb/fdb.cluster`).
     pub fdb_cluster_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            backend: StoreBackendKind::Embedded,
+            cache_size_mb: (crate::store::embedded::DEFAULT_CACHE_BYTES >> 20) as u64,
+            fdb_cluster_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

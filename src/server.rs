@@ -111,11 +111,13 @@ pub async fn open_store(config: &Config) -> Result<Store, crate::store::StoreErr
     match config.store.backend {
         StoreBackendKind::Embedded => {
             let dir = config.server.data_dir.clone();
-            let backend = tokio::task::spawn_blocking(move || EmbeddedBackend::open(&dir))
-                .await
-                .map_err(|error| {
-                    crate::store::StoreError::io(format!("store open task: {error}"))
-                })??;
+            let cache_bytes = usize::try_from(config.store.cache_size_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX);
+            let backend = tokio::task::spawn_blocking(move || {
+                EmbeddedBackend::open_with_cache(&dir, cache_bytes)
+            })
+            .await
+            .map_err(|error| crate::store::StoreError::io(format!("store open task: {error}")))??;
             Ok(Store::new(Arc::new(backend)))
         }
         StoreBackendKind::Foundationdb => open_foundationdb(config).await,

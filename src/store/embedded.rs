@@ -46,6 +46,10 @@ use super::{
 
 /// The single redb table holding the whole ordered key space.
 const KV_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// redb's page cache. redb's own default (1 GiB) lets the server's memory grow with every
+/// page written until it holds far more than a small machine should give it (measured: 675 MB
+/// RSS after 500 MB of uploads); 64 MiB keeps the hot pages of many accounts.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// The store file inside the data directory.
 pub const STORE_FILE_NAME: &str = "tern.redb";
 
@@ -93,9 +97,14 @@ impl std::fmt::Debug for EmbeddedBackend {
 }
 
 impl EmbeddedBackend {
-    /// Opens (creating if needed) the store in `dir`. Blocks on file I/O and one fsync: call it
-    /// at start-up or from `spawn_blocking`.
+    /// Opens (creating if needed) the store in `dir` with the default page cache. Blocks on
+    /// file I/O and one fsync: call it at start-up or from `spawn_blocking`.
     pub fn open(dir: &Path) -> StoreResult<EmbeddedBackend> {
+        EmbeddedBackend::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`open`](Self::open) with a page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> StoreResult<EmbeddedBackend> {
         std::fs::create_dir_all(dir).map_err(|error| {
             StoreError::io(format!(
                 "cannot create data directory {}: {error}",
@@ -103,7 +112,10 @@ impl EmbeddedBackend {
             ))
         })?;
         let path = dir.join(STORE_FILE_NAME);
-        let database = match Database::builder().create(&path) {
+        let database = match Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+        {
             Ok(database) => database,
             Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
                 return Err(StoreError::new(
