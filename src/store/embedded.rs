@@ -48,8 +48,9 @@ use super::{
 const KV_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 /// redb's page cache. redb's own default (1 GiB) lets the server's memory grow with every
 /// page written until it holds far more than a small machine should give it (measured: 675 MB
-/// RSS after 500 MB of uploads); 64 MiB keeps the hot pages of many accounts.
-pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// RSS after 500 MB of uploads; 103 MB with 64 MiB, 53 MB with 16 MiB); 32 MiB keeps the hot
+/// pages of many accounts while the OS page cache holds the rest of the file.
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The store file inside the data directory.
 pub const STORE_FILE_NAME: &str = "tern.redb";
 
