@@ -35,7 +35,7 @@ use crate::http::{AppState, serve_request};
 use crate::jmap::{Engine, SessionUrls};
 use crate::store::blob::BlobStore;
 use crate::store::embedded::EmbeddedBackend;
-use crate::store::{Store, StoreErrorKind};
+use crate::store::{Store, StoreErrorKind, purge};
 
 /// Why the server did not start; `message` is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +339,12 @@ impl Server {
             config.auth.failed_login_burst,
             Duration::from_secs(config.auth.failed_login_refill_seconds),
         );
+        let purge_store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = purge::resume_pending_purges(&purge_store).await {
+                tracing::warn!(%error, "resuming account purges failed; retrying at next start");
+            }
+        }));
         let blobs = engine.blobs().clone();
         tasks.push(tokio::spawn(collect_blobs_periodically(
             blobs.clone(),

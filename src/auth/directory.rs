@@ -23,7 +23,7 @@ use crate::store::keys::{
     DIR_ACCOUNT, DIR_ACCOUNT_BY_EMAIL, DIR_NEXT_ACCOUNT_ID, DIR_TOKEN, KeyBuilder,
     SUBSPACE_DIRECTORY, le_i64,
 };
-use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind};
+use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, purge};
 
 /// Tokens look like `tern_<43 characters>`: the prefix makes leaked tokens easy to grep for.
 const TOKEN_PREFIX: &str = "tern_";
@@ -412,7 +412,8 @@ impl Directory {
                     let Some(id_bytes) = tx.get(&by_email).await? else {
                         return Ok(None);
                     };
-                    let key = account_key(decode_account_id(&id_bytes)?);
+                    let account_id = decode_account_id(&id_bytes)?;
+                    let key = account_key(account_id);
                     let record = match tx.get(&key).await? {
                         Some(bytes) => decode_account(&bytes)?,
                         None => return Err(StoreError::corrupt("dangling email index")),
@@ -422,6 +423,8 @@ impl Directory {
                     }
                     tx.clear(&key)?;
                     tx.clear(&by_email)?;
+                    // The data goes after the login, durably queued with it (store::purge).
+                    purge::queue_purge(tx, account_id)?;
                     Ok(Some(record.info()))
                 })
             })
@@ -429,6 +432,10 @@ impl Directory {
             .ok_or_else(|| DirectoryError::unknown_account(email.as_str()))?;
         self.cache.forget_account(deleted.account_id);
         tracing::info!(account_id = deleted.account_id, email = %deleted.email, "account deleted");
+        if let Err(error) = purge::purge_account(&self.store, deleted.account_id).await {
+            // Still queued: the next start-up finishes it.
+            tracing::warn!(account_id = deleted.account_id, %error, "account purge interrupted");
+        }
         Ok(deleted)
     }
 

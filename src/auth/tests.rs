@@ -24,12 +24,22 @@ fn basic(email: &str, password: &str) -> Vec<u8> {
 #[tokio::test]
 async fn account_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
-    let directory = Directory::new(open_store(dir.path()));
+    let store = open_store(dir.path());
+    let directory = Directory::new(store.clone());
     let alice = directory
         .create_account("Alice@Example.test", "pw-alice")
         .await
         .unwrap();
     assert_eq!(alice.email, "alice@example.test");
+    // Something of alice's in the store, for the purge to remove.
+    crate::store::commit::commit_account(&store, alice.account_id, |_tx, changes| {
+        Box::pin(async move {
+            changes.created(crate::store::commit::DataType::Test, 1);
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
     let bob = directory
         .create_account("bob@example.test", "pw-bob")
         .await
@@ -51,13 +61,33 @@ async fn account_lifecycle() {
         .unwrap();
     let missing = directory.account("alice@example.test").await.unwrap_err();
     assert_eq!(missing.kind, DirectoryErrorKind::UnknownAccount);
+    // Deleting the account purged its data and left no pending purge.
+    let account_range = crate::store::KeyRange::prefix(
+        &crate::store::keys::account_prefix(alice.account_id).build(),
+    );
+    let left = store
+        .read(|tx| {
+            Box::pin(async move {
+                tx.get_range(&account_range, crate::store::RangeOptions::default())
+                    .await
+            })
+        })
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "account data left after delete");
+    assert!(
+        crate::store::purge::pending_purges(&store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let missing = directory
         .delete_account("alice@example.test")
         .await
         .unwrap_err();
     assert_eq!(missing.kind, DirectoryErrorKind::UnknownAccount);
 
-    // Ids are never reused, so a deleted account's data stays unreachable.
+    // Ids are never reused: nothing a client cached of the old account can name the new one.
     let again = directory
         .create_account("alice@example.test", "pw")
         .await

@@ -86,6 +86,18 @@ pub const BLOB_GC_CANDIDATE: u8 = 0x06;
 /// progress. Its chunks are orphans if the entry outlives the upload grace period.
 pub const BLOB_PENDING: u8 = 0x07;
 
+// Queue sections: `QUEUE, section, ...`.
+/// `QUEUE, QUEUE_ACCOUNT_PURGE, account_id: u32` → (): an account deleted from the directory
+/// whose data is still being removed (`store::purge`); resumed at start-up.
+pub const QUEUE_ACCOUNT_PURGE: u8 = 0x01;
+
+pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_ACCOUNT_PURGE)
+        .u32(account_id)
+        .build()
+}
+
 /// Builds keys by appending typed components in the encodings above.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyBuilder {

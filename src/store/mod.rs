@@ -19,6 +19,7 @@ pub mod embedded;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;
 pub mod keys;
+pub mod purge;
 pub mod testsuite;
 
 use std::future::Future;

@@ -63,6 +63,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(super::commit::suite::change_log_pruning),
         suite_test!(super::commit::suite::account_watch_fires_after_commit),
         suite_test!(super::commit::suite::concurrent_commits_serialize),
+        suite_test!(super::purge::suite::purge_removes_account_data_and_releases_blob_links),
     ]);
     tests
 }
