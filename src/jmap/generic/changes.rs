@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{ObjectType, ids_to_json};
+use super::{ObjectType, ids_to_json, take_max_changes};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
@@ -17,14 +17,8 @@ pub async fn changes<T: ObjectType>(
     let Some(since_text) = arguments.take_string("sinceState")? else {
         return Err(MethodError::invalid_arguments("\"sinceState\" is required"));
     };
-    let requested_max = arguments.take_unsigned("maxChanges")?;
+    let requested_max = take_max_changes(&mut arguments)?;
     arguments.finish()?;
-    // RFC 8620 §5.2: maxChanges must be positive.
-    if requested_max.is_some_and(|max| max.get() == 0) {
-        return Err(MethodError::invalid_arguments(
-            "\"maxChanges\" must be greater than 0",
-        ));
-    }
     // The server's own bound: a client fetches changed ids with /get, which takes at most
     // maxObjectsInGet.
     let server_max = context.engine.limits.max_objects_in_get.max(1);

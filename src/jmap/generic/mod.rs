@@ -25,8 +25,9 @@ use std::future::Future;
 
 use serde_json::{Map, Value};
 
+use super::context::Arguments;
 use super::error::{MethodError, MethodErrorType, SetError};
-use super::types::Id;
+use super::types::{Id, UnsignedInt};
 use crate::store::commit::{Changes, DataType};
 use crate::store::{StoreResult, Transaction};
 
@@ -138,6 +139,29 @@ pub trait ObjectType: Send + Sync + 'static {
         filter: Option<&'a Value>,
         sort: &'a [Comparator],
     ) -> impl Future<Output = StoreResult<Result<Vec<u64>, MethodError>>> + Send + 'a;
+}
+
+/// Takes the `filter` and `sort` arguments that /query and /queryChanges share
+/// (RFC 8620 §5.5, §5.6).
+pub fn take_filter_and_sort(
+    arguments: &mut Arguments,
+    collations: &[String],
+) -> Result<(Option<Value>, Vec<Comparator>), MethodError> {
+    let filter = parse_filter(arguments.take("filter"))?;
+    let sort = parse_sort(arguments.take("sort"), collations)?;
+    Ok((filter, sort))
+}
+
+/// Takes `maxChanges` of /changes and /queryChanges, which must be positive when given
+/// (RFC 8620 §5.2, §5.6).
+pub fn take_max_changes(arguments: &mut Arguments) -> Result<Option<UnsignedInt>, MethodError> {
+    let requested = arguments.take_unsigned("maxChanges")?;
+    if requested.is_some_and(|max| max.get() == 0) {
+        return Err(MethodError::invalid_arguments(
+            "\"maxChanges\" must be greater than 0",
+        ));
+    }
+    Ok(requested)
 }
 
 /// Parses a `sort` argument (RFC 8620 §5.5): a list of Comparator objects.

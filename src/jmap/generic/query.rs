@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ObjectType, ids_to_json, parse_filter, parse_sort};
+use super::{ObjectType, ids_to_json, take_filter_and_sort};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
@@ -41,8 +41,7 @@ pub async fn query<T: ObjectType>(
 ) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
     let limits = &context.engine.limits;
-    let filter = parse_filter(arguments.take("filter"))?;
-    let sort = parse_sort(arguments.take("sort"), &limits.collation_algorithms)?;
+    let (filter, sort) = take_filter_and_sort(&mut arguments, &limits.collation_algorithms)?;
     let position = arguments.take_int("position")?.map_or(0, |p| p.get());
     let anchor = arguments.take_string("anchor")?;
     let anchor_offset = arguments.take_int("anchorOffset")?.map_or(0, |o| o.get());

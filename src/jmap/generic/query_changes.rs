@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{ObjectType, ids_to_json, parse_filter, parse_sort};
+use super::{ObjectType, ids_to_json, take_filter_and_sort, take_max_changes};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
@@ -24,24 +24,18 @@ pub async fn query_changes<T: ObjectType>(
 ) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
     let limits = &context.engine.limits;
-    let filter = parse_filter(arguments.take("filter"))?;
-    let sort = parse_sort(arguments.take("sort"), &limits.collation_algorithms)?;
+    let (filter, sort) = take_filter_and_sort(&mut arguments, &limits.collation_algorithms)?;
     let Some(since_text) = arguments.take_string("sinceQueryState")? else {
         return Err(MethodError::invalid_arguments(
             "\"sinceQueryState\" is required",
         ));
     };
-    let requested_max = arguments.take_unsigned("maxChanges")?;
+    let requested_max = take_max_changes(&mut arguments)?;
     if let Some(up_to_id) = arguments.take_string("upToId")? {
         Id::parse(&up_to_id).map_err(|error| MethodError::invalid_arguments(error.to_string()))?;
     }
     let calculate_total = arguments.take_bool("calculateTotal", false)?;
     arguments.finish()?;
-    if requested_max.is_some_and(|max| max.get() == 0) {
-        return Err(MethodError::invalid_arguments(
-            "\"maxChanges\" must be greater than 0",
-        ));
-    }
     let max_changes = requested_max.map_or(u64::MAX, UnsignedInt::get);
     let since = State::parse(&since_text)
         .ok_or_else(|| MethodError::new(MethodErrorType::CannotCalculateChanges))?;
