@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod jmap;
+pub mod mail;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -20,6 +20,7 @@ pub mod core;
 pub mod dispatch;
 pub mod error;
 pub mod generic;
+pub mod mail;
 pub mod reference;
 pub mod request;
 pub mod session;

@@ -63,6 +63,12 @@ pub const ACCT_NEXT_ID: u8 = 0x07;
 /// `..., ACCT_BLOB_LINK, sha256: 32 bytes` → i64 LE count of this account's references (links
 /// made by commits; see `blob::link`).
 pub const ACCT_BLOB_LINK: u8 = 0x08;
+/// `..., ACCT_EMAIL_META, email_id: u64, chunk: u32` → the parsed, immutable metadata of an
+/// Email (`mail::parsed::ParsedEmail`, chunked JSON). Written once at import.
+pub const ACCT_EMAIL_META: u8 = 0x09;
+/// `..., ACCT_MAILBOX_COUNTER, mailbox_id: u64, counter: u8` → i64 LE (atomic add): the
+/// exact totalEmails/unreadEmails/totalThreads/unreadThreads of a Mailbox (`mail::counters`).
+pub const ACCT_MAILBOX_COUNTER: u8 = 0x0A;
 
 // Blob sections: `BLOB, section, ...`. Digests are SHA-256, 32 raw bytes.
 /// `BLOB, BLOB_CHUNK, storage_id: u64, chunk_index: u32` → at most `MAX_VALUE_BYTES` of

@@ -1,0 +1,10 @@
+//! The mail domain, apart from JMAP's wire format: parsing messages (`parsed`), building them
+//! (`build`), mailboxes (`mailbox`), and the Email store with its threads, indexes and exact
+//! counters (`store`, `counters`). JMAP methods (`jmap::mail`), SMTP delivery and submission
+//! all write mail through `store`, inside `commit_account`.
+
+pub mod build;
+pub mod counters;
+pub mod mailbox;
+pub mod parsed;
+pub mod store;
