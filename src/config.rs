@@ -90,6 +90,7 @@ pub struct Config {
     pub cors: CorsConfig,
     pub telemetry: TelemetryConfig,
     pub admin: AdminConfig,
+    pub push: crate::push::PushConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod jmap;
 pub mod mail;
+pub mod push;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -100,6 +100,7 @@ pub struct RunningServer {
     store: Store,
     directory: Directory,
     engine: Engine,
+    push: crate::push::PushHub,
     admin_file: Option<AdminFile>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -352,6 +353,7 @@ impl Server {
             stop_receiver.clone(),
         )));
         let state = Arc::new(AppState::new(&config, engine.clone(), authenticator, blobs));
+        let push = state.push.clone();
         let handler: Handler = Arc::new(move |request, remote| {
             Box::pin(serve_request(Arc::clone(&state), request, remote))
         });
@@ -372,6 +374,7 @@ impl Server {
             store,
             directory,
             engine,
+            push,
             admin_file,
             stop,
             tasks,
@@ -402,6 +405,11 @@ impl RunningServer {
         &self.engine
     }
 
+    /// The state-change fan-out (WebSocket, EventSource and Web Push listen to it).
+    pub fn push(&self) -> &crate::push::PushHub {
+        &self.push
+    }
+
     /// Creates an account (shorthand for tests).
     pub async fn create_account(
         &self,
@@ -427,9 +435,12 @@ impl RunningServer {
             tasks,
             engine,
             directory,
+            push,
             ..
         } = self;
         let _ = stop.send(true);
+        // Long-lived push connections end now rather than at the end of the grace period.
+        push.shutdown();
         for task in tasks {
             if let Err(error) = task.await {
                 tracing::warn!(%error, "listener task failed");

@@ -121,7 +121,8 @@ pub async fn serve(
         tokio::spawn(async move {
             let outcome = match tls {
                 None => {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection).await
                 }
                 Some(acceptor) => {
@@ -138,7 +139,8 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection).await
                 }
             };

@@ -14,9 +14,11 @@ pub mod admin_client;
 mod blob;
 mod cors;
 pub mod download_headers;
+pub mod eventsource;
 pub mod listener;
 pub mod response;
 mod slots;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -47,6 +49,12 @@ pub struct AppState {
     cors: Cors,
     request_slots: Arc<AccountSlots>,
     upload_slots: Arc<AccountSlots>,
+    /// State-change fan-out for WebSocket and EventSource push.
+    pub push: crate::push::PushHub,
+    /// Browser tickets for WebSocket and EventSource (`POST /jmap/ticket`).
+    pub tickets: crate::push::TicketStore,
+    websocket_limits: websocket::WebSocketLimits,
+    eventsource_ping: eventsource::PingBounds,
 }
 
 impl AppState {
@@ -57,6 +65,7 @@ impl AppState {
         blobs: BlobStore,
     ) -> AppState {
         let limits = engine.limits().clone();
+        let push = crate::push::PushHub::new(engine.store().clone());
         AppState {
             engine,
             authenticator,
@@ -64,6 +73,10 @@ impl AppState {
             cors: Cors::new(&config.cors),
             request_slots: AccountSlots::new(limits.max_concurrent_requests),
             upload_slots: AccountSlots::new(limits.max_concurrent_upload),
+            push,
+            tickets: crate::push::TicketStore::new(),
+            websocket_limits: websocket::WebSocketLimits::from_config(config),
+            eventsource_ping: eventsource::PingBounds::from_config(&config.push),
         }
     }
 }
@@ -82,6 +95,12 @@ enum Route<'p> {
         blob: &'p str,
         name: &'p str,
     },
+    /// RFC 8887: the WebSocket URL of the session's websocket capability.
+    WebSocket,
+    /// RFC 8620 §7.3: the eventSourceUrl.
+    EventSource,
+    /// A short-lived ticket for browsers (they cannot set headers on WebSocket/EventSource).
+    Ticket,
 }
 
 impl Route<'_> {
@@ -91,6 +110,9 @@ impl Route<'_> {
             Route::Api => "api",
             Route::Upload { .. } => "upload",
             Route::Download { .. } => "download",
+            Route::WebSocket => "websocket",
+            Route::EventSource => "eventsource",
+            Route::Ticket => "ticket",
         }
     }
 
@@ -98,7 +120,8 @@ impl Route<'_> {
     fn allowed_methods(&self) -> &'static str {
         match self {
             Route::Session | Route::Download { .. } => "GET, HEAD, OPTIONS",
-            Route::Api | Route::Upload { .. } => "POST, OPTIONS",
+            Route::Api | Route::Upload { .. } | Route::Ticket => "POST, OPTIONS",
+            Route::WebSocket | Route::EventSource => "GET, OPTIONS",
         }
     }
 
@@ -107,7 +130,8 @@ impl Route<'_> {
             Route::Session | Route::Download { .. } => {
                 method == Method::GET || method == Method::HEAD
             }
-            Route::Api | Route::Upload { .. } => method == Method::POST,
+            Route::Api | Route::Upload { .. } | Route::Ticket => method == Method::POST,
+            Route::WebSocket | Route::EventSource => method == Method::GET,
         }
     }
 }
@@ -116,6 +140,9 @@ fn match_route(path: &str) -> Option<Route<'_>> {
     match path {
         "/.well-known/jmap" | "/jmap/session" => return Some(Route::Session),
         "/jmap/api" | "/jmap/api/" => return Some(Route::Api),
+        "/jmap/ws" => return Some(Route::WebSocket),
+        "/jmap/eventsource" => return Some(Route::EventSource),
+        "/jmap/ticket" => return Some(Route::Ticket),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/jmap/upload/") {
@@ -206,9 +233,19 @@ async fn route_request(
             .insert(ALLOW, HeaderValue::from_static(route.allowed_methods()));
         return response;
     }
-    let principal = match authenticate(state, request.headers(), client).await {
-        Ok(principal) => principal,
-        Err(response) => return response,
+    let ticket = match route {
+        Route::WebSocket | Route::EventSource => ticket_in_query(uri.query()),
+        _ => None,
+    };
+    let principal = match ticket {
+        Some(ticket) => match state.tickets.redeem(ticket) {
+            Some(principal) => principal,
+            None => return auth_problem(&crate::auth::AuthError::Invalid),
+        },
+        None => match authenticate(state, request.headers(), client).await {
+            Ok(principal) => principal,
+            Err(response) => return response,
+        },
     };
     tracing::Span::current().record("account_id", principal.account_id);
     match route {
@@ -220,7 +257,29 @@ async fn route_request(
             blob: blob_id,
             name,
         } => blob::download(state, &principal, account, blob_id, name, &request).await,
+        Route::WebSocket => websocket::upgrade(state, principal, request),
+        Route::EventSource => {
+            eventsource::serve(state, &principal, uri.query(), request.headers()).await
+        }
+        Route::Ticket => {
+            let ticket = state.tickets.issue(&principal);
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "ticket": ticket,
+                    "expiresInSeconds": crate::push::ticket::TICKET_LIFETIME.as_secs(),
+                }),
+            )
+        }
     }
+}
+
+/// The `ticket` query parameter of a WebSocket or EventSource URL (browsers).
+fn ticket_in_query(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ticket="))
+        .filter(|ticket| !ticket.is_empty())
 }
 
 async fn authenticate(

@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::EngineShared;
 use super::dispatch::CAPABILITY_CORE;
+
+/// JMAP over WebSocket (RFC 8887 §3).
+pub const CAPABILITY_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
 use super::types::AccountId;
 use crate::auth::Principal;
 
@@ -20,6 +23,8 @@ pub struct SessionUrls {
     pub download_url: String,
     pub upload_url: String,
     pub event_source_url: String,
+    /// RFC 8887 §3: the WebSocket endpoint (`ws://` or `wss://`).
+    pub websocket_url: String,
 }
 
 impl SessionUrls {
@@ -35,6 +40,11 @@ impl SessionUrls {
             upload_url: format!("{base}/jmap/upload/{{accountId}}/"),
             event_source_url: format!(
                 "{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
+            ),
+            websocket_url: format!(
+                "{}/jmap/ws",
+                base.replacen("https://", "wss://", 1)
+                    .replacen("http://", "ws://", 1)
             ),
         }
     }
@@ -72,6 +82,11 @@ fn session_without_state(shared: &EngineShared, principal: &Principal) -> Map<St
             primary_accounts.insert((*capability).to_owned(), Value::from(account_id.as_str()));
         }
     }
+    // RFC 8887 §3: a server capability without methods, so not in the dispatch table.
+    capabilities.insert(
+        CAPABILITY_WEBSOCKET.to_owned(),
+        json!({"url": shared.urls.websocket_url, "supportsPush": true}),
+    );
     let mut accounts = Map::new();
     accounts.insert(
         account_id,
@@ -168,6 +183,10 @@ mod tests {
         assert_eq!(
             session["eventSourceUrl"],
             "http://127.0.0.1:8080/jmap/eventsource?types={types}&closeafter={closeafter}&ping={ping}"
+        );
+        assert_eq!(
+            session["capabilities"][CAPABILITY_WEBSOCKET],
+            json!({"url": "ws://127.0.0.1:8080/jmap/ws", "supportsPush": true})
         );
         let core = &session["capabilities"][CAPABILITY_CORE];
         assert_eq!(core["maxCallsInRequest"], 64);

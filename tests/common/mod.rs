@@ -191,6 +191,13 @@ impl TestServer {
         }
     }
 
+    /// The running server (its store, push hub, bound address).
+    pub fn running(&self) -> &tern::server::RunningServer {
+        self.running
+            .as_ref()
+            .expect("the server runs until shutdown")
+    }
+
     pub fn alice(&self) -> &TestUser {
         &self.users[0]
     }

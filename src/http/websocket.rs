@@ -1,0 +1,603 @@
+//! JMAP over WebSocket (RFC 8887): the upgrade, then one task per connection that runs
+//! requests concurrently (answered as they finish, possibly out of order) and pushes
+//! StateChanges.
+//!
+//! Invariants:
+//! - the upgrade needs the `jmap` subprotocol (RFC 8887 §4.2) and authentication (a header,
+//!   or a ticket for browsers), checked before the 101;
+//! - a bad message gets a RequestError and the socket stays usable (RFC 8887 §4.3.4); only a
+//!   message over the hard frame cap, a protocol violation or a dead peer closes it;
+//! - a connection holds at most `max_in_flight` requests and one pending push value (the
+//!   hub's coalescing channel): a slow reader costs bounded memory and never blocks others;
+//! - every send has a deadline; a peer that stops reading is closed, not waited for.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+use super::AppState;
+use super::response::{ResponseBody, empty_response, problem};
+use crate::auth::Principal;
+use crate::jmap::request::Request as JmapRequest;
+use crate::jmap::{Engine, ProblemDetails};
+use crate::push::hub::StatesReceiver;
+use crate::push::{PushFilter, PushHub, PushState, state_change::state_change};
+
+/// The RFC 8887 subprotocol name.
+pub const SUBPROTOCOL: &str = "jmap";
+
+/// Per-connection limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocketLimits {
+    /// RFC 8620 §2 maxSizeRequest: larger messages get a `limit` RequestError.
+    pub max_request_bytes: usize,
+    pub max_in_flight: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+}
+
+impl WebSocketLimits {
+    pub fn from_config(config: &crate::config::Config) -> WebSocketLimits {
+        let push = &config.push;
+        let max_in_flight = if push.websocket_max_in_flight == 0 {
+            config.jmap.max_concurrent_requests
+        } else {
+            push.websocket_max_in_flight
+        };
+        WebSocketLimits {
+            max_request_bytes: usize::try_from(config.jmap.max_size_request).unwrap_or(usize::MAX),
+            max_in_flight: usize::try_from(max_in_flight.max(1)).unwrap_or(usize::MAX),
+            ping_interval: Duration::from_secs(push.websocket_ping_seconds.max(1)),
+            idle_timeout: Duration::from_secs(push.websocket_idle_timeout_seconds.max(1)),
+            send_timeout: Duration::from_secs(push.websocket_send_timeout_seconds.max(1)),
+        }
+    }
+
+    /// Messages up to this size are read and answered (with a `limit` error when over
+    /// `max_request_bytes`); a larger one closes the socket with 1009, bounding memory.
+    fn hard_cap(&self) -> usize {
+        self.max_request_bytes.saturating_mul(2).max(64 * 1024)
+    }
+}
+
+/// Whether a comma-separated header (possibly repeated) holds `token`, case-insensitively.
+fn header_has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+/// Answers a GET on the WebSocket URL: the 101 and a spawned connection, or an HTTP error.
+pub fn upgrade(
+    state: &AppState,
+    principal: Principal,
+    mut request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let headers = request.headers();
+    let is_upgrade = header_has_token(headers, CONNECTION, "upgrade")
+        && header_has_token(headers, UPGRADE, "websocket");
+    if !is_upgrade {
+        // RFC 9110 §15.5.22: say which protocol this resource needs.
+        let mut response = problem(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is the JMAP WebSocket endpoint (RFC 8887): send a WebSocket upgrade",
+        );
+        response
+            .headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    }
+    // RFC 6455 §4.2.2: only version 13; otherwise 426 naming the versions we speak.
+    if headers
+        .get("sec-websocket-version")
+        .is_none_or(|version| version.as_bytes() != b"13")
+    {
+        let mut response = problem(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version (13 is required)",
+        );
+        response
+            .headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        return response;
+    }
+    let Some(key) = headers.get("sec-websocket-key") else {
+        return problem(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing");
+    };
+    // RFC 8887 §4.2: the client must offer the jmap subprotocol.
+    if !header_has_token(headers, SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the \"jmap\" WebSocket subprotocol is required (Sec-WebSocket-Protocol: jmap)",
+        );
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let connection = Connection {
+        engine: state.engine.clone(),
+        hub: state.push.clone(),
+        principal: Arc::new(principal),
+        limits: state.websocket_limits,
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => connection.run(upgraded).await,
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = empty_response(StatusCode::SWITCHING_PROTOCOLS);
+    let response_headers = response.headers_mut();
+    response_headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    response_headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    response_headers.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        response_headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// The push side of a connection once WebSocketPushEnable arrived.
+struct PushListener {
+    receiver: StatesReceiver,
+    filter: PushFilter,
+    /// What the client has been told.
+    known: PushState,
+}
+
+struct Connection {
+    engine: Engine,
+    hub: PushHub,
+    principal: Arc<Principal>,
+    limits: WebSocketLimits,
+}
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Why the connection loop ended.
+enum Ending {
+    PeerClosed,
+    Close(CloseCode, &'static str),
+    Broken,
+}
+
+impl Connection {
+    async fn run(self, upgraded: Upgraded) {
+        let config = WebSocketConfig::default()
+            // Small buffers: 10,000 idle sockets must fit in a few hundred MB.
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(self.limits.hard_cap()))
+            .max_frame_size(Some(self.limits.hard_cap()));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        let account_id = self.principal.account_id;
+        tracing::debug!(account_id, "WebSocket connected");
+        let ending = self.serve(socket).await;
+        if let Ending::Close(code, reason) = &ending {
+            tracing::debug!(account_id, ?code, reason, "WebSocket closed by the server");
+        }
+        tracing::debug!(account_id, "WebSocket ended");
+    }
+
+    async fn serve(&self, socket: Socket) -> Ending {
+        let (mut sink, mut stream) = socket.split();
+        // Every in-flight request owns one slot, so a finished request never waits to report.
+        let (done_sender, mut done) = mpsc::channel::<String>(self.limits.max_in_flight);
+        let mut in_flight = 0usize;
+        let mut push: Option<PushListener> = None;
+        let mut stopped = self.hub.stopped();
+        let mut ping = tokio::time::interval(self.limits.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        let mut last_heard = Instant::now();
+        let ending = loop {
+            let outgoing: Option<Message> = tokio::select! {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None => break Ending::PeerClosed,
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "WebSocket read failed");
+                            break match error {
+                                tokio_tungstenite::tungstenite::Error::Capacity(_) => Ending::Close(
+                                    CloseCode::Size,
+                                    "message larger than the server accepts",
+                                ),
+                                _ => Ending::Broken,
+                            };
+                        }
+                        Some(Ok(Message::Text(text))) => {
+                            self.on_text(text.as_str(), &mut in_flight, &done_sender, &mut push)
+                                .await
+                                .map(Message::text)
+                        }
+                        // RFC 8887 §4.3.1: JMAP messages are text frames.
+                        Some(Ok(Message::Binary(_))) => Some(Message::text(request_error(
+                            &ProblemDetails::not_json(
+                                "binary frames are not JMAP messages; send text frames",
+                            ),
+                            None,
+                        ))),
+                        Some(Ok(Message::Close(_))) => break Ending::PeerClosed,
+                        // Pongs are queued by the library; both just prove liveness.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+                    }
+                }
+                Some(response) = done.recv() => {
+                    in_flight = in_flight.saturating_sub(1);
+                    Some(Message::text(response))
+                }
+                changed = next_push(&mut push) => {
+                    match changed {
+                        Some(text) => Some(Message::text(text)),
+                        // The hub stopped: the server is shutting down.
+                        None => break Ending::Close(CloseCode::Away, "server shutting down"),
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= self.limits.idle_timeout {
+                        break Ending::Close(CloseCode::Normal, "idle timeout");
+                    }
+                    Some(Message::Ping(Default::default()))
+                }
+                () = &mut stopped => break Ending::Close(CloseCode::Away, "server shutting down"),
+            };
+            if let Some(message) = outgoing {
+                match tokio::time::timeout(self.limits.send_timeout, sink.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "WebSocket write failed");
+                        break Ending::Broken;
+                    }
+                    Err(_) => {
+                        tracing::debug!("WebSocket peer stopped reading; closing");
+                        break Ending::Broken;
+                    }
+                }
+            }
+        };
+        if let Ending::Close(code, reason) = &ending {
+            let frame = CloseFrame {
+                code: *code,
+                reason: (*reason).into(),
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                sink.send(Message::Close(Some(frame))),
+            )
+            .await;
+        }
+        ending
+    }
+
+    /// Handles one text message; returns what to send at once (errors, push replies).
+    /// Requests run in their own task and report through `done`.
+    async fn on_text(
+        &self,
+        text: &str,
+        in_flight: &mut usize,
+        done: &mpsc::Sender<String>,
+        push: &mut Option<PushListener>,
+    ) -> Option<String> {
+        if text.len() > self.limits.max_request_bytes {
+            // RFC 8620 §2 maxSizeRequest applies to each WebSocket request too.
+            let request_id = envelope(text).ok().and_then(|envelope| envelope.id);
+            return Some(request_error(
+                &ProblemDetails::limit(
+                    "maxSizeRequest",
+                    format!(
+                        "the message is larger than {} bytes",
+                        self.limits.max_request_bytes
+                    ),
+                ),
+                request_id.as_deref(),
+            ));
+        }
+        let envelope = match envelope(text) {
+            Ok(envelope) => envelope,
+            Err((problem, request_id)) => {
+                return Some(request_error(&problem, request_id.as_deref()));
+            }
+        };
+        let request_id = envelope.id;
+        match envelope.kind.as_str() {
+            "Request" => {
+                if *in_flight >= self.limits.max_in_flight {
+                    return Some(request_error(
+                        &ProblemDetails::limit(
+                            "maxConcurrentRequests",
+                            format!(
+                                "at most {} requests in flight on one WebSocket",
+                                self.limits.max_in_flight
+                            ),
+                        ),
+                        request_id.as_deref(),
+                    ));
+                }
+                let max_calls = usize::try_from(self.engine.limits().max_calls_in_request)
+                    .unwrap_or(usize::MAX);
+                let request = match JmapRequest::parse(text.as_bytes(), max_calls) {
+                    Ok(request) => request,
+                    Err(problem) => return Some(request_error(&problem, request_id.as_deref())),
+                };
+                *in_flight += 1;
+                let engine = self.engine.clone();
+                let principal = Arc::clone(&self.principal);
+                let done = done.clone();
+                tokio::spawn(async move {
+                    let outcome = AssertUnwindSafe(engine.handle_request(&principal, request))
+                        .catch_unwind()
+                        .await;
+                    let text = match outcome {
+                        Ok(Ok(response)) => response_message(response, request_id.as_deref()),
+                        Ok(Err(problem)) => request_error(&problem, request_id.as_deref()),
+                        Err(_) => {
+                            tracing::error!("request handler panicked (WebSocket)");
+                            let mut problem = ProblemDetails::not_request(
+                                "internal error while handling the request",
+                            );
+                            problem.kind = "about:blank".to_owned();
+                            problem.status = 500;
+                            request_error(&problem, request_id.as_deref())
+                        }
+                    };
+                    // The connection may be gone; then nobody needs the answer.
+                    let _ = done.send(text).await;
+                });
+                None
+            }
+            "WebSocketPushEnable" => match push_enable_arguments(text) {
+                Ok((filter, push_state)) => self.enable_push(filter, push_state, push).await,
+                Err(problem) => Some(request_error(&problem, request_id.as_deref())),
+            },
+            "WebSocketPushDisable" => {
+                *push = None;
+                None
+            }
+            other => Some(request_error(
+                &ProblemDetails::not_request(format!(
+                    "unknown @type {other:?}: expected Request, WebSocketPushEnable or WebSocketPushDisable"
+                )),
+                request_id.as_deref(),
+            )),
+        }
+    }
+
+    /// RFC 8887 §4.3.5.2: start (or restart) pushing; with a `pushState`, whatever changed
+    /// since is sent at once.
+    async fn enable_push(
+        &self,
+        filter: PushFilter,
+        push_state: Option<String>,
+        push: &mut Option<PushListener>,
+    ) -> Option<String> {
+        let mut receiver = match push.take() {
+            Some(listener) => listener.receiver,
+            None => self.hub.subscribe(self.principal.account_id),
+        };
+        let current = PushHub::current(&mut receiver).await?;
+        let up_to_date = PushState::from_states(&current, &filter);
+        let reply = push_state.map(|token| {
+            // A token we cannot read: the client is told every state.
+            let known = PushState::parse(&token).unwrap_or_default();
+            known.changed(&current, &filter)
+        });
+        *push = Some(PushListener {
+            receiver,
+            filter,
+            known: up_to_date.clone(),
+        });
+        match reply {
+            Some(changed) if !changed.is_empty() => Some(state_change_message(
+                self.principal.account_id,
+                &changed,
+                &up_to_date,
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Waits for the next StateChange worth sending; never resolves without push enabled.
+/// `None` when the hub stopped.
+async fn next_push(push: &mut Option<PushListener>) -> Option<String> {
+    let Some(listener) = push.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        listener.receiver.changed().await.ok()?;
+        let Some(states) = listener.receiver.borrow_and_update().clone() else {
+            continue;
+        };
+        let changed = listener.known.changed(&states, &listener.filter);
+        if changed.is_empty() {
+            // Only types this client did not ask for changed.
+            continue;
+        }
+        listener.known = PushState::from_states(&states, &listener.filter);
+        return Some(state_change_message(
+            states.account_id,
+            &changed,
+            &listener.known,
+        ));
+    }
+}
+
+fn state_change_message(
+    account_id: u32,
+    changed: &[(crate::store::commit::DataType, u64)],
+    push_state: &PushState,
+) -> String {
+    let mut object = state_change(account_id, changed);
+    // RFC 8887 §4.3.5.1: the token a reconnecting client hands back.
+    object.insert(
+        "pushState".to_owned(),
+        Value::String(push_state.to_string()),
+    );
+    Value::Object(object).to_string()
+}
+
+/// The members every client message has (RFC 8887 §4.3).
+struct Envelope {
+    kind: String,
+    id: Option<String>,
+}
+
+/// The envelope, or the problem with it and the request id if one could be read.
+fn envelope(text: &str) -> Result<Envelope, (ProblemDetails, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        #[serde(rename = "@type")]
+        kind: Option<Value>,
+        id: Option<Value>,
+    }
+    let raw: Raw = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(error) if error.is_data() => {
+            return Err((
+                ProblemDetails::not_request("the message is not a JSON object"),
+                None,
+            ));
+        }
+        Err(error) => {
+            return Err((
+                ProblemDetails::not_json(format!("the message is not JSON: {error}")),
+                None,
+            ));
+        }
+    };
+    let id = match raw.id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(_) => {
+            return Err((ProblemDetails::not_request("\"id\" must be a String"), None));
+        }
+    };
+    match raw.kind {
+        Some(Value::String(kind)) => Ok(Envelope { kind, id }),
+        _ => Err((
+            ProblemDetails::not_request("the message has no \"@type\" String"),
+            id,
+        )),
+    }
+}
+
+/// `dataTypes` and `pushState` of a WebSocketPushEnable (RFC 8887 §4.3.5.2).
+fn push_enable_arguments(text: &str) -> Result<(PushFilter, Option<String>), ProblemDetails> {
+    let Ok(Value::Object(mut members)) = serde_json::from_str::<Value>(text) else {
+        return Err(ProblemDetails::not_request("not a JSON object"));
+    };
+    let filter = match members.remove("dataTypes") {
+        None | Some(Value::Null) => PushFilter::all(),
+        Some(Value::Array(names)) => {
+            let names: Option<Vec<&str>> = names.iter().map(Value::as_str).collect();
+            let names = names
+                .ok_or_else(|| ProblemDetails::not_request("\"dataTypes\" must be String[]"))?;
+            // Types this server does not have can never change: ignoring them lets one
+            // client talk to servers with different capabilities.
+            PushFilter::known_names(names)
+        }
+        Some(_) => {
+            return Err(ProblemDetails::not_request(
+                "\"dataTypes\" must be String[] or null",
+            ));
+        }
+    };
+    let push_state = match members.remove("pushState") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(token)) => Some(token),
+        Some(_) => {
+            return Err(ProblemDetails::not_request(
+                "\"pushState\" must be a String",
+            ));
+        }
+    };
+    Ok((filter, push_state))
+}
+
+/// RFC 8887 §4.3.3: the Response object plus `@type` and the request's id.
+fn response_message(response: Value, request_id: Option<&str>) -> String {
+    let mut object = match response {
+        Value::Object(object) => object,
+        other => {
+            let mut object = Map::new();
+            object.insert("response".to_owned(), other);
+            object
+        }
+    };
+    object.insert("@type".to_owned(), json!("Response"));
+    if let Some(id) = request_id {
+        object.insert("requestId".to_owned(), Value::String(id.to_owned()));
+    }
+    Value::Object(object).to_string()
+}
+
+/// RFC 8887 §4.3.4: problem details plus `@type` and the request's id.
+fn request_error(problem: &ProblemDetails, request_id: Option<&str>) -> String {
+    let mut object = match problem.to_json() {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    };
+    object.insert("@type".to_owned(), json!("RequestError"));
+    if let Some(id) = request_id {
+        object.insert("requestId".to_owned(), Value::String(id.to_owned()));
+    }
+    Value::Object(object).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_are_checked() {
+        assert!(envelope("{").is_err_and(|(p, _)| p.kind.ends_with("notJSON")));
+        assert!(envelope("[1]").is_err_and(|(p, _)| p.kind.ends_with("notRequest")));
+        assert!(
+            envelope(r#"{"id":"x"}"#)
+                .is_err_and(|(p, id)| p.kind.ends_with("notRequest") && id.as_deref() == Some("x"))
+        );
+        assert!(envelope(r#"{"@type":"Request","id":5}"#).is_err());
+        let ok = envelope(r#"{"@type":"Request","id":"r1","using":[]}"#).expect("ok");
+        assert_eq!(
+            (ok.kind.as_str(), ok.id.as_deref()),
+            ("Request", Some("r1"))
+        );
+    }
+
+    #[test]
+    fn push_enable_reads_types_and_state() {
+        let (filter, state) = push_enable_arguments(
+            r#"{"@type":"WebSocketPushEnable","dataTypes":["Email","Calendar"],"pushState":"1.2"}"#,
+        )
+        .expect("ok");
+        assert!(filter.wants(crate::store::commit::DataType::Email));
+        assert!(!filter.wants(crate::store::commit::DataType::Mailbox));
+        assert_eq!(state.as_deref(), Some("1.2"));
+        assert!(
+            push_enable_arguments(r#"{"@type":"WebSocketPushEnable","dataTypes":[1]}"#).is_err()
+        );
+    }
+}

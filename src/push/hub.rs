@@ -1,0 +1,273 @@
+//! The fan-out: one watcher task per account with listeners, publishing the account's type
+//! states on a coalescing channel. See the module docs of `push` for the invariants.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::commit::{DataType, read_account_version, read_all_states, watch_account};
+use crate::store::{Store, StoreResult};
+
+/// Every type's state in one account, read in one snapshot after a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountStates {
+    pub account_id: u32,
+    /// The account's commit version at the read.
+    pub version: u64,
+    /// `(type, state version)` for every type that ever changed, sorted by type.
+    pub states: Vec<(DataType, u64)>,
+}
+
+impl AccountStates {
+    pub fn state_of(&self, data_type: DataType) -> Option<u64> {
+        self.states
+            .binary_search_by_key(&data_type, |(known, _)| *known)
+            .ok()
+            .map(|index| self.states[index].1)
+    }
+}
+
+/// What a listener holds: the latest states of its account (`None` until the watcher's first
+/// read). Only the newest value is kept, which is what coalesces a slow listener.
+pub type StatesReceiver = watch::Receiver<Option<Arc<AccountStates>>>;
+type StatesSender = watch::Sender<Option<Arc<AccountStates>>>;
+
+/// The per-account fan-out of state changes. Cheap to clone.
+#[derive(Clone)]
+pub struct PushHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    store: Store,
+    /// Accounts with a live watcher. An entry exists exactly while its watcher runs: the
+    /// watcher removes it, under this lock, when it sees no receiver left.
+    accounts: Mutex<HashMap<u32, StatesSender>>,
+    stop: watch::Sender<bool>,
+}
+
+/// Bounds the retry delay after a store error in a watcher.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+impl PushHub {
+    pub fn new(store: Store) -> PushHub {
+        PushHub {
+            inner: Arc::new(HubInner {
+                store,
+                accounts: Mutex::new(HashMap::new()),
+                stop: watch::channel(false).0,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Listens to `account_id`'s states. The first value arrives after the watcher's first
+    /// read; use [`PushHub::current`] to wait for it.
+    pub fn subscribe(&self, account_id: u32) -> StatesReceiver {
+        let mut accounts = lock(&self.inner.accounts);
+        if let Some(sender) = accounts.get(&account_id) {
+            return sender.subscribe();
+        }
+        let (sender, receiver) = watch::channel(None);
+        accounts.insert(account_id, sender.clone());
+        drop(accounts);
+        tokio::spawn(watch_account_states(
+            Arc::clone(&self.inner),
+            account_id,
+            sender,
+        ));
+        receiver
+    }
+
+    /// Waits for the receiver's first value and returns the newest one (marking it seen).
+    /// `None` when the hub stopped.
+    pub async fn current(receiver: &mut StatesReceiver) -> Option<Arc<AccountStates>> {
+        let value = receiver.wait_for(Option::is_some).await.ok()?;
+        value.clone()
+    }
+
+    /// Accounts with a running watcher (for tests and metrics).
+    pub fn watched_accounts(&self) -> usize {
+        lock(&self.inner.accounts).len()
+    }
+
+    /// Resolves when the hub stops (server shutdown); long-lived connections close then.
+    pub fn stopped(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let mut stop = self.inner.stop.subscribe();
+        Box::pin(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+    }
+
+    /// Stops every watcher (server shutdown): listeners see their channel close.
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The map stays consistent whatever panicked while holding it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn read_states(store: &Store, account_id: u32) -> StoreResult<AccountStates> {
+    let mut tx = store.backend().begin().await?;
+    let version = read_account_version(tx.as_mut(), account_id).await?;
+    let mut states = read_all_states(tx.as_mut(), account_id).await?;
+    states.sort_unstable_by_key(|(data_type, _)| *data_type);
+    Ok(AccountStates {
+        account_id,
+        version,
+        states,
+    })
+}
+
+/// One account's watcher: wait for a commit, read the states, publish; until no listener is
+/// left or the hub stops.
+async fn watch_account_states(hub: Arc<HubInner>, account_id: u32, sender: StatesSender) {
+    let mut stop = hub.stop.subscribe();
+    let mut backoff = Duration::from_millis(10);
+    let mut published_version = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Registered before the read: a commit landing after the read still fires it.
+        let fired = watch_account(&hub.store, account_id);
+        match read_states(&hub.store, account_id).await {
+            Ok(states) => {
+                backoff = Duration::from_millis(10);
+                if published_version != Some(states.version) {
+                    published_version = Some(states.version);
+                    sender.send_replace(Some(Arc::new(states)));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(account_id, %error, "push: reading account states failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        }
+        tokio::select! {
+            fired = fired => {
+                if let Err(error) = fired {
+                    if *hub.stop.borrow() {
+                        break;
+                    }
+                    tracing::debug!(account_id, %error, "push: account watch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            () = sender.closed() => {
+                let mut accounts = lock(&hub.accounts);
+                // Re-checked under the lock: `subscribe` may just have added a receiver.
+                if sender.receiver_count() == 0 {
+                    accounts.remove(&account_id);
+                    return;
+                }
+            }
+            () = stop_requested(&mut stop) => break,
+        }
+    }
+    lock(&hub.accounts).remove(&account_id);
+}
+
+/// Resolves once the hub is told to stop (the `Ref` of `wait_for` is not `Send`).
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::commit::commit_account;
+    use crate::store::embedded::EmbeddedBackend;
+
+    async fn commit_email_change(store: &Store, account_id: u32, id: u64) {
+        commit_account(store, account_id, move |_tx, changes| {
+            Box::pin(async move {
+                changes.created(DataType::Email, id);
+                Ok(())
+            })
+        })
+        .await
+        .expect("commit");
+    }
+
+    #[tokio::test]
+    async fn listeners_see_commits_and_the_watcher_retires_with_the_last_listener() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(Arc::new(EmbeddedBackend::open(dir.path()).expect("open")));
+        let hub = PushHub::new(store.clone());
+        let mut first = hub.subscribe(7);
+        let mut second = hub.subscribe(7);
+        let mut other = hub.subscribe(8);
+        assert_eq!(hub.watched_accounts(), 2);
+        let initial = PushHub::current(&mut first).await.expect("initial");
+        assert_eq!(initial.version, 0);
+        PushHub::current(&mut other).await.expect("initial");
+        commit_email_change(&store, 7, 1).await;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            second.wait_for(|states| states.as_ref().is_some_and(|states| states.version == 1)),
+        )
+        .await
+        .expect("published in time")
+        .expect("open");
+        let seen = first.borrow_and_update().clone().expect("states");
+        assert_eq!(seen.state_of(DataType::Email), Some(1));
+        assert_eq!(seen.state_of(DataType::Mailbox), None);
+        assert!(
+            !other.has_changed().expect("open"),
+            "another account's commit leaked"
+        );
+        drop(first);
+        drop(second);
+        // Wakes the watcher so it notices that nobody listens any more.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while hub.watched_accounts() != 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the watcher of account 7 retired");
+        // A new listener of the retired account gets a new watcher with the current states.
+        let mut again = hub.subscribe(7);
+        let states = PushHub::current(&mut again).await.expect("states");
+        assert_eq!(states.version, 1);
+        hub.shutdown();
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_listener_is_coalesced_and_does_not_block_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(Arc::new(EmbeddedBackend::open(dir.path()).expect("open")));
+        let hub = PushHub::new(store.clone());
+        let stalled = hub.subscribe(3);
+        let mut live = hub.subscribe(3);
+        PushHub::current(&mut live).await.expect("initial");
+        for id in 1..=20 {
+            commit_email_change(&store, 3, id).await;
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                live.wait_for(|states| states.as_ref().is_some_and(|states| states.version == id)),
+            )
+            .await
+            .expect("the live listener keeps up")
+            .expect("open");
+        }
+        // The stalled one never read: it holds only the newest value, not twenty.
+        let latest = stalled.borrow().clone().expect("states");
+        assert_eq!(latest.version, 20);
+        hub.shutdown();
+        store.close().await.expect("close");
+    }
+}
