@@ -9,6 +9,12 @@ use super::error::MethodError;
 use crate::store::BoxFuture;
 
 pub const CAPABILITY_CORE: &str = "urn:ietf:params:jmap:core";
+/// RFC 8621 §1.3.1: JMAP Mail.
+pub const CAPABILITY_MAIL: &str = "urn:ietf:params:jmap:mail";
+/// RFC 8621 §1.3.2: sending mail (Identity; EmailSubmission comes with SMTP).
+pub const CAPABILITY_SUBMISSION: &str = "urn:ietf:params:jmap:submission";
+/// RFC 8621 §1.3.3: the vacation auto-reply.
+pub const CAPABILITY_VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 
 /// What a method returns: its response arguments, or a method error (a response too, never
 /// an abort of the request: RFC 8620 §3.6.2).
@@ -46,5 +52,95 @@ pub const METHODS: &[MethodEntry] = &[
         name: "Core/echo",
         capability: CAPABILITY_CORE,
         handler: super::core::echo::handle,
+    },
+    MethodEntry {
+        name: "Email/changes",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::changes::handle,
+    },
+    MethodEntry {
+        name: "Email/copy",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::copy::handle,
+    },
+    MethodEntry {
+        name: "Email/import",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::import::handle,
+    },
+    MethodEntry {
+        name: "Email/query",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::query::handle,
+    },
+    MethodEntry {
+        name: "Email/queryChanges",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::query_changes::handle,
+    },
+    MethodEntry {
+        name: "Email/set",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::set::handle,
+    },
+    MethodEntry {
+        name: "Identity/changes",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::identity::changes::handle,
+    },
+    MethodEntry {
+        name: "Identity/get",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::identity::get::handle,
+    },
+    MethodEntry {
+        name: "Identity/set",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::identity::set::handle,
+    },
+    MethodEntry {
+        name: "Mailbox/changes",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::mailbox::changes::handle,
+    },
+    MethodEntry {
+        name: "Mailbox/get",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::mailbox::get::handle,
+    },
+    MethodEntry {
+        name: "Mailbox/query",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::mailbox::query::handle,
+    },
+    MethodEntry {
+        name: "Mailbox/queryChanges",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::mailbox::query_changes::handle,
+    },
+    MethodEntry {
+        name: "Mailbox/set",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::mailbox::set::handle,
+    },
+    MethodEntry {
+        name: "Thread/changes",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::thread::changes::handle,
+    },
+    MethodEntry {
+        name: "Thread/get",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::thread::get::handle,
+    },
+    MethodEntry {
+        name: "VacationResponse/get",
+        capability: CAPABILITY_VACATION_RESPONSE,
+        handler: super::mail::vacation::get::handle,
+    },
+    MethodEntry {
+        name: "VacationResponse/set",
+        capability: CAPABILITY_VACATION_RESPONSE,
+        handler: super::mail::vacation::set::handle,
     },
 ];

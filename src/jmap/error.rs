@@ -240,10 +240,20 @@ pub enum SetErrorType {
     Singleton,
     AlreadyExists,
     BlobNotFound,
+    /// RFC 8621 §2.5: destroying a Mailbox that still has children.
+    MailboxHasChild,
+    /// RFC 8621 §2.5: destroying a Mailbox that has Emails without onDestroyRemoveEmails.
+    MailboxHasEmail,
+    /// RFC 8621 §4.6: more mailboxIds than maxMailboxesPerEmail.
+    TooManyMailboxes,
+    /// RFC 8621 §4.6: more keywords than the server allows.
+    TooManyKeywords,
+    /// RFC 8621 §6.3: an Identity's email is not an address the account may send from.
+    ForbiddenFrom,
 }
 
 impl SetErrorType {
-    pub const ALL: [SetErrorType; 11] = [
+    pub const ALL: [SetErrorType; 16] = [
         SetErrorType::Forbidden,
         SetErrorType::OverQuota,
         SetErrorType::TooLarge,
@@ -255,6 +265,11 @@ impl SetErrorType {
         SetErrorType::Singleton,
         SetErrorType::AlreadyExists,
         SetErrorType::BlobNotFound,
+        SetErrorType::MailboxHasChild,
+        SetErrorType::MailboxHasEmail,
+        SetErrorType::TooManyMailboxes,
+        SetErrorType::TooManyKeywords,
+        SetErrorType::ForbiddenFrom,
     ];
 
     pub fn name(self) -> &'static str {
@@ -270,6 +285,11 @@ impl SetErrorType {
             SetErrorType::Singleton => "singleton",
             SetErrorType::AlreadyExists => "alreadyExists",
             SetErrorType::BlobNotFound => "blobNotFound",
+            SetErrorType::MailboxHasChild => "mailboxHasChild",
+            SetErrorType::MailboxHasEmail => "mailboxHasEmail",
+            SetErrorType::TooManyMailboxes => "tooManyMailboxes",
+            SetErrorType::TooManyKeywords => "tooManyKeywords",
+            SetErrorType::ForbiddenFrom => "forbiddenFrom",
         }
     }
 }

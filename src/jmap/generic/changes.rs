@@ -2,16 +2,27 @@
 
 use serde_json::json;
 
-use super::{ObjectType, ids_to_json, take_max_changes};
+use super::{ObjectType, take_max_changes};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
-use crate::jmap::types::State;
-use crate::store::commit::{ChangesError, changes_since};
+use crate::jmap::types::{Id, State};
+use crate::store::commit::{ChangesError, DataType, changes_since};
 
 pub async fn changes<T: ObjectType>(
     context: &mut CallContext<'_>,
+    arguments: Arguments,
+) -> MethodResult {
+    changes_of(context, arguments, T::DATA_TYPE, T::ID_PREFIX).await
+}
+
+/// /changes of any type with a change log, including those with their own storage (Email,
+/// Thread).
+pub async fn changes_of(
+    context: &mut CallContext<'_>,
     mut arguments: Arguments,
+    data_type: DataType,
+    id_prefix: char,
 ) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
     let Some(since_text) = arguments.take_string("sinceState")? else {
@@ -33,10 +44,7 @@ pub async fn changes<T: ObjectType>(
         .store
         .read(|tx| {
             Box::pin(async move {
-                Ok(
-                    changes_since(tx, account_id, T::DATA_TYPE, since.position(), max_changes)
-                        .await,
-                )
+                Ok(changes_since(tx, account_id, data_type, since.position(), max_changes).await)
             })
         })
         .await?;
@@ -50,10 +58,16 @@ pub async fn changes<T: ObjectType>(
         "oldState": State::at(changes.old_state),
         "newState": State::at(changes.new_state),
         "hasMoreChanges": changes.has_more_changes,
-        "created": ids_to_json::<T>(&changes.created),
-        "updated": ids_to_json::<T>(&changes.updated),
-        "destroyed": ids_to_json::<T>(&changes.destroyed),
+        "created": ids_json(id_prefix, &changes.created),
+        "updated": ids_json(id_prefix, &changes.updated),
+        "destroyed": ids_json(id_prefix, &changes.destroyed),
     }))
+}
+
+fn ids_json(id_prefix: char, ids: &[u64]) -> serde_json::Value {
+    ids.iter()
+        .map(|id| serde_json::Value::String(Id::from_number(id_prefix, *id).into_string()))
+        .collect()
 }
 
 fn cannot_calculate() -> MethodError {

@@ -1,1 +1,14 @@
-//! (in progress)
+//! Email (RFC 8621 §4): one file per method; `fields` validates the two mutable properties,
+//! `store_new` turns a message blob into an Email for create, import and copy; the stored
+//! model lives in `mail::store`.
+
+pub mod changes;
+pub mod copy;
+pub mod create;
+pub mod fields;
+// Email/get joins once `render` lands: pub mod get;
+pub mod import;
+pub mod query;
+pub mod query_changes;
+pub mod set;
+pub mod store_new;

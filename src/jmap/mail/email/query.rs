@@ -1,0 +1,269 @@
+//! Email/query (RFC 8621 §4.4, RFC 8620 §5.5). Two ways to an answer, chosen per query:
+//! - a mailbox (or its unread Emails, or the whole account) by receivedAt: a bounded range read
+//!   of a store index (`fast.rs`), totals from the Mailbox counters;
+//! - anything else: the account's Email records filtered and sorted in memory (`general.rs`).
+//!
+//! Both order ties by id in the direction of the first comparator, so the two agree.
+
+pub mod fast;
+pub mod filter;
+pub mod general;
+pub mod sort;
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::fields::EMAIL_ID_PREFIX;
+use crate::jmap::context::{Arguments, CallContext};
+use crate::jmap::dispatch::MethodResult;
+use crate::jmap::error::{MethodError, MethodErrorType};
+use crate::jmap::generic::query::{WindowStart, window_start};
+use crate::jmap::types::{Id, State};
+use crate::store::BoxFuture;
+use crate::store::commit::{DataType, read_state};
+use fast::IndexedList;
+use filter::Filter;
+use sort::{EmailComparator, SortKey};
+
+pub fn handle<'a, 'r>(
+    context: &'a mut CallContext<'r>,
+    arguments: Arguments,
+) -> BoxFuture<'a, MethodResult> {
+    Box::pin(query(context, arguments))
+}
+
+/// A parsed query: what /query and /queryChanges share.
+#[derive(Debug, Clone)]
+pub struct EmailQuery {
+    pub filter: Option<Filter>,
+    pub sort: Vec<EmailComparator>,
+    pub collapse_threads: bool,
+}
+
+impl EmailQuery {
+    pub fn take(arguments: &mut Arguments) -> Result<EmailQuery, MethodError> {
+        let filter = arguments
+            .take("filter")
+            .map(|value| filter::parse_filter(&value))
+            .transpose()?;
+        let mut sort = sort::parse_sort(arguments.take("sort"))?;
+        // No sort given: newest first, what every mail client shows.
+        if sort.is_empty() {
+            sort.push(EmailComparator {
+                key: SortKey::ReceivedAt,
+                is_ascending: false,
+            });
+        }
+        let collapse_threads = arguments.take_bool("collapseThreads", false)?;
+        Ok(EmailQuery {
+            filter,
+            sort,
+            collapse_threads,
+        })
+    }
+
+    /// Every matching id in order, and the Email state they were read at.
+    pub async fn all_results(
+        &self,
+        context: &CallContext<'_>,
+        account_id: u32,
+    ) -> Result<(u64, Vec<u64>), MethodError> {
+        let engine = context.engine;
+        if let Some(list) = fast::indexed_list(self.filter.as_ref(), &self.sort) {
+            let ascending = self.sort[0].is_ascending;
+            let collapse = self.collapse_threads;
+            let outcome = engine
+                .store
+                .read(|tx| {
+                    Box::pin(async move {
+                        let state = read_state(tx, account_id, DataType::Email).await?;
+                        let mut ids = Vec::new();
+                        let mut threads = HashSet::new();
+                        fast::scan(tx, account_id, list, ascending, |email_id, thread_id| {
+                            if !collapse || threads.insert(thread_id) {
+                                ids.push(email_id);
+                            }
+                            true
+                        })
+                        .await?;
+                        Ok((state, ids))
+                    })
+                })
+                .await?;
+            return Ok(outcome);
+        }
+        let snapshot = general::load_snapshot(&engine.store, account_id).await?;
+        let ids = general::results(
+            &engine.store,
+            &engine.blobs,
+            account_id,
+            &snapshot,
+            self.filter.as_ref(),
+            &self.sort,
+            self.collapse_threads,
+        )
+        .await?;
+        Ok((snapshot.state, ids))
+    }
+}
+
+async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
+    let account = arguments.take_account("accountId", context)?;
+    let email_query = EmailQuery::take(&mut arguments)?;
+    let position = arguments.take_int("position")?.map_or(0, |p| p.get());
+    let anchor = arguments.take_string("anchor")?;
+    let anchor_offset = arguments.take_int("anchorOffset")?.map_or(0, |o| o.get());
+    let requested_limit = arguments.take_unsigned("limit")?;
+    let calculate_total = arguments.take_bool("calculateTotal", false)?;
+    arguments.finish()?;
+
+    let start = match anchor {
+        // RFC 8620 §5.5: with an anchor, position is ignored.
+        Some(anchor) => {
+            let id = context
+                .resolve_id(&anchor)?
+                .and_then(|id| id.to_number(EMAIL_ID_PREFIX))
+                .ok_or_else(|| MethodError::new(MethodErrorType::AnchorNotFound))?;
+            WindowStart::Anchor {
+                id,
+                offset: anchor_offset,
+            }
+        }
+        None => WindowStart::Position(position),
+    };
+    let server_limit = context.engine.limits.max_objects_in_get;
+    let limit = requested_limit.map_or(server_limit, |l| l.get().min(server_limit));
+    let window_len = usize::try_from(limit).unwrap_or(usize::MAX);
+    let account_id = account.number();
+
+    let page = match (
+        &start,
+        fast::indexed_list(email_query.filter.as_ref(), &email_query.sort),
+    ) {
+        (WindowStart::Position(first), Some(list)) if *first >= 0 => {
+            let first = usize::try_from(*first).unwrap_or(usize::MAX);
+            indexed_page(
+                context,
+                account_id,
+                &email_query,
+                list,
+                first,
+                window_len,
+                calculate_total,
+            )
+            .await?
+        }
+        _ => {
+            let (state, ids) = email_query.all_results(context, account_id).await?;
+            let first = window_start(&ids, &start)?;
+            let end = ids.len().min(first.saturating_add(window_len));
+            Page {
+                state,
+                position: first,
+                ids: ids[first..end].to_vec(),
+                total: Some(ids.len() as u64),
+                more_after: end < ids.len(),
+            }
+        }
+    };
+
+    let mut response = Map::with_capacity(7);
+    response.insert("accountId".to_owned(), Value::String(account.to_string()));
+    response.insert(
+        "queryState".to_owned(),
+        Value::String(State::new(page.state).to_string()),
+    );
+    response.insert("canCalculateChanges".to_owned(), Value::Bool(true));
+    response.insert("position".to_owned(), Value::from(page.position as u64));
+    let ids: Vec<Value> = page
+        .ids
+        .iter()
+        .map(|id| Value::String(Id::from_number(EMAIL_ID_PREFIX, *id).into_string()))
+        .collect();
+    response.insert("ids".to_owned(), Value::Array(ids));
+    if calculate_total && let Some(total) = page.total {
+        response.insert("total".to_owned(), Value::from(total));
+    }
+    // RFC 8620 §5.5: `limit` is returned only when the server's bound cut the list.
+    let server_bound_applied = match requested_limit {
+        Some(requested) => requested.get() > server_limit,
+        None => page.more_after,
+    };
+    if server_bound_applied {
+        response.insert("limit".to_owned(), Value::from(limit));
+    }
+    Ok(Value::Object(response))
+}
+
+struct Page {
+    state: u64,
+    position: usize,
+    ids: Vec<u64>,
+    total: Option<u64>,
+    more_after: bool,
+}
+
+/// A page of an indexed list from a non-negative position: reads only up to the page's end
+/// (plus one entry, to know whether more follow), unless a total is wanted that the counters
+/// do not hold.
+async fn indexed_page(
+    context: &CallContext<'_>,
+    account_id: u32,
+    email_query: &EmailQuery,
+    list: IndexedList,
+    first: usize,
+    window_len: usize,
+    calculate_total: bool,
+) -> Result<Page, MethodError> {
+    let ascending = email_query.sort[0].is_ascending;
+    let collapse = email_query.collapse_threads;
+    let page = context
+        .engine
+        .store
+        .read(|tx| {
+            Box::pin(async move {
+                let state = read_state(tx, account_id, DataType::Email).await?;
+                let counted = if calculate_total {
+                    fast::counted_total(tx, account_id, list, collapse).await?
+                } else {
+                    None
+                };
+                let scan_everything = calculate_total && counted.is_none();
+                let stop_after = first.saturating_add(window_len).saturating_add(1);
+                let mut threads = HashSet::new();
+                let mut index = 0usize;
+                let mut ids = Vec::with_capacity(window_len.min(1024));
+                let mut more_after = false;
+                fast::scan(tx, account_id, list, ascending, |email_id, thread_id| {
+                    if collapse && !threads.insert(thread_id) {
+                        return true;
+                    }
+                    if index >= first && ids.len() < window_len {
+                        ids.push(email_id);
+                    } else if index >= first {
+                        more_after = true;
+                    }
+                    index += 1;
+                    scan_everything || index < stop_after
+                })
+                .await?;
+                let total = counted.or(scan_everything.then_some(index as u64));
+                // Past the end, the position is the total (as for the general path).
+                let position = if ids.is_empty() {
+                    first.min(index)
+                } else {
+                    first
+                };
+                Ok(Page {
+                    state,
+                    position,
+                    ids,
+                    total,
+                    more_after,
+                })
+            })
+        })
+        .await?;
+    Ok(page)
+}
