@@ -229,7 +229,9 @@ impl Serialize for State {
 
 /// How a section of a blob is transfer-encoded (RFC 2045 §6): its bytes are decoded with this
 /// before they are served or parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub enum TransferEncoding {
     /// 7bit, 8bit, binary, or anything unknown: the octets as they are.
     #[default]
@@ -792,7 +794,15 @@ mod tests {
         assert_eq!(BlobId::parse(&nested.to_string()), Ok(nested));
         // Non-canonical or malformed sections are refused.
         let digest_text = whole.to_string();
-        for bad in ["_I1x2_B1x2", "_B01x2", "_Z1x2", "_B1", "_B1x", "_", "_B1x2_"] {
+        for bad in [
+            "_I1x2_B1x2",
+            "_B01x2",
+            "_Z1x2",
+            "_B1",
+            "_B1x",
+            "_",
+            "_B1x2_",
+        ] {
             assert!(
                 BlobId::parse(&format!("{digest_text}{bad}")).is_err(),
                 "{bad}"

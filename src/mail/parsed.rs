@@ -122,7 +122,7 @@ pub fn parse_message(raw: &[u8]) -> ParsedEmail {
         return parsed;
     };
     if let Some(root) = message.parts.first() {
-        read_top_headers(&root.headers, &mut parsed);
+        read_top_headers(&root.headers, raw, &mut parsed);
     }
     let mut texts: Vec<(u32, String)> = Vec::new();
     let mut builder = StructureBuilder {
@@ -173,10 +173,25 @@ fn last_header<'a, 'x>(
         .map(|header| &header.value)
 }
 
-fn read_top_headers(headers: &[mail_parser::Header<'_>], parsed: &mut ParsedEmail) {
-    parsed.message_id = last_header(headers, HeaderName::MessageId).and_then(message_ids);
-    parsed.in_reply_to = last_header(headers, HeaderName::InReplyTo).and_then(message_ids);
-    parsed.references = last_header(headers, HeaderName::References).and_then(message_ids);
+/// RFC 8621 §4.1.2.4 MessageIds form of the last field `name`: `null` unless it holds
+/// msg-ids in angle brackets (RFC 5322 §3.6.4).
+fn last_message_ids(
+    headers: &[mail_parser::Header<'_>],
+    raw: &[u8],
+    name: HeaderName<'static>,
+) -> Option<Vec<String>> {
+    let header = headers.iter().rev().find(|header| header.name == name)?;
+    let value = raw.get(header.offset_start as usize..header.offset_end as usize)?;
+    if !value.contains(&b'<') {
+        return None;
+    }
+    message_ids(&header.value)
+}
+
+fn read_top_headers(headers: &[mail_parser::Header<'_>], raw: &[u8], parsed: &mut ParsedEmail) {
+    parsed.message_id = last_message_ids(headers, raw, HeaderName::MessageId);
+    parsed.in_reply_to = last_message_ids(headers, raw, HeaderName::InReplyTo);
+    parsed.references = last_message_ids(headers, raw, HeaderName::References);
     parsed.subject = last_header(headers, HeaderName::Subject).map(text_value);
     parsed.from = last_header(headers, HeaderName::From).map(addresses);
     parsed.to = last_header(headers, HeaderName::To).map(addresses);
@@ -333,15 +348,11 @@ impl StructureBuilder<'_, '_, '_> {
                 _ => decode::transfer_decode(body, encoding).0.len() as u64,
             },
         };
-        match &source.body {
-            PartType::Text(text) | PartType::Html(text)
-                if part.content_type == "text/plain" || part.content_type == "text/html" =>
-            {
-                if self.texts.len() < 8 {
-                    self.texts.push((index, text.to_string()));
-                }
-            }
-            _ => {}
+        if let PartType::Text(text) | PartType::Html(text) = &source.body
+            && (part.content_type == "text/plain" || part.content_type == "text/html")
+            && self.texts.len() < 8
+        {
+            self.texts.push((index, text.to_string()));
         }
         let children = match &source.body {
             PartType::Multipart(children) if part.is_multipart() && depth < MAX_DEPTH => {

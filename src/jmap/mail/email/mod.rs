@@ -10,5 +10,6 @@ pub mod fields;
 pub mod import;
 pub mod query;
 pub mod query_changes;
+pub mod render;
 pub mod set;
 pub mod store_new;
