@@ -243,6 +243,19 @@ fn decode_account_id(bytes: &[u8]) -> Result<u32, StoreError> {
     Ok(u32::from_be_bytes(array))
 }
 
+/// The login address of account `account_id`, read inside the caller's transaction (mail
+/// code checks the From addresses of Identities against it); `None` if there is no such
+/// account.
+pub async fn account_email_in(
+    tx: &mut dyn crate::store::Transaction,
+    account_id: u32,
+) -> Result<Option<String>, StoreError> {
+    match tx.get(&account_key(account_id)).await? {
+        Some(bytes) => Ok(Some(decode_account(&bytes)?.email)),
+        None => Ok(None),
+    }
+}
+
 /// The directory handle: cheap to clone, shared by the server and the CLI.
 #[derive(Clone)]
 pub struct Directory {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::EngineShared;
-use super::dispatch::CAPABILITY_CORE;
+use super::dispatch::{CAPABILITY_CORE, CAPABILITY_SUBMISSION, CAPABILITY_VACATION_RESPONSE};
 
 /// JMAP over WebSocket (RFC 8887 §3).
 pub const CAPABILITY_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
@@ -56,6 +56,10 @@ impl SessionUrls {
 fn account_capability_value(capability: &str) -> Option<Value> {
     match capability {
         CAPABILITY_CORE => Some(Value::Object(Map::new())),
+        // RFC 8621 §1.3.2: no delayed send; no SMTP extensions advertised yet.
+        CAPABILITY_SUBMISSION => Some(json!({"maxDelayedSend": 0, "submissionExtensions": {}})),
+        // RFC 8621 §1.3.3: an empty object.
+        CAPABILITY_VACATION_RESPONSE => Some(Value::Object(Map::new())),
         _ => None,
     }
 }
