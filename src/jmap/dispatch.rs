@@ -69,6 +69,11 @@ pub const METHODS: &[MethodEntry] = &[
         handler: super::mail::email::import::handle,
     },
     MethodEntry {
+        name: "Email/parse",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::parse::handle,
+    },
+    MethodEntry {
         name: "Email/query",
         capability: CAPABILITY_MAIL,
         handler: super::mail::email::query::handle,

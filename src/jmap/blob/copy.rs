@@ -68,7 +68,10 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
             .await
         {
             Ok(info) => {
-                let copied_id = BlobId::from_digest(info.id.0).to_string();
+                // Content-addressed, so the id is unchanged; a part id (RFC 8621 §4.1.4)
+                // names a range of the copied message blob and now reads in the target too.
+                debug_assert_eq!(info.id.0, *blob_id.digest());
+                let copied_id = blob_id.to_string();
                 copied.insert(text, Value::String(copied_id));
             }
             Err(error) if error.kind == BlobErrorKind::NotFound => {

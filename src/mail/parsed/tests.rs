@@ -218,3 +218,198 @@ fn metadata_round_trips_through_serde() {
     let back: ParsedEmail = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, parsed);
 }
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&directory)
+        .expect("tests/corpus")
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "eml"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).expect("read corpus file"))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "the corpus is missing files");
+    files
+}
+
+fn corpus_file(name: &str) -> ParsedEmail {
+    let (_, raw) = corpus()
+        .into_iter()
+        .find(|(file, _)| file == name)
+        .expect("corpus file");
+    parse_message(&raw)
+}
+
+/// Every corpus message parses, keeps its offsets inside the message, and renders every
+/// property with every body option without panicking.
+#[test]
+fn corpus_parses_and_renders_everything() {
+    use crate::jmap::mail::email::render::{
+        BodyOptions, BodyProperty, EmailProperty, render_object,
+    };
+    use crate::jmap::types::BlobId;
+    let mut properties = EmailProperty::get_defaults();
+    for extra in [
+        "headers",
+        "bodyStructure",
+        "header:Subject:asText",
+        "header:From:asAddresses:all",
+        "header:To:asGroupedAddresses",
+        "header:Message-ID:asMessageIds",
+        "header:Date:asDate",
+        "header:List-Unsubscribe:asURLs",
+        "header:X-Latin1",
+        "header:Received:all",
+    ] {
+        properties.push(EmailProperty::parse(extra).expect(extra));
+    }
+    let mut body_properties = BodyProperty::defaults();
+    body_properties.push(BodyProperty::Headers);
+    body_properties.push(BodyProperty::parse("header:Content-Type:asText").unwrap());
+    let options = BodyOptions {
+        body_properties,
+        fetch_all_body_values: true,
+        max_body_value_bytes: 7,
+        ..BodyOptions::default()
+    };
+    for (name, raw) in corpus() {
+        let parsed = parse_message(&raw);
+        assert_eq!(parsed.size, raw.len() as u64, "{name}");
+        for part in &parsed.parts {
+            assert!(
+                part.header_start <= part.body_start
+                    && part.body_start <= part.body_end
+                    && part.body_end as usize <= raw.len(),
+                "{name}: {part:?}"
+            );
+        }
+        for list in [&parsed.text_body, &parsed.html_body, &parsed.attachments] {
+            assert!(
+                list.iter()
+                    .all(|&index| parsed.part(index).is_some_and(|p| !p.is_multipart()))
+            );
+        }
+        assert!(parsed.preview.chars().count() <= PREVIEW_CHARS, "{name}");
+        let object = render_object(
+            &parsed,
+            Some(&raw),
+            &BlobId::from_digest([1; 32]),
+            &properties,
+            &options,
+        );
+        assert_eq!(
+            object.len(),
+            properties.len() - 5,
+            "{name}: all but the store's five"
+        );
+        for value in object["bodyValues"].as_object().unwrap().values() {
+            assert!(value["value"].as_str().unwrap().len() <= 7, "{name}");
+        }
+    }
+}
+
+#[test]
+fn corpus_known_answers() {
+    let plain = corpus_file("plain-7bit.eml");
+    assert_eq!(plain.subject.as_deref(), Some("Lunch tomorrow"));
+    assert_eq!(plain.sent_at.as_deref(), Some("2026-11-02T09:15:00+01:00"));
+    assert_eq!(
+        plain.preview,
+        "Hi Bob, Are we still on for lunch tomorrow at noon? Alice"
+    );
+    assert!(!plain.has_attachment);
+
+    let structure = corpus_file("rfc8621-body-structure.eml");
+    assert_eq!(structure.text_body.len(), 5);
+    assert_eq!(structure.html_body.len(), 3);
+    assert_eq!(structure.attachments.len(), 5);
+
+    let base64 = corpus_file("base64-text.eml");
+    assert_eq!(base64.subject.as_deref(), Some("Grüße from Cologne"));
+    assert!(base64.preview.starts_with("Grüße aus Köln — ünïcödé"));
+    assert_eq!(base64.parts[0].encoding, TransferEncoding::Base64);
+    assert_eq!(
+        base64.parts[0].size,
+        "Grüße aus Köln — ünïcödé text in base64.\n".len() as u64 * 3
+    );
+
+    let qp = corpus_file("quoted-printable.eml");
+    assert_eq!(qp.subject.as_deref(), Some("Café crème"));
+    assert!(qp.preview.contains("doit être coupée"), "{}", qp.preview);
+
+    let attachments = corpus_file("attachments.eml");
+    assert!(attachments.has_attachment);
+    let names: Vec<Option<&str>> = attachments
+        .attachments
+        .iter()
+        .map(|&index| attachments.part(index).unwrap().name.as_deref())
+        .collect();
+    assert_eq!(names, [None, Some("report.pdf"), Some("€ rates.txt")]);
+    let chart = attachments.part(attachments.attachments[0]).unwrap();
+    assert_eq!(chart.cid.as_deref(), Some("chart@example.test"));
+    let pdf = attachments.part(attachments.attachments[1]).unwrap();
+    assert_eq!(pdf.language, Some(vec!["en".to_owned()]));
+    assert_eq!(
+        pdf.location.as_deref(),
+        Some("https://example.test/report.pdf")
+    );
+
+    let forwarded = corpus_file("message-rfc822.eml");
+    assert_eq!(
+        part_types(&forwarded, &forwarded.attachments),
+        ["message/rfc822", "message/rfc822"]
+    );
+    assert_eq!(forwarded.preview, "See the two attached copies.");
+
+    let digest = corpus_file("digest.eml");
+    assert_eq!(
+        part_types(&digest, &digest.parts[0].sub_parts),
+        ["message/rfc822", "message/rfc822"]
+    );
+
+    let eight_bit = corpus_file("8bit-headers.eml");
+    assert_eq!(
+        eight_bit.subject.as_deref(),
+        Some("Ünïcödé subject — raw UTF-8")
+    );
+    assert_eq!(
+        eight_bit.from.as_ref().unwrap()[0].name.as_deref(),
+        Some("José Ñúñez")
+    );
+
+    let malformed = corpus_file("malformed-mime.eml");
+    assert_eq!(malformed.sent_at, None);
+    assert_eq!(malformed.message_id, None);
+    assert!(malformed.parts.iter().any(|part| part.encoding_problem));
+
+    let html_only = corpus_file("html-only-alternative.eml");
+    assert_eq!(html_only.text_body, html_only.html_body);
+    assert_eq!(html_only.preview, "Only HTML here & nothing else.");
+
+    let deep = corpus_file("deep-nesting.eml");
+    assert!(deep.parts.len() > 40);
+
+    let huge = corpus_file("huge-headers.eml");
+    assert!(huge.subject.as_deref().unwrap().ends_with("number 399"));
+    assert_eq!(huge.preview, "Small body after huge headers.");
+
+    let headers_only = corpus_file("headers-only.eml");
+    assert_eq!(
+        headers_only.subject.as_deref(),
+        Some("No body and no blank line")
+    );
+
+    let lf = corpus_file("lf-only.eml");
+    assert_eq!(
+        part_types(&lf, &lf.attachments),
+        ["application/octet-stream"]
+    );
+    assert_eq!(lf.part(lf.attachments[0]).unwrap().size, 6);
+
+    let thread_c = corpus_file("thread-c.eml");
+    assert_eq!(thread_c.references.as_ref().map(Vec::len), Some(3));
+}

@@ -8,6 +8,7 @@ pub mod create;
 pub mod fields;
 // Email/get joins once `render` lands: pub mod get;
 pub mod import;
+pub mod parse;
 pub mod query;
 pub mod query_changes;
 pub mod render;
