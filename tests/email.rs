@@ -323,7 +323,7 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
         .send_single::<EmailChangesResponse>()
         .await
         .expect("changes");
-    assert_eq!(email_changes.created(), [b.clone()]);
+    assert_eq!(email_changes.created(), std::slice::from_ref(&b));
     let moved = if merged == thread_a { &c } else { &a };
     assert!(
         email_changes.updated().contains(moved),
@@ -341,8 +341,8 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
     } else {
         &thread_a
     };
-    assert_eq!(thread_changes.destroyed(), [absorbed.clone()]);
-    assert_eq!(thread_changes.updated(), [merged.clone()]);
+    assert_eq!(thread_changes.destroyed(), std::slice::from_ref(absorbed));
+    assert_eq!(thread_changes.updated(), std::slice::from_ref(&merged));
     server.shutdown().await;
 }
 

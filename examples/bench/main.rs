@@ -6,7 +6,7 @@
 //! cargo run --release --example bench -- --session-url http://127.0.0.1:8080/.well-known/jmap \
 //!     --user alice@example.test --password PASS [--runs 5] <scenario>
 //! ```
-//! Scenarios:
+//! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query):
 //! - `echo-latency`: Core/echo over ONE keep-alive connection, `--requests N` sequential calls;
 //!   p50/p90/p99/max in ms.
 //! - `echo-throughput`: `--connections C` (default 32) keep-alive connections for
@@ -21,6 +21,8 @@
 //! Every loop is bounded in count and time; only loopback addresses are accepted. The client
 //! runs on one thread by default (`--client-threads`) so it leaves the other core(s) to the
 //! server.
+
+mod mail;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -53,12 +55,16 @@ struct Options {
     client_threads: usize,
     server_pid: Option<u32>,
     server_cmd: Option<String>,
+    /// mail-populate: messages to import.
+    messages: u64,
+    /// mail-populate / mail-import: bytes per message.
+    message_size: usize,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
-[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] \
-<echo-latency|echo-throughput|blob|rss|startup>";
+[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] \
+<echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query>";
 
 fn parse_options() -> Result<Options, String> {
     let mut arguments = std::env::args().skip(1);
@@ -81,6 +87,8 @@ fn parse_options() -> Result<Options, String> {
         client_threads: 1,
         server_pid: None,
         server_cmd: None,
+        messages: 100_000,
+        message_size: 20 * 1024,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -120,6 +128,12 @@ fn parse_options() -> Result<Options, String> {
                 options.server_pid = Some(u32::try_from(number(value()?)?).map_err(|_| "bad pid")?)
             }
             "--server-cmd" => options.server_cmd = Some(value()?),
+            "--messages" => options.messages = number(value()?)?.clamp(1, 10_000_000),
+            "--message-size" => {
+                options.message_size = usize::try_from(number(value()?)?)
+                    .unwrap_or(1)
+                    .clamp(256, 64 * 1024 * 1024)
+            }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"));
@@ -181,6 +195,7 @@ fn loopback_endpoint(url: &str) -> Result<Endpoint, String> {
 }
 
 /// What the session resource tells us, resolved to loopback endpoints.
+#[derive(Clone)]
 struct Target {
     authorization: String,
     api: Endpoint,
@@ -715,6 +730,9 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("echo-throughput", Some(target)) => echo_throughput(options, target).await?,
             ("blob", Some(target)) => blob(options, target, run).await?,
             ("startup", _) => startup(options, run).await?,
+            ("mail-populate", Some(target)) => mail::populate(options, target).await?,
+            ("mail-import", Some(target)) => mail::import(options, target).await?,
+            ("mail-query", Some(target)) => mail::query(options, target).await?,
             (other, _) => return Err(format!("unknown scenario {other}\n{USAGE}")),
         };
         figures.push(figure);

@@ -64,6 +64,11 @@ pub const METHODS: &[MethodEntry] = &[
         handler: super::mail::email::copy::handle,
     },
     MethodEntry {
+        name: "Email/get",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::email::get::handle,
+    },
+    MethodEntry {
         name: "Email/import",
         capability: CAPABILITY_MAIL,
         handler: super::mail::email::import::handle,

@@ -9,10 +9,15 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::EngineShared;
-use super::dispatch::{CAPABILITY_CORE, CAPABILITY_SUBMISSION, CAPABILITY_VACATION_RESPONSE};
+use super::dispatch::{
+    CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_SUBMISSION, CAPABILITY_VACATION_RESPONSE,
+};
 
 /// JMAP over WebSocket (RFC 8887 §3).
 pub const CAPABILITY_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+
+/// Web Push VAPID (draft-ietf-jmap-webpush-vapid): the server's application server key.
+pub const CAPABILITY_WEBPUSH_VAPID: &str = "urn:ietf:params:jmap:webpush-vapid";
 use super::types::AccountId;
 use crate::auth::Principal;
 
@@ -25,6 +30,8 @@ pub struct SessionUrls {
     pub event_source_url: String,
     /// RFC 8887 §3: the WebSocket endpoint (`ws://` or `wss://`).
     pub websocket_url: String,
+    /// Web Push: the VAPID key the session advertises and the PushSubscription limits.
+    pub web_push: crate::push::config::WebPushSettings,
 }
 
 impl SessionUrls {
@@ -46,6 +53,7 @@ impl SessionUrls {
                 base.replacen("https://", "wss://", 1)
                     .replacen("http://", "ws://", 1)
             ),
+            web_push: crate::push::config::WebPushSettings::default(),
         }
     }
 }
@@ -56,6 +64,15 @@ impl SessionUrls {
 fn account_capability_value(capability: &str) -> Option<Value> {
     match capability {
         CAPABILITY_CORE => Some(Value::Object(Map::new())),
+        // RFC 8621 §1.3.1: the account's mail limits.
+        CAPABILITY_MAIL => Some(json!({
+            "maxMailboxesPerEmail": crate::jmap::mail::email::fields::MAX_MAILBOXES_PER_EMAIL,
+            "maxMailboxDepth": crate::mail::mailbox::MAX_MAILBOX_DEPTH,
+            "maxSizeMailboxName": crate::mail::mailbox::MAX_SIZE_MAILBOX_NAME,
+            "maxSizeAttachmentsPerEmail": crate::mail::build::MAX_SIZE_ATTACHMENTS_PER_EMAIL,
+            "emailQuerySortOptions": crate::jmap::mail::email::query::sort::SORT_OPTIONS,
+            "mayCreateTopLevelMailbox": true,
+        })),
         // RFC 8621 §1.3.2: no delayed send; no SMTP extensions advertised yet.
         CAPABILITY_SUBMISSION => Some(json!({"maxDelayedSend": 0, "submissionExtensions": {}})),
         // RFC 8621 §1.3.3: an empty object.
@@ -91,6 +108,13 @@ fn session_without_state(shared: &EngineShared, principal: &Principal) -> Map<St
         CAPABILITY_WEBSOCKET.to_owned(),
         json!({"url": shared.urls.websocket_url, "supportsPush": true}),
     );
+    // draft-ietf-jmap-webpush-vapid: the key browsers subscribe with (RFC 8292 §3.2).
+    if let Some(key) = &shared.urls.web_push.vapid_public_key {
+        capabilities.insert(
+            CAPABILITY_WEBPUSH_VAPID.to_owned(),
+            json!({"applicationServerKey": key}),
+        );
+    }
     let mut accounts = Map::new();
     accounts.insert(
         account_id,

@@ -6,7 +6,7 @@ pub mod changes;
 pub mod copy;
 pub mod create;
 pub mod fields;
-// Email/get joins once `render` lands: pub mod get;
+pub mod get;
 pub mod import;
 pub mod parse;
 pub mod query;

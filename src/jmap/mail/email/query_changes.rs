@@ -133,7 +133,7 @@ async fn read_log(
     since: LogPosition,
     collapse: bool,
 ) -> Result<LogView, MethodError> {
-    let outcome = context
+    context
         .engine
         .store
         .read(|tx| {
@@ -179,8 +179,7 @@ async fn read_log(
                 }))
             })
         })
-        .await?;
-    outcome
+        .await?
 }
 
 fn cannot_calculate() -> MethodError {
