@@ -28,6 +28,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("echo.json", include_str!("../cases/echo.json")),
     ("blob-copy.json", include_str!("../cases/blob-copy.json")),
+    ("mailbox.json", include_str!("../cases/mailbox.json")),
     ("auth.json", include_str!("../cases/auth.json")),
 ];
 

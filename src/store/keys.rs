@@ -31,6 +31,9 @@ pub const SUBSPACE_TEST: u8 = 0x7F;
 
 /// `META, "format_version"` → u32 BE.
 pub const META_FORMAT_VERSION: &[u8] = b"\x01format_version";
+/// `META, "vapid_key"` → the 32-byte P-256 private scalar the server signs Web Push VAPID
+/// tokens with (RFC 8292); created once, shared by every node.
+pub const META_VAPID_KEY: &[u8] = b"\x01vapid_key";
 
 // Directory sections: `DIRECTORY, section, ...`.
 /// `DIRECTORY, DIR_ACCOUNT, account_id: u32` → account record (JSON).
@@ -69,6 +72,15 @@ pub const ACCT_EMAIL_META: u8 = 0x09;
 /// `..., ACCT_MAILBOX_COUNTER, mailbox_id: u64, counter: u8` → i64 LE (atomic add): the
 /// exact totalEmails/unreadEmails/totalThreads/unreadThreads of a Mailbox (`mail::counters`).
 pub const ACCT_MAILBOX_COUNTER: u8 = 0x0A;
+/// `..., ACCT_MAILBOX_PROPERTIES_VERSION` → u64 BE: the account version of the last commit that
+/// changed a Mailbox property other than the four counts (Mailbox/set updates). Mailbox/changes
+/// compares it with `sinceState` to report `updatedProperties` (RFC 8621 §2.2).
+pub const ACCT_MAILBOX_PROPERTIES_VERSION: u8 = 0x0B;
+
+/// Index numbers under `ACCT_INDEX, DataType::Mailbox` (`mail::mailbox`).
+/// `..., ACCT_INDEX, 1 (Mailbox), MAILBOX_INDEX_ROLE, role: string, mailbox_id: u64` → (): the
+/// Mailbox holding each role (RFC 8621 §2: at most one per role in an account).
+pub const MAILBOX_INDEX_ROLE: u8 = 0x01;
 
 // Blob sections: `BLOB, section, ...`. Digests are SHA-256, 32 raw bytes.
 /// `BLOB, BLOB_CHUNK, storage_id: u64, chunk_index: u32` → at most `MAX_VALUE_BYTES` of
@@ -96,6 +108,12 @@ pub const BLOB_PENDING: u8 = 0x07;
 /// `QUEUE, QUEUE_ACCOUNT_PURGE, account_id: u32` → (): an account deleted from the directory
 /// whose data is still being removed (`store::purge`); resumed at start-up.
 pub const QUEUE_ACCOUNT_PURGE: u8 = 0x01;
+/// `QUEUE, QUEUE_PUSH_ACCOUNT, account_id: u32` → (): the account has PushSubscriptions; the
+/// Web Push deliverer watches exactly these accounts. Written with the subscriptions.
+pub const QUEUE_PUSH_ACCOUNT: u8 = 0x02;
+/// `QUEUE, QUEUE_PUSH_ACCOUNTS_VERSION` → u64 BE, bumped whenever an account enters or leaves
+/// the `QUEUE_PUSH_ACCOUNT` set; watched so every node's deliverer rescans.
+pub const QUEUE_PUSH_ACCOUNTS_VERSION: u8 = 0x03;
 
 pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)

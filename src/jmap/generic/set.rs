@@ -66,6 +66,7 @@ pub async fn set<T: ObjectType>(
                 .map_err(|error| MethodError::invalid_arguments(format!("creation id: {error}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let creates = referenced_first(creates);
     let input = Arc::new(SetInput {
         account_id: account.number(),
         if_in_state,
@@ -209,6 +210,62 @@ async fn apply<T: ObjectType>(
         }
     }
     Ok(Ok(outcome))
+}
+
+/// Orders creates so that one naming another create of the same call by `#creationId` (in a
+/// property value or a map key, e.g. a child Mailbox's `parentId`) comes after it: the
+/// reference can then resolve whatever order the client's JSON object had. Otherwise (and
+/// for reference cycles) the order is unchanged.
+fn referenced_first(creates: Vec<(Id, Value)>) -> Vec<(Id, Value)> {
+    fn note(text: &str, ids: &HashSet<&str>, found: &mut HashSet<String>) {
+        if let Some(creation_id) = text.strip_prefix('#')
+            && ids.contains(creation_id)
+        {
+            found.insert(creation_id.to_owned());
+        }
+    }
+    fn references(value: &Value, ids: &HashSet<&str>, found: &mut HashSet<String>) {
+        match value {
+            Value::String(text) => note(text, ids, found),
+            Value::Array(items) => items.iter().for_each(|item| references(item, ids, found)),
+            Value::Object(members) => {
+                for (key, member) in members {
+                    note(key, ids, found);
+                    references(member, ids, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let ids: HashSet<&str> = creates.iter().map(|(id, _)| id.as_str()).collect();
+    let needs: Vec<HashSet<String>> = creates
+        .iter()
+        .map(|(id, object)| {
+            let mut found = HashSet::new();
+            references(object, &ids, &mut found);
+            found.remove(id.as_str());
+            found
+        })
+        .collect();
+    if needs.iter().all(HashSet::is_empty) {
+        return creates;
+    }
+    let mut pending: Vec<Option<(Id, Value)>> = creates.into_iter().map(Some).collect();
+    let mut done: HashSet<String> = HashSet::new();
+    let mut ordered = Vec::with_capacity(pending.len());
+    loop {
+        let ready = (0..pending.len()).find(|&index| {
+            pending[index].is_some() && needs[index].iter().all(|id| done.contains(id))
+        });
+        let Some(index) = ready.or_else(|| pending.iter().position(Option::is_some)) else {
+            break;
+        };
+        if let Some((id, object)) = pending[index].take() {
+            done.insert(id.as_str().to_owned());
+            ordered.push((id, object));
+        }
+    }
+    ordered
 }
 
 /// An id or `#creationId` of this type, as a store id; `None` names nothing.

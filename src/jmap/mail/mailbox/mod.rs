@@ -1,1 +1,282 @@
-//! (in progress)
+//! Mailbox (RFC 8621 §2) on the generic methods: the stored document is
+//! `mail::mailbox::Mailbox`; the counts come from `mail::counters` and `myRights` from the
+//! owner's rights, both added when the object is read.
+//!
+//! The method arguments that change how the generic machinery behaves (`onDestroyRemoveEmails`
+//! of /set, `sortAsTree` and `filterAsTree` of /query) select an instantiation of
+//! [`MailboxType`] through its const parameters, so the generic methods run unchanged.
+
+pub mod changes;
+pub mod get;
+mod properties;
+pub mod query;
+pub mod query_changes;
+mod search;
+pub mod set;
+
+use serde_json::{Map, Value, json};
+
+use crate::jmap::context::{Arguments, CallContext};
+use crate::jmap::error::{MethodError, SetError, SetErrorType};
+use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope};
+use crate::jmap::types::AccountId;
+use crate::mail::counters::{self, MailboxCounts};
+use crate::mail::mailbox::{self as store, MAX_MAILBOXES_PER_ACCOUNT, Mailbox};
+use crate::store::commit::{Changes, DataType, allocate_id};
+use crate::store::{StoreResult, Transaction};
+
+/// Mailbox ids start with this letter (`Id::from_number`).
+pub const ID_PREFIX: char = 'm';
+
+/// The four count properties: the only ones an Email change moves (RFC 8621 §2.2
+/// `updatedProperties`).
+pub const COUNT_PROPERTIES: [&str; 4] = [
+    "totalEmails",
+    "unreadEmails",
+    "totalThreads",
+    "unreadThreads",
+];
+
+/// The Mailbox object type. `REMOVE_EMAILS` is /set's `onDestroyRemoveEmails`; `SORT_AS_TREE`
+/// and `FILTER_AS_TREE` are /query's `sortAsTree` and `filterAsTree` (RFC 8621 §2.3, §2.5).
+pub struct MailboxType<
+    const REMOVE_EMAILS: bool,
+    const SORT_AS_TREE: bool,
+    const FILTER_AS_TREE: bool,
+>;
+
+/// The plain Mailbox type: every argument at its default.
+pub type MailboxObject = MailboxType<false, false, false>;
+
+/// Creates the default Mailboxes of an account that predates them (RFC 8621 §2: every account
+/// has them), before a Mailbox method reads. An `accountId` that is missing, malformed or not
+/// the caller's is left for the method to refuse.
+pub async fn ensure_defaults(
+    context: &CallContext<'_>,
+    arguments: Arguments,
+) -> Result<Arguments, MethodError> {
+    let members = arguments.into_inner();
+    let account = members
+        .get("accountId")
+        .and_then(Value::as_str)
+        .and_then(|text| AccountId::parse(text).ok())
+        .filter(|account| context.principal.may_access(account.number()));
+    if let Some(account) = account {
+        store::ensure_default_mailboxes(&context.engine.store, account.number()).await?;
+    }
+    Ok(Arguments::new(members))
+}
+
+/// RFC 8621 §2 `myRights` of the account's owner: everything, except that the inbox cannot be
+/// deleted (mail delivery needs it).
+pub fn my_rights(mailbox: &Mailbox) -> Value {
+    let is_inbox = mailbox.role.as_deref() == Some("inbox");
+    json!({
+        "mayReadItems": true,
+        "mayAddItems": true,
+        "mayRemoveItems": true,
+        "maySetSeen": true,
+        "maySetKeywords": true,
+        "mayCreateChild": true,
+        "mayRename": true,
+        "mayDelete": !is_inbox,
+        "maySubmit": true,
+    })
+}
+
+pub fn mailbox_id_json(mailbox_id: u64) -> Value {
+    Value::String(crate::jmap::types::Id::from_number(ID_PREFIX, mailbox_id).into_string())
+}
+
+/// The JMAP form of a Mailbox, without `id`.
+pub fn to_json(mailbox: &Mailbox, counts: MailboxCounts) -> Map<String, Value> {
+    let mut object = Map::with_capacity(10);
+    object.insert("name".to_owned(), Value::from(mailbox.name.as_str()));
+    object.insert(
+        "parentId".to_owned(),
+        mailbox.parent_id.map_or(Value::Null, mailbox_id_json),
+    );
+    object.insert(
+        "role".to_owned(),
+        mailbox.role.as_deref().map_or(Value::Null, Value::from),
+    );
+    object.insert("sortOrder".to_owned(), Value::from(mailbox.sort_order));
+    object.insert("totalEmails".to_owned(), Value::from(counts.total_emails));
+    object.insert("unreadEmails".to_owned(), Value::from(counts.unread_emails));
+    object.insert("totalThreads".to_owned(), Value::from(counts.total_threads));
+    object.insert(
+        "unreadThreads".to_owned(),
+        Value::from(counts.unread_threads),
+    );
+    object.insert("myRights".to_owned(), my_rights(mailbox));
+    object.insert(
+        "isSubscribed".to_owned(),
+        Value::Bool(mailbox.is_subscribed),
+    );
+    object
+}
+
+impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: bool> ObjectType
+    for MailboxType<REMOVE_EMAILS, SORT_AS_TREE, FILTER_AS_TREE>
+{
+    const DATA_TYPE: DataType = DataType::Mailbox;
+    const ID_PREFIX: char = ID_PREFIX;
+    const PROPERTIES: &'static [&'static str] = &[
+        "id",
+        "name",
+        "parentId",
+        "role",
+        "sortOrder",
+        "totalEmails",
+        "unreadEmails",
+        "totalThreads",
+        "unreadThreads",
+        "myRights",
+        "isSubscribed",
+    ];
+    const SERVER_SET_PROPERTIES: &'static [&'static str] = &[
+        "totalEmails",
+        "unreadEmails",
+        "totalThreads",
+        "unreadThreads",
+        "myRights",
+    ];
+
+    /// RFC 8620 §5.3: a patch to null resets a property to its default (RFC 8621 §2).
+    fn default_value(property: &str) -> Option<Value> {
+        Some(match property {
+            "sortOrder" => Value::from(0),
+            "isSubscribed" => Value::Bool(true),
+            _ => Value::Null,
+        })
+    }
+
+    async fn list_ids(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Vec<u64>> {
+        Ok(store::load_all(tx, account_id).await?.into_keys().collect())
+    }
+
+    async fn load(
+        tx: &mut dyn Transaction,
+        account_id: u32,
+        id: u64,
+    ) -> StoreResult<Option<Map<String, Value>>> {
+        let Some(mailbox) = store::load(tx, account_id, id).await? else {
+            return Ok(None);
+        };
+        let counts = counters::read(tx, account_id, id).await?;
+        Ok(Some(to_json(&mailbox, counts)))
+    }
+
+    async fn create<'a>(
+        tx: &'a mut dyn Transaction,
+        changes: &'a mut Changes,
+        scope: &'a WriteScope<'a>,
+        object: Map<String, Value>,
+    ) -> StoreResult<Result<Created, SetError>> {
+        let account_id = scope.account_id;
+        let all = store::load_all(tx, account_id).await?;
+        if all.len() >= MAX_MAILBOXES_PER_ACCOUNT {
+            return Ok(Err(SetError::with_description(
+                SetErrorType::OverQuota,
+                format!("an account holds at most {MAX_MAILBOXES_PER_ACCOUNT} Mailboxes"),
+            )));
+        }
+        let (mailbox, reported) = match properties::for_create(&object, scope, &all) {
+            Ok(parsed) => parsed,
+            Err(error) => return Ok(Err(error)),
+        };
+        let id = allocate_id(tx, account_id, DataType::Mailbox).await?;
+        store::save(tx, account_id, id, &mailbox, None)?;
+        changes.created(DataType::Mailbox, id);
+        let mut server_set = reported;
+        for (property, value) in to_json(&mailbox, MailboxCounts::default()) {
+            // RFC 8620 §5.3: report what the server set, and the defaults of what the
+            // client omitted.
+            if !object.contains_key(&property) {
+                server_set.insert(property, value);
+            }
+        }
+        Ok(Ok(Created { id, server_set }))
+    }
+
+    async fn update<'a>(
+        tx: &'a mut dyn Transaction,
+        changes: &'a mut Changes,
+        scope: &'a WriteScope<'a>,
+        id: u64,
+        _current: Map<String, Value>,
+        patched: Map<String, Value>,
+    ) -> StoreResult<Result<Option<Map<String, Value>>, SetError>> {
+        let account_id = scope.account_id;
+        let all = store::load_all(tx, account_id).await?;
+        let Some(current) = all.get(&id) else {
+            return Ok(Err(SetError::not_found()));
+        };
+        let (updated, reported) = match properties::for_update(&patched, scope, &all, id) {
+            Ok(parsed) => parsed,
+            Err(error) => return Ok(Err(error)),
+        };
+        if &updated != current {
+            store::save(tx, account_id, id, &updated, Some(current))?;
+            changes.updated(DataType::Mailbox, id);
+            store::record_properties_changed(tx, account_id).await?;
+        }
+        Ok(Ok((!reported.is_empty()).then_some(reported)))
+    }
+
+    async fn destroy<'a>(
+        tx: &'a mut dyn Transaction,
+        changes: &'a mut Changes,
+        scope: &'a WriteScope<'a>,
+        id: u64,
+    ) -> StoreResult<Result<(), SetError>> {
+        let account_id = scope.account_id;
+        let all = store::load_all(tx, account_id).await?;
+        let Some(mailbox) = all.get(&id) else {
+            return Ok(Err(SetError::not_found()));
+        };
+        if my_rights(mailbox)["mayDelete"] != Value::Bool(true) {
+            return Ok(Err(SetError::with_description(
+                SetErrorType::Forbidden,
+                "the inbox cannot be destroyed",
+            )));
+        }
+        // RFC 8621 §2.5: a Mailbox with children cannot be destroyed.
+        if all.values().any(|other| other.parent_id == Some(id)) {
+            return Ok(Err(SetError::with_description(
+                SetErrorType::MailboxHasChild,
+                "the Mailbox has child Mailboxes",
+            )));
+        }
+        let counts = counters::read(tx, account_id, id).await?;
+        if counts.total_emails > 0 {
+            // RFC 8621 §2.5: without onDestroyRemoveEmails, a Mailbox with Emails stays.
+            if !REMOVE_EMAILS {
+                return Ok(Err(SetError::with_description(
+                    SetErrorType::MailboxHasEmail,
+                    format!("the Mailbox holds {} Emails", counts.total_emails),
+                )));
+            }
+            crate::mail::store::remove_mailbox_from_emails(tx, changes, account_id, id).await?;
+        }
+        store::remove(tx, account_id, id, mailbox)?;
+        changes.destroyed(DataType::Mailbox, id);
+        Ok(Ok(()))
+    }
+
+    async fn query<'a>(
+        tx: &'a mut dyn Transaction,
+        account_id: u32,
+        filter: Option<&'a Value>,
+        sort: &'a [Comparator],
+    ) -> StoreResult<Result<Vec<u64>, MethodError>> {
+        let all = store::load_all(tx, account_id).await?;
+        Ok(search::run(
+            &all,
+            filter,
+            sort,
+            SORT_AS_TREE,
+            FILTER_AS_TREE,
+        ))
+    }
+}
