@@ -143,17 +143,15 @@ pub fn parse_message(raw: &[u8]) -> ParsedEmail {
     parsed
 }
 
-/// Whether `raw` has at least one header field: Email/parse answers `notParsable` otherwise
-/// (RFC 8621 §4.9).
+/// Whether `raw` starts with a header field (RFC 5322 §2.2: a name of printable US-ASCII,
+/// then a colon): Email/parse answers `notParsable` otherwise (RFC 8621 §4.9).
 pub fn looks_like_message(raw: &[u8]) -> bool {
-    MessageParser::default()
-        .parse_headers(raw)
-        .is_some_and(|message| {
-            message
-                .parts
-                .first()
-                .is_some_and(|root| !root.headers.is_empty())
-        })
+    let Some(colon) = raw.iter().position(|&byte| byte == b':') else {
+        return false;
+    };
+    let name = &raw[..colon];
+    let name = name.strip_suffix(b" ").unwrap_or(name);
+    !name.is_empty() && name.iter().all(|byte| (33..=126).contains(byte))
 }
 
 fn clamp_offset(offset: usize) -> u32 {

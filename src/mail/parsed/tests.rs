@@ -413,3 +413,97 @@ fn corpus_known_answers() {
     let thread_c = corpus_file("thread-c.eml");
     assert_eq!(thread_c.references.as_ref().map(Vec::len), Some(3));
 }
+
+/// The stable-toolchain counterpart of `conformance/fuzz` `message_parser`: byte-level
+/// mutations of every corpus message (truncations, flipped and spliced bytes, boundary and
+/// header fragments) must parse and render without panicking.
+#[test]
+fn corpus_mutations_never_panic() {
+    use crate::jmap::mail::email::render::{
+        BodyOptions, BodyProperty, EmailProperty, render_object,
+    };
+    use crate::jmap::types::BlobId;
+    const FRAGMENTS: &[&[u8]] = &[
+        b"\r\n",
+        b"\n\n",
+        b"--",
+        b"\r\n--outer\r\n",
+        b"Content-Type: multipart/mixed; boundary=\"x\"\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"Content-Type: message/rfc822\r\n\r\n",
+        b"=?utf-8?B?",
+        b"?=",
+        b"=\r\n",
+        b"=ZZ",
+        b"\xff\xfe",
+        b"\xc3",
+        b":",
+        b"<",
+        b">",
+        b";",
+        b"\"",
+        b"\t",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |bound: usize| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1) as u64) as usize
+    };
+    let mut properties = EmailProperty::get_defaults();
+    properties.push(EmailProperty::Headers);
+    properties.push(EmailProperty::BodyStructure);
+    properties.push(EmailProperty::parse("header:From:asGroupedAddresses:all").unwrap());
+    let mut body_properties = BodyProperty::defaults();
+    body_properties.push(BodyProperty::Headers);
+    let options = BodyOptions {
+        body_properties,
+        fetch_all_body_values: true,
+        max_body_value_bytes: 5,
+        ..BodyOptions::default()
+    };
+    let blob = BlobId::from_digest([3; 32]);
+    for (name, original) in corpus() {
+        // The huge one is slow to mutate often; a few rounds are enough for it.
+        let rounds = if original.len() > 50_000 { 5 } else { 150 };
+        for _ in 0..rounds {
+            let mut raw = original.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(raw.len() + 1);
+                match next(4) {
+                    0 => raw.truncate(at),
+                    1 => {
+                        if at < raw.len() {
+                            raw[at] ^= 1 << next(8);
+                        }
+                    }
+                    2 => {
+                        let fragment = FRAGMENTS[next(FRAGMENTS.len())];
+                        raw.splice(at..at, fragment.iter().copied());
+                    }
+                    _ => {
+                        let end = (at + next(64)).min(raw.len());
+                        raw.drain(at..end);
+                    }
+                }
+            }
+            let parsed = parse_message(&raw);
+            for part in &parsed.parts {
+                assert!(part.body_end as usize <= raw.len(), "{name}");
+            }
+            let _ = render_object(&parsed, Some(&raw), &blob, &properties, &options);
+        }
+    }
+}
+
+#[test]
+fn what_looks_like_a_message() {
+    assert!(looks_like_message(b"Subject: x\r\n\r\nbody"));
+    assert!(looks_like_message(b"X-Header : spaced"));
+    assert!(!looks_like_message(b""));
+    assert!(!looks_like_message(b"\x00\x9f\x92\x96\x00\xff"));
+    assert!(!looks_like_message(b"plain text: with a colon later"));
+    assert!(!looks_like_message(b"no colon at all"));
+}
