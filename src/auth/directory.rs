@@ -329,6 +329,13 @@ impl Directory {
             )
         })?;
         tracing::info!(account_id = info.account_id, email = %info.email, "account created");
+        // RFC 8621 §2: a new account starts with the standard Mailboxes (inbox, drafts, …).
+        // A failure here leaves the account usable: Mailbox methods create them lazily.
+        if let Err(error) =
+            crate::mail::mailbox::ensure_default_mailboxes(&self.store, info.account_id).await
+        {
+            tracing::warn!(account_id = info.account_id, %error, "default mailboxes not created yet");
+        }
         Ok(info)
     }
 

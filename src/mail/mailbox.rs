@@ -259,6 +259,42 @@ pub async fn properties_version(tx: &mut dyn Transaction, account_id: u32) -> St
     }
 }
 
+/// Keeps the counts exact when the trash role moves from `old_trash` to `new_trash` (a
+/// Mailbox/set update that gives or takes the role). unreadThreads treats Emails in the trash
+/// apart (`mail::counters::thread_contribution`), so every Thread with an Email in either
+/// Mailbox contributes differently now; other Threads contribute the same with any trash. Each
+/// affected Thread's contribution is recomputed under both and the difference applied, in
+/// the same transaction as the role change.
+pub async fn move_trash_role(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    old_trash: Option<u64>,
+    new_trash: Option<u64>,
+) -> StoreResult<()> {
+    use crate::mail::store::{contribution_of, load_record, load_thread, mailbox_email_ids};
+    if old_trash == new_trash {
+        return Ok(());
+    }
+    let mut thread_ids = std::collections::BTreeSet::new();
+    for mailbox_id in [old_trash, new_trash].into_iter().flatten() {
+        for email_id in mailbox_email_ids(tx, account_id, mailbox_id).await? {
+            if let Some(record) = load_record(tx, account_id, email_id).await? {
+                thread_ids.insert(record.thread_id);
+            }
+        }
+    }
+    for thread_id in thread_ids {
+        let Some(thread) = load_thread(tx, account_id, thread_id).await? else {
+            continue;
+        };
+        let before = contribution_of(tx, account_id, &thread, old_trash).await?;
+        let after = contribution_of(tx, account_id, &thread, new_trash).await?;
+        counters::apply_difference(tx, changes, account_id, &before, &after)?;
+    }
+    Ok(())
+}
+
 /// Creates the default Mailboxes (inbox, drafts, sent, archive, junk, trash) inside a commit,
 /// unless the account's Mailboxes were ever set up (its Mailbox state moved). Idempotent: the
 /// decision comes from what `tx` reads, so a retried or concurrent run creates nothing twice.

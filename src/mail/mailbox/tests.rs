@@ -75,3 +75,19 @@ async fn saving_a_new_role_moves_the_index_entry() {
         "the version of the commit that wrote it"
     );
 }
+
+#[tokio::test]
+async fn a_new_account_has_its_mailboxes_at_once() {
+    let (store, _dir) = open_store();
+    let directory = crate::auth::directory::Directory::new(store.clone());
+    let account = directory
+        .create_account("carol@example.test", "carol-password")
+        .await
+        .unwrap();
+    let account_id = account.account_id;
+    let all = store
+        .read(|tx| Box::pin(async move { load_all(tx, account_id).await }))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), DEFAULT_MAILBOXES.len());
+}

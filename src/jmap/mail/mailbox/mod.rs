@@ -14,6 +14,9 @@ pub mod query_changes;
 mod search;
 pub mod set;
 
+#[cfg(test)]
+mod tests;
+
 use serde_json::{Map, Value, json};
 
 use crate::jmap::context::{Arguments, CallContext};
@@ -217,6 +220,13 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
             Err(error) => return Ok(Err(error)),
         };
         if &updated != current {
+            let is_trash = |mailbox: &Mailbox| mailbox.role.as_deref() == Some("trash");
+            if is_trash(current) != is_trash(&updated) {
+                // The role is unique, so the trash was this Mailbox or there was none.
+                let old_trash = is_trash(current).then_some(id);
+                let new_trash = is_trash(&updated).then_some(id);
+                store::move_trash_role(tx, changes, account_id, old_trash, new_trash).await?;
+            }
             store::save(tx, account_id, id, &updated, Some(current))?;
             changes.updated(DataType::Mailbox, id);
             store::record_properties_changed(tx, account_id).await?;
