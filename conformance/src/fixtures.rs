@@ -29,6 +29,13 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("echo.json", include_str!("../cases/echo.json")),
     ("blob-copy.json", include_str!("../cases/blob-copy.json")),
     ("mailbox.json", include_str!("../cases/mailbox.json")),
+    ("email-parse.json", include_str!("../cases/email-parse.json")),
+    ("email.json", include_str!("../cases/email.json")),
+    ("identity.json", include_str!("../cases/identity.json")),
+    (
+        "vacation-response.json",
+        include_str!("../cases/vacation-response.json"),
+    ),
     ("auth.json", include_str!("../cases/auth.json")),
 ];
 

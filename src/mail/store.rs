@@ -13,6 +13,7 @@
 
 pub mod index;
 pub mod record;
+pub mod suite;
 pub mod thread;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -238,11 +238,15 @@ async fn apply(
             continue;
         }
         let destroyed = match resolve_email(text, &created_ids) {
-            None => false,
-            Some(id) => mail_store::destroy_email(tx, changes, account_id, id).await?,
+            None => None,
+            Some(id) => mail_store::destroy_email(tx, changes, account_id, id)
+                .await?
+                .then_some(id),
         };
-        if destroyed {
-            outcome.destroyed.push(Value::String(text.clone()));
+        // RFC 8620 §5.3: `destroyed` lists ids, also for `#creationId` references.
+        if let Some(id) = destroyed {
+            let id = Id::from_number(EMAIL_ID_PREFIX, id);
+            outcome.destroyed.push(Value::String(id.into_string()));
         } else {
             outcome
                 .not_destroyed
