@@ -178,7 +178,7 @@ async fn identities_are_created_updated_and_destroyed() {
     let mut request = submission_request(&client);
     request.changes_identity(state.clone()).max_changes(10);
     let changes = request.send_changes_identity().await.expect("changes");
-    assert_eq!(changes.created(), [work_id.clone()]);
+    assert_eq!(changes.created(), std::slice::from_ref(&work_id));
     assert!(changes.destroyed().is_empty());
 
     // Update the name.

@@ -211,7 +211,8 @@ pub fn plan_message(object: &Map<String, Value>) -> Result<MessagePlan, BuildErr
         properties: vec!["bodyStructure".into()],
         description: "no body".into(),
     })?;
-    let has_message_id = fields.contains_key("message-id");
+    // Checked on what is written: `messageId: []` writes no field, so one is generated.
+    let has_message_id = headers.iter().any(|(name, _)| name == "Message-ID");
     Ok(MessagePlan {
         headers,
         has_message_id,

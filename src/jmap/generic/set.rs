@@ -192,7 +192,8 @@ async fn apply<T: ObjectType>(
         if !seen.insert(text.as_str()) {
             continue;
         }
-        let result = match resolve::<T>(text, &created_ids) {
+        let resolved = resolve::<T>(text, &created_ids);
+        let result = match resolved {
             None => Err(SetError::not_found()),
             Some(id) => {
                 let scope = WriteScope {
@@ -202,9 +203,13 @@ async fn apply<T: ObjectType>(
                 T::destroy(tx, changes, &scope, id).await?
             }
         };
-        match result {
-            Ok(()) => outcome.destroyed.push(Value::String(text.clone())),
-            Err(error) => {
+        match (result, resolved) {
+            // RFC 8620 §5.3: `destroyed` lists ids, also for a `#creationId` the client gave.
+            (Ok(()), Some(id)) => outcome.destroyed.push(Value::String(
+                Id::from_number(T::ID_PREFIX, id).into_string(),
+            )),
+            (Ok(()), None) => outcome.destroyed.push(Value::String(text.clone())),
+            (Err(error), _) => {
                 outcome.not_destroyed.insert(text.clone(), error.to_json());
             }
         }

@@ -46,12 +46,14 @@ impl PartPlan {
         }
     }
 
+    /// An attachment the HTML body shows (it has a cid and is not marked `attachment`):
+    /// it goes with the HTML into multipart/related.
     pub fn is_inline_with_cid(&self) -> bool {
         self.cid.is_some()
-            && self
+            && !self
                 .disposition
                 .as_deref()
-                .is_some_and(|disposition| disposition.eq_ignore_ascii_case("inline"))
+                .is_some_and(|disposition| disposition.eq_ignore_ascii_case("attachment"))
     }
 }
 

@@ -491,6 +491,23 @@ fn an_email_without_body_properties_still_has_a_body() {
 }
 
 #[test]
+fn an_empty_message_id_list_still_gets_a_generated_message_id() {
+    let raw = build(json!({"messageId": [], "subject": "x"}), &[]);
+    let message = MessageParser::default().parse(&raw).expect("parses");
+    assert!(message.message_id().is_some_and(|id| id.contains('@')));
+    let raw = build(
+        json!({"header:message-id:asMessageIds": ["mine@example.com"]}),
+        &[],
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("Message-ID:").count(), 1, "{text}");
+    assert!(
+        text.contains("Message-ID: <mine@example.com>\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn generated_message_ids_are_unique() {
     let first = generate_message_id();
     assert_ne!(first, generate_message_id());
