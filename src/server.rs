@@ -139,16 +139,6 @@ async fn open_foundationdb(_config: &Config) -> Result<Store, crate::store::Stor
     ))
 }
 
-/// The host of `scheme://host[:port][/path]`.
-fn url_host(url: &str) -> Option<&str> {
-    let authority = url.split_once("://")?.1.split('/').next()?;
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = host.split(':').next()?;
-    (!host.is_empty()).then_some(host)
-}
-
 fn base_url_for(config: &Config, bound: SocketAddr) -> String {
     if let Some(base_url) = &config.server.base_url {
         return base_url.trim_end_matches('/').to_owned();
@@ -290,16 +280,16 @@ impl Server {
             .local_addr()
             .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
         let base_url = base_url_for(&config, http_addr);
-        // Generated Message-IDs name the server's public host when it has a DNS name.
-        if let Some(host) = config.server.base_url.as_deref().and_then(url_host) {
-            crate::mail::build::set_message_id_host(host);
-        }
-        let engine = Engine::new(
-            store.clone(),
-            config.jmap.core_limits(),
-            SessionUrls::from_base_url(&base_url),
-        )
-        .with_method_observer(crate::telemetry::method_observer());
+        // Web Push (RFC 8292): one VAPID key per store, advertised in the session.
+        let vapid =
+            crate::push::webpush::VapidKey::load_or_create(&store, &config.push.vapid_subject)
+                .await
+                .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
+        let mut urls = SessionUrls::from_base_url(&base_url);
+        urls.web_push =
+            crate::push::config::WebPushSettings::new(&config.push, vapid.public_key_base64());
+        let engine = Engine::new(store.clone(), config.jmap.core_limits(), urls)
+            .with_method_observer(crate::telemetry::method_observer());
 
         // Computed once, off the async workers, so the first login of an unknown user does
         // not pay for it (and timing stays the same as for a known one).
@@ -368,6 +358,11 @@ impl Server {
         )));
         let state = Arc::new(AppState::new(&config, engine.clone(), authenticator, blobs));
         let push = state.push.clone();
+        tasks.push(crate::push::deliverer::start(
+            push.clone(),
+            vapid,
+            &config.push,
+        ));
         let handler: Handler = Arc::new(move |request, remote| {
             Box::pin(serve_request(Arc::clone(&state), request, remote))
         });

@@ -179,6 +179,28 @@ impl RawSocket {
     }
 }
 
+/// The reading half of a split socket.
+struct RawStream<'s> {
+    stream: &'s mut futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
+}
+
+impl RawStream<'_> {
+    async fn next_json(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a message in time")
+                .expect("socket open")
+                .expect("frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+}
+
 fn echo(id: &str, payload: Value) -> Value {
     json!({
         "@type": "Request",
@@ -672,21 +694,32 @@ async fn a_slow_consumer_is_coalesced_and_never_blocks_others() {
     )
     .await
     .expect("upgrade");
-    let mut stalled = RawSocket {
-        socket: WebSocketStream::from_raw_socket(stream, Role::Client, None).await,
-    };
-    stalled
-        .send_json(&json!({"@type": "WebSocketPushEnable"}))
-        .await;
+    let (mut stalled_sink, mut stalled_stream) =
+        WebSocketStream::from_raw_socket(stream, Role::Client, None)
+            .await
+            .split();
+    stalled_sink
+        .send(Message::text(
+            json!({"@type": "WebSocketPushEnable"}).to_string(),
+        ))
+        .await
+        .expect("send");
     let flood = 8;
-    for index in 0..flood {
-        stalled
-            .send_json(&echo(
+    // From another task: the server stops reading while its writes to us are blocked, so a
+    // sender that waited would deadlock with itself.
+    let flooding = tokio::spawn(async move {
+        for index in 0..flood {
+            let request = echo(
                 &format!("f{index}"),
                 json!({"padding": "z".repeat(1_000_000)}),
-            ))
-            .await;
-    }
+            );
+            stalled_sink
+                .send(Message::text(request.to_string()))
+                .await
+                .expect("send");
+        }
+        stalled_sink
+    });
 
     // A live client on the same account keeps getting every change promptly.
     let client = connect(&server, &alice).await;
@@ -736,7 +769,11 @@ async fn a_slow_consumer_is_coalesced_and_never_blocks_others() {
             change["changed"][&alice.account_id]["Email"] != json!(state(last_version))
         })
     {
-        let message = stalled.next_json().await;
+        let message = RawStream {
+            stream: &mut stalled_stream,
+        }
+        .next_json()
+        .await;
         match message["@type"].as_str() {
             Some("Response") => responses += 1,
             Some("StateChange") => state_changes.push(message),
@@ -744,6 +781,7 @@ async fn a_slow_consumer_is_coalesced_and_never_blocks_others() {
         }
     }
     assert_eq!(responses, flood);
+    drop(flooding.await.expect("the flood was sent"));
     assert!(
         state_changes.len() < commits / 2,
         "{} StateChanges for {commits} commits: not coalesced",

@@ -134,6 +134,16 @@ pub const METHODS: &[MethodEntry] = &[
         handler: super::mail::mailbox::set::handle,
     },
     MethodEntry {
+        name: "PushSubscription/get",
+        capability: CAPABILITY_CORE,
+        handler: super::push_subscription::get::handle,
+    },
+    MethodEntry {
+        name: "PushSubscription/set",
+        capability: CAPABILITY_CORE,
+        handler: super::push_subscription::set::handle,
+    },
+    MethodEntry {
         name: "Thread/changes",
         capability: CAPABILITY_MAIL,
         handler: super::mail::thread::changes::handle,

@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod error;
 pub mod generic;
 pub mod mail;
+pub mod push_subscription;
 pub mod reference;
 pub mod request;
 pub mod session;

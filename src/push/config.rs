@@ -28,6 +28,10 @@ pub struct PushConfig {
     pub allow_insecure_push_urls: bool,
     /// Web Push: the VAPID `sub` contact (RFC 8292 §2.1), a `mailto:` or `https:` URI.
     pub vapid_subject: String,
+    /// Web Push: attempts per message before giving up (429, 5xx and network errors).
+    pub web_push_attempts: u32,
+    /// Web Push: the first retry waits this long; each next one twice as long.
+    pub web_push_retry_base_ms: u64,
 }
 
 impl Default for PushConfig {
@@ -42,6 +46,42 @@ impl Default for PushConfig {
             subscription_max_expiry_days: 7,
             allow_insecure_push_urls: false,
             vapid_subject: "mailto:postmaster@localhost".to_owned(),
+            web_push_attempts: 4,
+            web_push_retry_base_ms: 2_000,
+        }
+    }
+}
+
+/// What the JMAP methods and the session need of the push settings (carried into the engine
+/// with the session URLs; see `jmap::session::SessionUrls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPushSettings {
+    /// The VAPID public key, base64url (`applicationServerKey`); `None` before start-up
+    /// loaded it (engines built by unit tests).
+    pub vapid_public_key: Option<String>,
+    pub max_expiry_seconds: i64,
+    pub allow_insecure_push_urls: bool,
+}
+
+impl Default for WebPushSettings {
+    fn default() -> WebPushSettings {
+        let config = PushConfig::default();
+        WebPushSettings {
+            vapid_public_key: None,
+            max_expiry_seconds: i64::try_from(config.subscription_max_expiry_days * 86_400)
+                .unwrap_or(i64::MAX),
+            allow_insecure_push_urls: config.allow_insecure_push_urls,
+        }
+    }
+}
+
+impl WebPushSettings {
+    pub fn new(config: &PushConfig, vapid_public_key: String) -> WebPushSettings {
+        WebPushSettings {
+            vapid_public_key: Some(vapid_public_key),
+            max_expiry_seconds: i64::try_from(config.subscription_max_expiry_days.max(1) * 86_400)
+                .unwrap_or(i64::MAX),
+            allow_insecure_push_urls: config.allow_insecure_push_urls,
         }
     }
 }

@@ -16,9 +16,11 @@
 //! - nothing is published before its commit returned (the watch fires after the commit).
 
 pub mod config;
+pub mod deliverer;
 pub mod hub;
 pub mod state_change;
 pub mod ticket;
+pub mod webpush;
 
 pub use config::PushConfig;
 pub use hub::{AccountStates, PushHub};

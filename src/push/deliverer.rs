@@ -1,0 +1,327 @@
+//! The Web Push deliverer: for every account with PushSubscriptions (`QUEUE_PUSH_ACCOUNT`),
+//! listen to the hub and POST StateChanges to each verified, unexpired subscription; push the
+//! PushVerification to new ones; drop subscriptions the push service says are gone (404/410)
+//! and those past `expires`.
+//!
+//! Invariants:
+//! - the set of accounts comes from the store and is re-read when its version key changes
+//!   (a store watch), so a subscription created through any node is served;
+//! - one task per account: a slow push service delays only that account's pushes, which are
+//!   coalesced by the hub channel meanwhile;
+//! - a failed delivery is retried with exponential backoff a bounded number of times, then
+//!   dropped (the next change sends the newest states anyway).
+//!
+//! Several nodes on one FoundationDB cluster would each deliver; electing one deliverer per
+//! account is left for the multi-node issue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::config::PushConfig;
+use super::hub::{AccountStates, PushHub};
+use super::state_change::state_change;
+use super::webpush::{ClientKeys, Delivery, VapidKey, deliver};
+use super::{PushFilter, PushState};
+use crate::jmap::generic::storage;
+use crate::jmap::push_subscription::{
+    ID_PREFIX, StoredSubscription, list, push_accounts, push_accounts_version_key,
+    sync_push_account,
+};
+use crate::jmap::types::{Id, UtcDate};
+use crate::store::commit::{DataType, commit_account};
+
+/// Retry policy of one message.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    base: Duration,
+}
+
+/// Starts the deliverer; it ends when the hub stops.
+pub fn start(hub: PushHub, vapid: VapidKey, config: &PushConfig) -> JoinHandle<()> {
+    let retry = Retry {
+        attempts: config.web_push_attempts.max(1),
+        base: Duration::from_millis(config.web_push_retry_base_ms),
+    };
+    tokio::spawn(run(hub, Arc::new(vapid), retry))
+}
+
+async fn run(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry) {
+    let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
+    let mut stopped = hub.stopped();
+    let version_key = push_accounts_version_key();
+    loop {
+        let changed = hub.store().watch(&version_key);
+        match hub
+            .store()
+            .read(|tx| Box::pin(async move { push_accounts(tx).await }))
+            .await
+        {
+            Ok(accounts) => {
+                tasks.retain(|account_id, task| {
+                    let keep = accounts.contains(account_id) && !task.is_finished();
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for account_id in accounts {
+                    tasks.entry(account_id).or_insert_with(|| {
+                        tokio::spawn(serve_account(
+                            hub.clone(),
+                            Arc::clone(&vapid),
+                            retry,
+                            account_id,
+                        ))
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "push: reading the push accounts failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            fired = changed => {
+                if fired.is_err() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            () = &mut stopped => break,
+        }
+    }
+    for task in tasks.into_values() {
+        task.abort();
+    }
+}
+
+/// A subscription as the deliverer tracks it.
+struct Active {
+    stored: StoredSubscription,
+    keys: Option<ClientKeys>,
+    filter: PushFilter,
+    /// What this subscription has been told (set when it became verified).
+    known: Option<PushState>,
+    verification_sent: bool,
+}
+
+async fn serve_account(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry, account_id: u32) {
+    let mut receiver = hub.subscribe(account_id);
+    let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut subscriptions_state = None;
+    loop {
+        let Some(states) = PushHub::current(&mut receiver).await else {
+            return;
+        };
+        let state_now = states.state_of(DataType::PushSubscription);
+        if subscriptions_state != Some(state_now) {
+            subscriptions_state = Some(state_now);
+            match reload(&hub, account_id, &mut active, &states).await {
+                Ok(true) => {}
+                // No subscription left: the account leaves the set and this task ends.
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(account_id, %error, "push: loading subscriptions failed");
+                    subscriptions_state = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for (id, subscription) in &mut active {
+            if !subscription.verification_sent && !subscription.stored.is_verified() {
+                subscription.verification_sent = true;
+                // RFC 8620 §7.2.2: the code goes to the URL before anything else.
+                let verification = json!({
+                    "@type": "PushVerification",
+                    "pushSubscriptionId": Id::from_number(ID_PREFIX, *id).into_string(),
+                    "verificationCode": subscription.stored.expected_code(),
+                });
+                if send_with_retry(&vapid, retry, subscription, &verification).await
+                    == Delivery::Gone
+                {
+                    gone.push(*id);
+                }
+                continue;
+            }
+            let Some(known) = &subscription.known else {
+                continue;
+            };
+            let changed = known.changed(&states, &subscription.filter);
+            if changed.is_empty() {
+                continue;
+            }
+            subscription.known = Some(PushState::from_states(&states, &subscription.filter));
+            let message = Value::Object(state_change(account_id, &changed));
+            if send_with_retry(&vapid, retry, subscription, &message).await == Delivery::Gone {
+                gone.push(*id);
+            }
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                account_id,
+                count = gone.len(),
+                "push: removing subscriptions the push service no longer knows"
+            );
+            if let Err(error) = destroy(&hub, account_id, &gone).await {
+                tracing::warn!(account_id, %error, "push: removing gone subscriptions failed");
+            }
+        }
+        let next_expiry = active
+            .values()
+            .filter_map(|subscription| subscription.stored.expires_unix())
+            .min();
+        let until_expiry = next_expiry.map(|at| {
+            Duration::from_secs(u64::try_from(at - UtcDate::now().unix_seconds()).unwrap_or(0) + 1)
+        });
+        tokio::select! {
+            changed = receiver.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = sleep_or_forever(until_expiry) => {
+                // Forces a reload, which removes what expired.
+                subscriptions_state = None;
+            }
+        }
+    }
+}
+
+async fn sleep_or_forever(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Re-reads the account's subscriptions; removes expired ones. `false` when none is left.
+async fn reload(
+    hub: &PushHub,
+    account_id: u32,
+    active: &mut HashMap<u64, Active>,
+    states: &AccountStates,
+) -> crate::store::StoreResult<bool> {
+    let stored = hub
+        .store()
+        .read(|tx| Box::pin(async move { list(tx, account_id).await }))
+        .await?;
+    let now = UtcDate::now().unix_seconds();
+    let (expired, live): (Vec<StoredSubscription>, Vec<StoredSubscription>) = stored
+        .into_iter()
+        .partition(|subscription| subscription.expires_unix().is_some_and(|at| at <= now));
+    if !expired.is_empty() {
+        let ids: Vec<u64> = expired.iter().map(|subscription| subscription.id).collect();
+        tracing::info!(
+            account_id,
+            count = ids.len(),
+            "push: removing expired subscriptions"
+        );
+        destroy(hub, account_id, &ids).await?;
+    }
+    if live.is_empty() {
+        // Leaves the account set (if nothing was created meanwhile).
+        commit_account(hub.store(), account_id, |tx, _changes| {
+            Box::pin(async move { sync_push_account(tx, account_id).await })
+        })
+        .await?;
+        return Ok(false);
+    }
+    let mut next = HashMap::with_capacity(live.len());
+    for subscription in live {
+        let previous = active.remove(&subscription.id);
+        let filter = match subscription.types() {
+            None => PushFilter::all(),
+            Some(names) => PushFilter::known_names(names),
+        };
+        let keys = subscription
+            .keys()
+            .and_then(|(p256dh, auth)| ClientKeys::parse(p256dh, auth).ok());
+        let verified = subscription.is_verified();
+        let known = match previous
+            .as_ref()
+            .and_then(|previous| previous.known.clone())
+        {
+            Some(known) if verified => Some(known),
+            // Just verified (or first seen verified): push from now on.
+            _ if verified => Some(PushState::from_states(states, &filter)),
+            _ => None,
+        };
+        let verification_sent = previous.is_some_and(|previous| previous.verification_sent);
+        next.insert(
+            subscription.id,
+            Active {
+                stored: subscription,
+                keys,
+                filter,
+                known,
+                verification_sent,
+            },
+        );
+    }
+    *active = next;
+    Ok(true)
+}
+
+async fn destroy(hub: &PushHub, account_id: u32, ids: &[u64]) -> crate::store::StoreResult<()> {
+    let ids = ids.to_vec();
+    commit_account(hub.store(), account_id, |tx, changes| {
+        let ids = ids.clone();
+        Box::pin(async move {
+            for id in ids {
+                if storage::load(tx, account_id, DataType::PushSubscription, id)
+                    .await?
+                    .is_some()
+                {
+                    storage::remove(tx, account_id, DataType::PushSubscription, id)?;
+                    changes.destroyed(DataType::PushSubscription, id);
+                }
+            }
+            sync_push_account(tx, account_id).await
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// One message with retries (429, 5xx, network errors), exponential backoff.
+async fn send_with_retry(
+    vapid: &VapidKey,
+    retry: Retry,
+    subscription: &Active,
+    message: &Value,
+) -> Delivery {
+    let body = message.to_string();
+    let mut wait = retry.base;
+    let mut outcome = Delivery::Retry;
+    for attempt in 1..=retry.attempts {
+        outcome = deliver(
+            subscription.stored.url(),
+            body.as_bytes(),
+            subscription.keys.as_ref(),
+            vapid,
+            UtcDate::now().unix_seconds(),
+        )
+        .await;
+        if outcome != Delivery::Retry || attempt == retry.attempts {
+            break;
+        }
+        tracing::debug!(
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            "push: delivery will be retried"
+        );
+        tokio::time::sleep(wait).await;
+        wait = wait.saturating_mul(2);
+    }
+    if let Delivery::Rejected(status) = outcome {
+        tracing::info!(status, "push: the push service refused a message");
+    }
+    outcome
+}
