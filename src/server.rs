@@ -139,6 +139,16 @@ async fn open_foundationdb(_config: &Config) -> Result<Store, crate::store::Stor
     ))
 }
 
+/// The host of `scheme://host[:port][/path]`.
+fn url_host(url: &str) -> Option<&str> {
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then_some(host)
+}
+
 fn base_url_for(config: &Config, bound: SocketAddr) -> String {
     if let Some(base_url) = &config.server.base_url {
         return base_url.trim_end_matches('/').to_owned();
@@ -280,6 +290,10 @@ impl Server {
             .local_addr()
             .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
         let base_url = base_url_for(&config, http_addr);
+        // Generated Message-IDs name the server's public host when it has a DNS name.
+        if let Some(host) = config.server.base_url.as_deref().and_then(url_host) {
+            crate::mail::build::set_message_id_host(host);
+        }
         // Web Push (RFC 8292): one VAPID key per store, advertised in the session.
         let vapid =
             crate::push::webpush::VapidKey::load_or_create(&store, &config.push.vapid_subject)
