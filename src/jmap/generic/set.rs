@@ -217,10 +217,10 @@ async fn apply<T: ObjectType>(
     Ok(Ok(outcome))
 }
 
-/// Orders creates so that one naming another create of the same call by `#creationId` (in a
-/// property value or a map key, e.g. a child Mailbox's `parentId`) comes after it: the
-/// reference can then resolve whatever order the client's JSON object had. Otherwise (and
-/// for reference cycles) the order is unchanged.
+/// RFC 8620 §5.3: the server MUST order the creates of one call so that a create happens
+/// before another create references its creation id. A reference is a `#creationId` string in
+/// a property value or a map key (e.g. a child Mailbox's `parentId`, an Email's `mailboxIds`).
+/// Without references (and for reference cycles) the order is unchanged.
 fn referenced_first(creates: Vec<(Id, Value)>) -> Vec<(Id, Value)> {
     fn note(text: &str, ids: &HashSet<&str>, found: &mut HashSet<String>) {
         if let Some(creation_id) = text.strip_prefix('#')
