@@ -33,6 +33,8 @@ pub mod sections {
     pub const BLOB_COPY: &str = "§6.3 Blob/copy";
     pub const AUTH: &str = "auth/401";
     pub const ISOLATION: &str = "account isolation";
+    pub const MAIL_EMAIL_PARSE: &str =
+        "RFC 8621 §4.1 Email properties from the message, §4.9 Email/parse";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -47,6 +49,7 @@ pub mod sections {
         BLOB_COPY,
         AUTH,
         ISOLATION,
+        MAIL_EMAIL_PARSE,
     ];
 }
 
