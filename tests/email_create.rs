@@ -9,9 +9,9 @@ use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::query::QueryResponse;
 use jmap_client::core::request::Request;
-use jmap_client::core::response::EmailSetResponse;
+use jmap_client::core::response::{EmailGetResponse, EmailSetResponse};
 use jmap_client::core::set::SetObject;
-use jmap_client::email::EmailBodyPart;
+use jmap_client::email::{self, EmailBodyPart};
 use jmap_client::mailbox::{self, Role};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::{Value, json};
@@ -104,6 +104,65 @@ async fn jmap_client_creates_a_draft_with_attachments() {
         created.size() > pdf.len(),
         "size covers the encoded message"
     );
+
+    // Email/get reads the created Email back as the RFC's body lists (RFC 8621 §4.1.4).
+    let email_id = created.id().expect("id").to_owned();
+    let mut request = mail(&client);
+    request
+        .get_email()
+        .ids([email_id.as_str()])
+        .properties([
+            email::Property::Subject,
+            email::Property::From,
+            email::Property::To,
+            email::Property::Keywords,
+            email::Property::MailboxIds,
+            email::Property::TextBody,
+            email::Property::HtmlBody,
+            email::Property::Attachments,
+            email::Property::HasAttachment,
+            email::Property::BodyValues,
+            email::Property::MessageId,
+        ])
+        .arguments()
+        .fetch_all_body_values(true);
+    let email = request
+        .send_single::<EmailGetResponse>()
+        .await
+        .expect("Email/get")
+        .take_list()
+        .pop()
+        .expect("the created Email");
+    assert_eq!(email.subject(), Some("Quarterly report ✓"));
+    assert_eq!(email.from().expect("from")[0].email(), alice.email.as_str());
+    assert_eq!(email.to().expect("to")[0].name(), Some("Bob"));
+    let mut keywords = email.keywords();
+    keywords.sort_unstable();
+    assert_eq!(keywords, ["$draft", "$seen"]);
+    assert_eq!(email.mailbox_ids(), [drafts.as_str()]);
+    assert!(email.message_id().is_some_and(|ids| ids.len() == 1));
+    let text = &email.text_body().expect("textBody")[0];
+    assert_eq!(text.content_type(), Some("text/plain"));
+    let text_value = email
+        .body_value(text.part_id().expect("partId"))
+        .expect("text value");
+    assert_eq!(text_value.value(), "The report is attached.\r\nRegards");
+    let html = &email.html_body().expect("htmlBody")[0];
+    assert_eq!(html.content_type(), Some("text/html"));
+    let attachments = email.attachments().expect("attachments");
+    let names: Vec<Option<&str>> = attachments.iter().map(|part| part.name()).collect();
+    assert!(names.contains(&Some("report.pdf")), "{names:?}");
+    assert!(email.has_attachment());
+    let pdf_part = attachments
+        .iter()
+        .find(|part| part.name() == Some("report.pdf"))
+        .expect("the pdf");
+    assert_eq!(pdf_part.size(), pdf.len());
+    let pdf_back = client
+        .download(pdf_part.blob_id().expect("part blobId"))
+        .await
+        .expect("download the attachment");
+    assert!(pdf_back == pdf, "the attachment round-trips");
 
     // The stored message is the one built: mixed(alternative(text, related(html, png)), pdf).
     let raw = client
