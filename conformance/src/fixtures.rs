@@ -31,6 +31,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("mailbox.json", include_str!("../cases/mailbox.json")),
     ("email-parse.json", include_str!("../cases/email-parse.json")),
     ("email.json", include_str!("../cases/email.json")),
+    ("email-create.json", include_str!("../cases/email-create.json")),
     ("identity.json", include_str!("../cases/identity.json")),
     (
         "vacation-response.json",
