@@ -641,6 +641,11 @@ async fn counts_follow_emails_and_changes_report_count_only_updates() {
     request.get_mailbox().ids([receipts.as_str()]);
     let before: MailboxGetResponse = request.send_single().await.expect("get");
     let state = before.state().to_owned();
+    let mut request = mail_request(&client);
+    request.query_mailbox().sort([Comparator::name()]);
+    let mut query: jmap_client::core::query::QueryResponse =
+        request.send_single().await.expect("query");
+    let query_state = query.take_query_state();
 
     import(&server, "one", &[&receipts], false).await;
     import(&server, "two", &[&receipts, &inbox], true).await;
@@ -677,6 +682,20 @@ async fn counts_follow_emails_and_changes_report_count_only_updates() {
             "unreadThreads"
         ]
     );
+
+    // Counts are not part of any filter or sort: the query results did not move.
+    let mut request = mail_request(&client);
+    request
+        .query_mailbox_changes(&query_state)
+        .sort([Comparator::name()]);
+    let query_changes: jmap_client::core::query_changes::QueryChangesResponse =
+        request.send_single().await.expect("queryChanges");
+    assert!(
+        query_changes.removed().is_empty(),
+        "{:?}",
+        query_changes.removed()
+    );
+    assert!(query_changes.added().is_empty());
 
     // A rename in the window makes it null again.
     let mut request = mail_request(&client);
