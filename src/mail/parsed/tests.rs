@@ -507,3 +507,43 @@ fn what_looks_like_a_message() {
     assert!(!looks_like_message(b"plain text: with a colon later"));
     assert!(!looks_like_message(b"no colon at all"));
 }
+
+/// Figures for the store budget (metadata ≤ 0.3 × raw) and the import rate: run with
+/// `cargo test --release --lib parse_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn parse_cost() {
+    let text: String = (0..300)
+        .map(|line| format!("Line {line} of a realistic message body, with some words.\r\n"))
+        .collect();
+    let raw = format!(
+        "From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n\
+Subject: A 20 KB message\r\nDate: Mon, 2 Nov 2026 09:15:00 +0100\r\n\
+Message-ID: <cost@example.test>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n--b\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<div>{text}</div>\r\n--b--\r\n"
+    );
+    let rounds = 2_000;
+    let started = std::time::Instant::now();
+    let mut parsed = parse_message(raw.as_bytes());
+    for _ in 0..rounds {
+        parsed = std::hint::black_box(parse_message(std::hint::black_box(raw.as_bytes())));
+    }
+    let per_message = started.elapsed() / rounds;
+    let json = serde_json::to_vec(&parsed).unwrap();
+    println!(
+        "raw {} bytes; parse_message {per_message:?}; metadata as JSON {} bytes ({:.3} × raw)",
+        raw.len(),
+        json.len(),
+        json.len() as f64 / raw.len() as f64
+    );
+    for (name, raw) in corpus() {
+        let json = serde_json::to_vec(&parse_message(&raw)).unwrap();
+        println!(
+            "{name}: raw {} bytes, metadata {} bytes",
+            raw.len(),
+            json.len()
+        );
+    }
+}
