@@ -29,9 +29,15 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("echo.json", include_str!("../cases/echo.json")),
     ("blob-copy.json", include_str!("../cases/blob-copy.json")),
     ("mailbox.json", include_str!("../cases/mailbox.json")),
-    ("email-parse.json", include_str!("../cases/email-parse.json")),
+    (
+        "email-parse.json",
+        include_str!("../cases/email-parse.json"),
+    ),
     ("email.json", include_str!("../cases/email.json")),
-    ("email-create.json", include_str!("../cases/email-create.json")),
+    (
+        "email-create.json",
+        include_str!("../cases/email-create.json"),
+    ),
     ("identity.json", include_str!("../cases/identity.json")),
     (
         "vacation-response.json",

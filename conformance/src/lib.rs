@@ -35,6 +35,9 @@ pub mod sections {
     pub const ISOLATION: &str = "account isolation";
     pub const MAIL_EMAIL_PARSE: &str =
         "RFC 8621 §4.1 Email properties from the message, §4.9 Email/parse";
+    pub const MAIL_EMAIL_CREATE: &str = "RFC 8621 §4.6 Email/set create";
+    pub const MAIL_IDENTITY: &str = "RFC 8621 §6 Identity";
+    pub const MAIL_VACATION_RESPONSE: &str = "RFC 8621 §8 VacationResponse";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -50,6 +53,9 @@ pub mod sections {
         AUTH,
         ISOLATION,
         MAIL_EMAIL_PARSE,
+        MAIL_EMAIL_CREATE,
+        MAIL_IDENTITY,
+        MAIL_VACATION_RESPONSE,
     ];
 }
 
