@@ -801,3 +801,29 @@ async fn moving_the_trash_role_keeps_unread_threads_exact() {
     assert_eq!(unread_threads(mailbox_json(&server, &bin).await), 1);
     server.shutdown().await;
 }
+
+/// RFC 8621 §2: names are Net-Unicode (NFC). A decomposed spelling is stored composed, the
+/// server says so, and it collides with its composed sibling.
+#[tokio::test]
+async fn names_are_stored_in_nfc() {
+    let server = TestServer::start().await;
+    let response = mailbox_set(
+        &server,
+        json!({"create": {"decomposed": {"name": "Cafe\u{301}"}}}),
+    )
+    .await;
+    assert_eq!(
+        response["created"]["decomposed"]["name"], "Caf\u{e9}",
+        "{response}"
+    );
+    let response = mailbox_set(
+        &server,
+        json!({"create": {"composed": {"name": "Caf\u{e9}"}}}),
+    )
+    .await;
+    assert_eq!(
+        set_error(&response, "notCreated", "composed"),
+        ("invalidProperties".to_owned(), vec!["name".to_owned()])
+    );
+    server.shutdown().await;
+}

@@ -3,6 +3,7 @@
 //! loop, depth, sibling names, role uniqueness). Every invalid property is named in one
 //! `invalidProperties` error.
 
+use icu_normalizer::ComposingNormalizerBorrowed;
 use serde_json::{Map, Value};
 
 use super::{ID_PREFIX, mailbox_id_json};
@@ -76,10 +77,20 @@ fn read_properties(
     let mut reported = Map::new();
     match object.get("name") {
         None => {}
-        Some(Value::String(name)) => match check_name(name) {
-            Ok(()) => mailbox.name = name.clone(),
-            Err(reason) => problems.add("name", reason),
-        },
+        Some(Value::String(name)) => {
+            // RFC 8621 §2: names are Net-Unicode (RFC 5198), so stored in NFC; two spellings
+            // of one name are then the same name for the sibling rule.
+            let normalized = ComposingNormalizerBorrowed::new_nfc().normalize(name);
+            match check_name(&normalized) {
+                Ok(()) => {
+                    if normalized != name.as_str() {
+                        reported.insert("name".to_owned(), Value::from(normalized.as_ref()));
+                    }
+                    mailbox.name = normalized.into_owned();
+                }
+                Err(reason) => problems.add("name", reason),
+            }
+        }
         Some(_) => problems.add("name", "name must be a String"),
     }
     match object.get("parentId") {
