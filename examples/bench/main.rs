@@ -6,7 +6,8 @@
 //! cargo run --release --example bench -- --session-url http://127.0.0.1:8080/.well-known/jmap \
 //!     --user alice@example.test --password PASS [--runs 5] <scenario>
 //! ```
-//! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query):
+//! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query; push ones in
+//! `push.rs`: ws-echo, push-latency, push-idle, eventsource-latency):
 //! - `echo-latency`: Core/echo over ONE keep-alive connection, `--requests N` sequential calls;
 //!   p50/p90/p99/max in ms.
 //! - `echo-throughput`: `--connections C` (default 32) keep-alive connections for
@@ -23,6 +24,7 @@
 //! server.
 
 mod mail;
+mod push;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -64,7 +66,8 @@ struct Options {
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
 [--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] \
-<echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query>";
+<echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
+ws-echo|push-latency|push-idle|eventsource-latency>";
 
 fn parse_options() -> Result<Options, String> {
     let mut arguments = std::env::args().skip(1);
@@ -733,6 +736,12 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("mail-populate", Some(target)) => mail::populate(options, target).await?,
             ("mail-import", Some(target)) => mail::import(options, target).await?,
             ("mail-query", Some(target)) => mail::query(options, target).await?,
+            ("ws-echo", Some(_)) => push::ws_echo(options).await?,
+            ("push-latency", Some(target)) => push::push_latency(options, target).await?,
+            ("push-idle", Some(target)) => push::push_idle(options, target).await?,
+            ("eventsource-latency", Some(target)) => {
+                push::eventsource_latency(options, target).await?
+            }
             (other, _) => return Err(format!("unknown scenario {other}\n{USAGE}")),
         };
         figures.push(figure);

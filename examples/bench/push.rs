@@ -1,0 +1,457 @@
+//! Push scenarios of the bench tool (RFC 8887 WebSocket, RFC 8620 §7.3 EventSource), against
+//! any JMAP server that advertises `urn:ietf:params:jmap:websocket` and has Mailbox/set (the
+//! commits are Mailbox creates and destroys, one per round):
+//! - `ws-echo`: Core/echo over ONE WebSocket, `--requests N` sequential requests.
+//! - `push-latency`: `--connections C` WebSockets (default 32; the figure uses 1000)
+//!   with push enabled on the account; `--requests N` rounds of one commit each. Latency is
+//!   from sending the Mailbox/set request to each socket's StateChange, so it includes the
+//!   HTTP request and the durable commit (an upper bound of commit → StateChange).
+//! - `push-idle`: `--iterations N` idle WebSockets with push enabled, then the server's RSS
+//!   (`--server-pid`); also checks that a commit still reaches every socket.
+//! - `eventsource-latency`: one EventSource stream; `--requests N` commits; latency from
+//!   sending the request to the `state` event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use super::{
+    Connection, Options, RunFigures, Samples, Target, build_request, loopback_endpoint, read_rss,
+};
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// A per-process nonce for Mailbox names.
+fn rand_nonce() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
+/// The push URLs of the session.
+struct PushUrls {
+    websocket: String,
+    event_source: String,
+}
+
+async fn push_urls(options: &Options) -> Result<PushUrls, String> {
+    let endpoint = loopback_endpoint(&options.session_url)?;
+    let mut connection = Connection::open(endpoint.address).await?;
+    let request = build_request(
+        "GET",
+        &endpoint,
+        &endpoint.path_and_query,
+        &options.authorization,
+        None,
+        Bytes::new(),
+    )?;
+    let (_, body) = connection.exchange(request).await?;
+    let session: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
+    let websocket = session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
+        .as_str()
+        .ok_or("the session has no urn:ietf:params:jmap:websocket url")?
+        .to_owned();
+    let event_source = session["eventSourceUrl"]
+        .as_str()
+        .ok_or("the session has no eventSourceUrl")?
+        .to_owned();
+    Ok(PushUrls {
+        websocket,
+        event_source,
+    })
+}
+
+async fn open_socket(url: &str, authorization: &str) -> Result<Socket, String> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|error| format!("{url}: {error}"))?;
+    let headers = request.headers_mut();
+    headers.insert(
+        "authorization",
+        authorization.parse().map_err(|_| "bad authorization")?,
+    );
+    headers.insert("sec-websocket-protocol", "jmap".parse().map_err(|_| "bad")?);
+    let host = request.uri().host().ok_or("no host")?.to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| error.to_string())?;
+    let (socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|error| format!("WebSocket handshake: {error}"))?;
+    Ok(socket)
+}
+
+async fn next_text(socket: &mut Socket) -> Result<Value, String> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(text.as_str()).map_err(|error| error.to_string());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(error.to_string()),
+            None => return Err("socket closed".to_owned()),
+        }
+    }
+}
+
+/// Enables push and waits until the server processed it (an echo after it is answered).
+async fn enable_push(socket: &mut Socket) -> Result<(), String> {
+    socket
+        .send(Message::text(
+            json!({"@type": "WebSocketPushEnable"}).to_string(),
+        ))
+        .await
+        .map_err(|error| error.to_string())?;
+    socket
+        .send(Message::text(echo_request("sync").to_string()))
+        .await
+        .map_err(|error| error.to_string())?;
+    loop {
+        let message = next_text(socket).await?;
+        if message["requestId"] == "sync" {
+            return Ok(());
+        }
+    }
+}
+
+fn echo_request(id: &str) -> Value {
+    json!({
+        "@type": "Request",
+        "id": id,
+        "using": ["urn:ietf:params:jmap:core"],
+        "methodCalls": [["Core/echo", {"hello": true, "high": 5}, "b3ff"]],
+    })
+}
+
+pub async fn ws_echo(options: &Options) -> Result<RunFigures, String> {
+    let urls = push_urls(options).await?;
+    let mut socket = open_socket(&urls.websocket, &options.authorization).await?;
+    let mut samples = Samples::default();
+    let started = Instant::now();
+    for index in 0..options.warmup + options.requests {
+        let id = index.to_string();
+        let sent = Instant::now();
+        socket
+            .send(Message::text(echo_request(&id).to_string()))
+            .await
+            .map_err(|error| error.to_string())?;
+        let answer = next_text(&mut socket).await?;
+        if answer["requestId"] != id.as_str() {
+            return Err(format!("unexpected answer {answer}"));
+        }
+        if index >= options.warmup {
+            samples.push(sent.elapsed());
+        }
+    }
+    let elapsed = started.elapsed();
+    let summary = samples.summary();
+    println!("ws-echo: {summary}");
+    Ok(RunFigures {
+        headline: (options.warmup + options.requests) as f64 / elapsed.as_secs_f64(),
+        headline_unit: "requests/s",
+        p50: summary.p50,
+        p99: summary.p99,
+    })
+}
+
+static NAME_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One commit: creates the round's Mailbox, or destroys the one created before.
+struct Committer {
+    connection: Connection,
+    target: Target,
+    created: Option<String>,
+    round: u64,
+}
+
+impl Committer {
+    async fn new(target: &Target) -> Result<Committer, String> {
+        Ok(Committer {
+            connection: Connection::open(target.api.address).await?,
+            target: target.clone(),
+            created: None,
+            round: 0,
+        })
+    }
+
+    /// Destroys the Mailbox a run may leave behind.
+    async fn finish(mut self) -> Result<(), String> {
+        if self.created.is_some() {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), String> {
+        // Unique across runs and processes: a name taken by a leftover would not commit.
+        self.round = NAME_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let arguments = match self.created.take() {
+            Some(id) => json!({"accountId": self.target.account_id, "destroy": [id]}),
+            None => json!({
+                "accountId": self.target.account_id,
+                "create": {"m": {"name": format!(
+                    "bench-push-{}-{}-{}",
+                    std::process::id(),
+                    self.round,
+                    Instant::now().elapsed().as_nanos() ^ u128::from(rand_nonce())
+                )}},
+            }),
+        };
+        let body = json!({
+            "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+            "methodCalls": [["Mailbox/set", arguments, "c0"]],
+        });
+        let request = build_request(
+            "POST",
+            &self.target.api,
+            &self.target.api.path_and_query,
+            &self.target.authorization,
+            Some("application/json"),
+            Bytes::from(body.to_string()),
+        )?;
+        let (status, body) = self.connection.exchange(request).await?;
+        let response: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
+        let result = &response["methodResponses"][0][1];
+        if status != 200 || response["methodResponses"][0][0] != "Mailbox/set" {
+            return Err(format!("Mailbox/set failed: {response}"));
+        }
+        if let Some(id) = result["created"]["m"]["id"].as_str() {
+            self.created = Some(id.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Opens `count` sockets with push enabled; each reports the instant of every StateChange.
+async fn listeners(
+    url: &str,
+    authorization: &str,
+    count: usize,
+) -> Result<
+    (
+        mpsc::UnboundedReceiver<(usize, Instant)>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    String,
+> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let mut tasks = Vec::with_capacity(count);
+    let opened = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut ready = Vec::with_capacity(count);
+    for index in 0..count {
+        let url = url.to_owned();
+        let authorization = authorization.to_owned();
+        let sender = sender.clone();
+        let opened = Arc::clone(&opened);
+        let (ready_sender, ready_receiver) = tokio::sync::oneshot::channel();
+        ready.push(ready_receiver);
+        tasks.push(tokio::spawn(async move {
+            let permit = opened.acquire_owned().await;
+            let socket = async {
+                let mut socket = open_socket(&url, &authorization).await?;
+                enable_push(&mut socket).await?;
+                Ok::<Socket, String>(socket)
+            }
+            .await;
+            drop(permit);
+            let mut socket = match socket {
+                Ok(socket) => {
+                    let _ = ready_sender.send(Ok(()));
+                    socket
+                }
+                Err(error) => {
+                    let _ = ready_sender.send(Err(error));
+                    return;
+                }
+            };
+            while let Ok(message) = next_text(&mut socket).await {
+                if message["@type"] == "StateChange"
+                    && sender.send((index, Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    for ready in ready {
+        ready
+            .await
+            .map_err(|_| "a listener task ended".to_owned())??;
+    }
+    Ok((receiver, tasks))
+}
+
+pub async fn push_latency(options: &Options, target: &Target) -> Result<RunFigures, String> {
+    let urls = push_urls(options).await?;
+    let count = options.connections;
+    let (mut receipts, tasks) = listeners(&urls.websocket, &options.authorization, count).await?;
+    let mut committer = Committer::new(target).await?;
+    let mut samples = Samples::default();
+    let mut round_p100 = Samples::default();
+    for round in 0..options.warmup + options.requests {
+        let sent = Instant::now();
+        committer.commit().await?;
+        let mut seen = vec![false; count];
+        let mut remaining = count;
+        let mut last = sent;
+        while remaining > 0 {
+            let (index, at) = tokio::time::timeout(Duration::from_secs(10), receipts.recv())
+                .await
+                .map_err(|_| format!("round {round}: {remaining} sockets got no StateChange"))?
+                .ok_or("listeners ended")?;
+            if !seen[index] {
+                seen[index] = true;
+                remaining -= 1;
+                last = last.max(at);
+                if round >= options.warmup {
+                    samples.push(at.saturating_duration_since(sent));
+                }
+            }
+        }
+        if round >= options.warmup {
+            round_p100.push(last.saturating_duration_since(sent));
+        }
+    }
+    committer.finish().await?;
+    for task in tasks {
+        task.abort();
+    }
+    let summary = samples.summary();
+    let rounds = round_p100.summary();
+    println!(
+        "push-latency ({count} sockets): per socket {summary}; last socket per round p50={:.3}ms",
+        rounds.p50
+    );
+    Ok(RunFigures {
+        headline: rounds.p50,
+        headline_unit: "ms until the last socket (p50 of rounds)",
+        p50: summary.p50,
+        p99: summary.p99,
+    })
+}
+
+pub async fn push_idle(options: &Options, target: &Target) -> Result<RunFigures, String> {
+    let pid = options.server_pid.ok_or("push-idle needs --server-pid")?;
+    let urls = push_urls(options).await?;
+    let count = usize::try_from(options.iterations).unwrap_or(usize::MAX);
+    let (before_kb, _) = read_rss(pid)?;
+    let started = Instant::now();
+    let (mut receipts, tasks) = listeners(&urls.websocket, &options.authorization, count).await?;
+    let opened = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_kb, peak_kb) = read_rss(pid)?;
+    // Still alive: one commit reaches every socket.
+    let mut committer = Committer::new(target).await?;
+    let sent = Instant::now();
+    committer.commit().await?;
+    let mut samples = Samples::default();
+    for _ in 0..count {
+        let (_, at) = tokio::time::timeout(Duration::from_secs(30), receipts.recv())
+            .await
+            .map_err(|_| "not every idle socket got the StateChange".to_owned())?
+            .ok_or("listeners ended")?;
+        samples.push(at.saturating_duration_since(sent));
+    }
+    committer.commit().await?;
+    for task in tasks {
+        task.abort();
+    }
+    let summary = samples.summary();
+    println!(
+        "push-idle: {count} sockets opened in {:.1} s; server RSS {:.1} MB (before {:.1} MB, peak {:.1} MB); one commit to all: {summary}",
+        opened.as_secs_f64(),
+        rss_kb as f64 / 1024.0,
+        before_kb as f64 / 1024.0,
+        peak_kb as f64 / 1024.0
+    );
+    Ok(RunFigures {
+        headline: rss_kb as f64 / 1024.0,
+        headline_unit: "MB server RSS",
+        p50: summary.p50,
+        p99: summary.p99,
+    })
+}
+
+pub async fn eventsource_latency(options: &Options, target: &Target) -> Result<RunFigures, String> {
+    let urls = push_urls(options).await?;
+    let url = urls
+        .event_source
+        .replace("{types}", "*")
+        .replace("{closeafter}", "no")
+        .replace("{ping}", "0");
+    let endpoint = loopback_endpoint(&url)?;
+    let stream = TcpStream::connect(endpoint.address)
+        .await
+        .map_err(|error| error.to_string())?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| error.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| error.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::get(endpoint.path_and_query.as_str())
+        .header("host", &endpoint.host_header)
+        .header("authorization", &options.authorization)
+        .header("accept", "text/event-stream")
+        .body(Empty::<Bytes>::new())
+        .map_err(|error| error.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| error.to_string())?;
+    if response.status() != 200 {
+        return Err(format!("EventSource answered HTTP {}", response.status()));
+    }
+    let mut body = response.into_body();
+    let (events, mut receipts) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref()
+                && data.windows(12).any(|window| window == b"event: state")
+                && events.send(Instant::now()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut committer = Committer::new(target).await?;
+    let mut samples = Samples::default();
+    for round in 0..options.warmup + options.requests {
+        let sent = Instant::now();
+        committer.commit().await?;
+        let at = tokio::time::timeout(Duration::from_secs(10), receipts.recv())
+            .await
+            .map_err(|_| format!("round {round}: no state event"))?
+            .ok_or("the stream ended")?;
+        if round >= options.warmup {
+            samples.push(at.saturating_duration_since(sent));
+        }
+    }
+    committer.finish().await?;
+    reader.abort();
+    let summary = samples.summary();
+    println!("eventsource-latency: {summary}");
+    Ok(RunFigures {
+        headline: summary.p50,
+        headline_unit: "ms p50",
+        p50: summary.p50,
+        p99: summary.p99,
+    })
+}
