@@ -336,6 +336,12 @@ impl Directory {
         {
             tracing::warn!(account_id = info.account_id, %error, "default mailboxes not created yet");
         }
+        // RFC 8621 §6: and with its default Identity (Identity methods also create it lazily).
+        if let Err(error) =
+            crate::jmap::mail::identity::ensure_default_identity(&self.store, info.account_id).await
+        {
+            tracing::warn!(account_id = info.account_id, %error, "default identity not created yet");
+        }
         Ok(info)
     }
 

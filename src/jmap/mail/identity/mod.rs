@@ -327,6 +327,48 @@ async fn ensure_for_call(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_new_account_has_its_default_identity_before_any_request() {
+        let (store, _data_dir) = crate::jmap::test_support::open_store();
+        let directory = crate::auth::Directory::new(store.clone());
+        let account = directory
+            .create_account("carol@example.test", "a long enough password")
+            .await
+            .expect("account");
+        let account_id = account.account_id;
+        let identities = store
+            .read(move |tx| {
+                Box::pin(async move {
+                    let ids = storage::list_ids(tx, account_id, DataType::Identity).await?;
+                    let mut found = Vec::new();
+                    for id in ids {
+                        found.extend(storage::load(tx, account_id, DataType::Identity, id).await?);
+                    }
+                    Ok(found)
+                })
+            })
+            .await
+            .expect("read");
+        assert_eq!(identities.len(), 1);
+        assert_eq!(identities[0]["email"], "carol@example.test");
+        assert_eq!(identities[0]["mayDelete"], false);
+        // Idempotent: a second call adds nothing.
+        ensure_default_identity(&store, account_id)
+            .await
+            .expect("ensure");
+        let count = store
+            .read(move |tx| {
+                Box::pin(async move {
+                    Ok(storage::list_ids(tx, account_id, DataType::Identity)
+                        .await?
+                        .len())
+                })
+            })
+            .await
+            .expect("read");
+        assert_eq!(count, 1);
+    }
+
     #[test]
     fn identities_may_only_use_the_accounts_addresses() {
         assert!(may_send_as("alice@example.test", "alice@example.test"));
