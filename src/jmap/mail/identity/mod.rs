@@ -2,9 +2,10 @@
 //! /get, /changes and /set on the JSON doc store.
 //!
 //! Invariants:
-//! - every account has a default Identity for its own address (created by
-//!   [`ensure_default_identity`] before any Identity method runs); it cannot be destroyed
-//!   (`mayDelete: false`), so it exists for the account's whole life;
+//! - every account has a default Identity for its own address ([`ensure_default_identity`],
+//!   run when the account is created and again before any Identity method, for accounts
+//!   older than Identities); it cannot be destroyed (`mayDelete: false`), so it exists for
+//!   the account's whole life;
 //! - an Identity's `email` is the account's address, or for an account whose address is
 //!   `*@domain`, an address in that domain (RFC 8621 §6: else `forbiddenFrom`); it never
 //!   changes after creation.
