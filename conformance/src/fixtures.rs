@@ -44,6 +44,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../cases/vacation-response.json"),
     ),
     ("auth.json", include_str!("../cases/auth.json")),
+    ("push.json", include_str!("../cases/push.json")),
 ];
 
 #[derive(Debug, Deserialize)]
