@@ -16,6 +16,7 @@ pub mod decode;
 /// RFC 8621 §4.1.2.3 EmailAddress.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct EmailAddress {
+    /// Always serialized: JMAP's EmailAddress has `name: null`, not a missing member.
     pub name: Option<String>,
     pub email: String,
 }
@@ -31,20 +32,29 @@ pub struct BodyPart {
     pub body_start: u32,
     /// End of the part's body (before the CRLF that precedes the next boundary).
     pub body_end: u32,
+    #[serde(default, skip_serializing_if = "is_identity")]
     pub encoding: TransferEncoding,
     /// Octets of the content after transfer decoding (RFC 8621 §4.1.4 `size`).
     pub size: u64,
     /// Lowercase `type/subtype`, with the MIME defaults applied.
     pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// Indexes into `ParsedEmail::parts` of the children of a multipart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sub_parts: Vec<u32>,
     /// The transfer encoding was malformed or unknown.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub encoding_problem: bool,
 }
 
@@ -62,28 +72,56 @@ impl BodyPart {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct ParsedEmail {
     pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub references: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Vec<EmailAddress>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<Vec<EmailAddress>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cc: Option<Vec<EmailAddress>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bcc: Option<Vec<EmailAddress>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<Vec<EmailAddress>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Vec<EmailAddress>>,
     /// RFC 3339 with the message's own offset (the JMAP `Date` form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<String>,
     /// `sent_at` as Unix seconds (for sorting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at_unix: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub has_attachment: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub preview: String,
     /// The body structure; `parts[0]` is the root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<BodyPart>,
     /// RFC 8621 §4.1.4 textBody, htmlBody, attachments: indexes into `parts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub text_body: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub html_body: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<u32>,
+}
+
+// Stored as JSON (mail::store): absent members stand for their defaults, which keeps the
+// metadata of small messages small.
+fn is_false(flag: &bool) -> bool {
+    !*flag
+}
+
+fn is_identity(encoding: &TransferEncoding) -> bool {
+    *encoding == TransferEncoding::Identity
 }
 
 impl ParsedEmail {
@@ -94,6 +132,9 @@ impl ParsedEmail {
 
 /// RFC 8621 §4.1.4: the preview is at most 256 characters.
 pub const PREVIEW_CHARS: usize = 256;
+
+/// How much of each text part the preview is computed from.
+const PREVIEW_SOURCE_BYTES: usize = 64 * 1024;
 
 /// Deepest multipart nesting expanded; deeper parts are kept as opaque leaves.
 const MAX_DEPTH: usize = 48;
@@ -350,7 +391,12 @@ impl StructureBuilder<'_, '_, '_> {
             && (part.content_type == "text/plain" || part.content_type == "text/html")
             && self.texts.len() < 8
         {
-            self.texts.push((index, text.to_string()));
+            // The preview needs only the start of the text (HTML has markup to skip).
+            let mut cut = text.len().min(PREVIEW_SOURCE_BYTES);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.texts.push((index, text[..cut].to_owned()));
         }
         let children = match &source.body {
             PartType::Multipart(children) if part.is_multipart() && depth < MAX_DEPTH => {
