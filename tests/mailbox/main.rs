@@ -608,3 +608,33 @@ async fn names_are_stored_in_nfc() {
     );
     server.shutdown().await;
 }
+
+/// A role moves from one Mailbox to another in one /set, whatever order the ids sort in.
+#[tokio::test]
+async fn a_role_moves_between_mailboxes_in_one_set() {
+    let server = TestServer::start().await;
+    let client = connect(&server).await;
+    let archive = all_mailboxes(&client)
+        .await
+        .into_iter()
+        .find(|mailbox| mailbox.role() == Role::Archive)
+        .and_then(|mailbox| mailbox.id().map(str::to_owned))
+        .expect("archive");
+    // Created later, so its id sorts after the archive's in the update map.
+    let attic = create(&client, "Attic", None).await;
+    for (from, to) in [(&archive, &attic), (&attic, &archive)] {
+        let response = mailbox_set(
+            &server,
+            json!({"update": {to.clone(): {"role": "archive"}, from.clone(): {"role": null}}}),
+        )
+        .await;
+        assert!(response["notUpdated"].is_null(), "{response}");
+        let holder = all_mailboxes(&client)
+            .await
+            .into_iter()
+            .find(|mailbox| mailbox.role() == Role::Archive)
+            .and_then(|mailbox| mailbox.id().map(str::to_owned));
+        assert_eq!(holder.as_deref(), Some(to.as_str()));
+    }
+    server.shutdown().await;
+}

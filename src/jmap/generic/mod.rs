@@ -85,6 +85,11 @@ pub trait ObjectType: Send + Sync + 'static {
         Self::PROPERTIES
     }
 
+    /// Reorders the updates of one /set before they run (stable; the default keeps the
+    /// client's order). A type whose rules span objects uses it so that an update freeing a
+    /// value runs before one taking it (a Mailbox role moving from one Mailbox to another).
+    fn order_updates(_updates: &mut [(String, Value)]) {}
+
     /// The value a top-level property takes when a patch sets it to null (RFC 8620 §5.3);
     /// `None` removes it.
     fn default_value(_property: &str) -> Option<Value> {

@@ -67,11 +67,13 @@ pub async fn set<T: ObjectType>(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let creates = referenced_first(creates);
+    let mut updates: Vec<(String, Value)> = update.into_iter().collect();
+    T::order_updates(&mut updates);
     let input = Arc::new(SetInput {
         account_id: account.number(),
         if_in_state,
         creates,
-        updates: update.into_iter().collect(),
+        updates,
         destroys: destroy,
         known_created_ids: context.created_ids.clone(),
     });

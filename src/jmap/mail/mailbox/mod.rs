@@ -145,6 +145,12 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         "myRights",
     ];
 
+    /// Updates that clear a role run first, so a role can move from one Mailbox to another
+    /// in one /set (RFC 8621 §2: one Mailbox per role, checked as each update runs).
+    fn order_updates(updates: &mut [(String, Value)]) {
+        updates.sort_by_key(|(_, patch)| patch.get("role") != Some(&Value::Null));
+    }
+
     /// RFC 8620 §5.3: a patch to null resets a property to its default (RFC 8621 §2).
     fn default_value(property: &str) -> Option<Value> {
         Some(match property {
