@@ -399,7 +399,7 @@ async fn query_changes_reports_what_a_client_needs_to_update_its_list() {
         .send_single::<QueryChangesResponse>()
         .await
         .expect("Email/queryChanges");
-    assert_eq!(response.removed(), [first.clone()]);
+    assert_eq!(response.removed(), std::slice::from_ref(&first));
     let added: Vec<(&str, usize)> = response
         .added()
         .iter()

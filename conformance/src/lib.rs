@@ -38,6 +38,8 @@ pub mod sections {
     pub const MAIL_EMAIL_CREATE: &str = "RFC 8621 §4.6 Email/set create";
     pub const MAIL_IDENTITY: &str = "RFC 8621 §6 Identity";
     pub const MAIL_VACATION_RESPONSE: &str = "RFC 8621 §8 VacationResponse";
+    pub const MAIL_MAILBOX: &str = "RFC 8621 §2 Mailbox";
+    pub const MAIL_EMAIL_THREAD: &str = "RFC 8621 §3–4 Email and Thread";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -52,6 +54,8 @@ pub mod sections {
         BLOB_COPY,
         AUTH,
         ISOLATION,
+        MAIL_MAILBOX,
+        MAIL_EMAIL_THREAD,
         MAIL_EMAIL_PARSE,
         MAIL_EMAIL_CREATE,
         MAIL_IDENTITY,

@@ -217,8 +217,12 @@ async fn apply(
     for (text, patch) in &input.updates {
         let result = match resolve_email(text, &created_ids) {
             None => Err(SetError::not_found()),
+            // RFC 8620 §5.3: willDestroy for an existing Email also being destroyed.
             Some(id) if destroy_targets.contains(&id) => {
-                Err(SetError::new(SetErrorType::WillDestroy))
+                match mail_store::load_record(tx, account_id, id).await? {
+                    Some(_) => Err(SetError::new(SetErrorType::WillDestroy)),
+                    None => Err(SetError::not_found()),
+                }
             }
             Some(id) => update_one(tx, changes, account_id, &created_ids, id, patch).await?,
         };

@@ -1,0 +1,91 @@
+//! Where the bytes of a (stopped) Tern data directory go: logical key + value bytes per
+//! subspace and account section, next to the file size. Used for the store-overhead figure of
+//! `examples/BENCHMARKS.md` (logical bytes versus raw message bytes, and file bytes versus
+//! logical bytes, which is the engine's own overhead).
+//!
+//! `cargo run --release --example store_usage -- DATA_DIR`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tern::store::embedded::EmbeddedBackend;
+use tern::store::{KeyRange, RangeOptions, Store};
+
+/// Keys read per transaction (each read transaction stays far below the 5 s limit).
+const BATCH: usize = 20_000;
+
+fn section_name(key: &[u8]) -> String {
+    match key.first() {
+        Some(0x10) if key.len() > 5 => match key[5] {
+            0x01 => format!("account object type {}", key.get(6).copied().unwrap_or(0)),
+            0x02 => format!("account index type {}", key.get(6).copied().unwrap_or(0)),
+            0x03 => "account change log".to_owned(),
+            0x09 => "account Email metadata".to_owned(),
+            0x0A => "account Mailbox counters".to_owned(),
+            other => format!("account section {other:#04x}"),
+        },
+        Some(0x20) => format!("blob section {}", key.get(1).copied().unwrap_or(0)),
+        Some(other) => format!("subspace {other:#04x}"),
+        None => "empty".to_owned(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir: PathBuf = std::env::args()
+        .nth(1)
+        .ok_or("usage: store_usage DATA_DIR")?
+        .into();
+    let file_bytes = std::fs::metadata(dir.join("tern.redb"))?.len();
+    let store = Store::new(Arc::new(EmbeddedBackend::open(&dir)?));
+    let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut begin = Vec::new();
+    loop {
+        let range = KeyRange {
+            begin: begin.clone(),
+            end: vec![0xFF; 16],
+        };
+        let pairs = store
+            .read(|tx| {
+                let range = range.clone();
+                Box::pin(async move {
+                    tx.get_range(
+                        &range,
+                        RangeOptions {
+                            limit: BATCH,
+                            reverse: false,
+                        },
+                    )
+                    .await
+                })
+            })
+            .await?;
+        for (key, value) in &pairs {
+            let entry = totals.entry(section_name(key)).or_default();
+            entry.0 += 1;
+            entry.1 += (key.len() + value.len()) as u64;
+        }
+        let Some((last, _)) = pairs.last() else { break };
+        begin = last.clone();
+        begin.push(0);
+        if pairs.len() < BATCH {
+            break;
+        }
+    }
+    let logical: u64 = totals.values().map(|(_, bytes)| bytes).sum();
+    for (name, (count, bytes)) in &totals {
+        println!(
+            "{name:32} {count:>10} pairs {:>10.1} MB",
+            *bytes as f64 / 1e6
+        );
+    }
+    println!(
+        "logical {:.1} MB, file {:.1} MB ({:.2}x)",
+        logical as f64 / 1e6,
+        file_bytes as f64 / 1e6,
+        file_bytes as f64 / logical.max(1) as f64
+    );
+    store.close().await?;
+    Ok(())
+}
