@@ -40,6 +40,7 @@ pub mod sections {
     pub const MAIL_VACATION_RESPONSE: &str = "RFC 8621 §8 VacationResponse";
     pub const MAIL_MAILBOX: &str = "RFC 8621 §2 Mailbox";
     pub const MAIL_EMAIL_THREAD: &str = "RFC 8621 §3–4 Email and Thread";
+    pub const PUSH: &str = "RFC 8887 §3 WebSocket capability, RFC 8620 §7.2 PushSubscription";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -60,6 +61,7 @@ pub mod sections {
         MAIL_EMAIL_CREATE,
         MAIL_IDENTITY,
         MAIL_VACATION_RESPONSE,
+        PUSH,
     ];
 }
 
