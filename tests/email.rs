@@ -492,3 +492,113 @@ async fn bad_input_gets_the_rfc_errors() {
     assert!(error.to_string().contains("blobNotFound"), "{error}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn text_filters_and_combinations_find_the_right_mail() {
+    let server = TestServer::start().await;
+    let client = connect(&server).await;
+    let inbox = mailbox_with_role(&client, Role::Inbox).await;
+    let (budget, _) = import(
+        &client,
+        message("t1@x", &[], "Quarterly budget", "numbers attached"),
+        &inbox,
+        &[],
+        1_000,
+    )
+    .await;
+    let (party, _) = import(
+        &client,
+        message("t2@x", &[], "Garden party", "bring a salad"),
+        &inbox,
+        &["$seen"],
+        2_000,
+    )
+    .await;
+    let search = |filter: Filter<email::query::Filter>| {
+        let client = &client;
+        async move {
+            let mut request = mail(client);
+            request
+                .query_email()
+                .filter(filter)
+                .sort([email::query::Comparator::received_at()]);
+            request
+                .send_single::<QueryResponse>()
+                .await
+                .expect("Email/query answered")
+                .take_ids()
+        }
+    };
+    assert_eq!(
+        search(email::query::Filter::subject("BUDGET").into()).await,
+        [budget.clone()]
+    );
+    assert_eq!(
+        search(email::query::Filter::body("salad").into()).await,
+        [party.clone()]
+    );
+    assert_eq!(
+        search(email::query::Filter::from("bob@example.test").into()).await,
+        [budget.clone(), party.clone()]
+    );
+    assert_eq!(
+        search(email::query::Filter::text("numbers").into()).await,
+        [budget.clone()]
+    );
+    assert_eq!(
+        search(email::query::Filter::header("Message-ID", Some("t2@x")).into()).await,
+        [party.clone()]
+    );
+    // Text combined with structural conditions, under AND / OR / NOT.
+    assert_eq!(
+        search(Filter::and([
+            email::query::Filter::text("bob"),
+            email::query::Filter::not_keyword("$seen"),
+        ]))
+        .await,
+        [budget.clone()]
+    );
+    assert_eq!(
+        search(Filter::or([
+            email::query::Filter::subject("garden"),
+            email::query::Filter::min_size(1_000_000),
+        ]))
+        .await,
+        [party.clone()]
+    );
+    assert_eq!(
+        search(Filter::not([email::query::Filter::body("salad")])).await,
+        [budget.clone()]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn email_copy_needs_two_different_accounts() {
+    let server = TestServer::start().await;
+    let client = connect(&server).await;
+    let inbox = mailbox_with_role(&client, Role::Inbox).await;
+    let (email_id, _) = import(
+        &client,
+        message("cp@x", &[], "Copy", "c"),
+        &inbox,
+        &[],
+        1_000,
+    )
+    .await;
+    let account = client.default_account_id().to_owned();
+    let mut request = mail(&client);
+    request
+        .copy_email(&account)
+        .create(&email_id)
+        .mailbox_id(&inbox, true);
+    let error = request
+        .send_single::<jmap_client::core::response::EmailCopyResponse>()
+        .await
+        .expect_err("copying into the same account is invalidArguments");
+    assert!(
+        format!("{error:?}").contains("InvalidArguments"),
+        "{error:?}"
+    );
+    server.shutdown().await;
+}
