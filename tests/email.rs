@@ -531,23 +531,23 @@ async fn text_filters_and_combinations_find_the_right_mail() {
     };
     assert_eq!(
         search(email::query::Filter::subject("BUDGET").into()).await,
-        [budget.clone()]
+        vec![budget.clone()]
     );
     assert_eq!(
         search(email::query::Filter::body("salad").into()).await,
-        [party.clone()]
+        vec![party.clone()]
     );
     assert_eq!(
         search(email::query::Filter::from("bob@example.test").into()).await,
-        [budget.clone(), party.clone()]
+        vec![budget.clone(), party.clone()]
     );
     assert_eq!(
         search(email::query::Filter::text("numbers").into()).await,
-        [budget.clone()]
+        vec![budget.clone()]
     );
     assert_eq!(
         search(email::query::Filter::header("Message-ID", Some("t2@x")).into()).await,
-        [party.clone()]
+        vec![party.clone()]
     );
     // Text combined with structural conditions, under AND / OR / NOT.
     assert_eq!(
@@ -556,7 +556,7 @@ async fn text_filters_and_combinations_find_the_right_mail() {
             email::query::Filter::not_keyword("$seen"),
         ]))
         .await,
-        [budget.clone()]
+        vec![budget.clone()]
     );
     assert_eq!(
         search(Filter::or([
@@ -564,11 +564,11 @@ async fn text_filters_and_combinations_find_the_right_mail() {
             email::query::Filter::min_size(1_000_000),
         ]))
         .await,
-        [party.clone()]
+        vec![party.clone()]
     );
     assert_eq!(
         search(Filter::not([email::query::Filter::body("salad")])).await,
-        [budget.clone()]
+        vec![budget.clone()]
     );
     server.shutdown().await;
 }
