@@ -157,6 +157,35 @@ pub fn take_filter_and_sort(
     Ok((filter, sort))
 }
 
+/// RFC 8620 §5.3: the maps of a /set response are null when empty.
+pub fn null_if_empty(map: Map<String, Value>) -> Value {
+    if map.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(map)
+    }
+}
+
+/// RFC 8620 §5.3: `ifInState` that is not the current state of `data_type` is stateMismatch.
+/// Answers the current state, read in the write's own transaction.
+pub async fn check_if_in_state(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    data_type: DataType,
+    expected: Option<&str>,
+) -> StoreResult<Result<u64, MethodError>> {
+    let current = crate::store::commit::read_state(tx, account_id, data_type).await?;
+    if let Some(expected) = expected
+        && super::types::State::parse(expected) != Some(super::types::State::new(current))
+    {
+        return Ok(Err(MethodError::with_description(
+            MethodErrorType::StateMismatch,
+            format!("the state is {}", super::types::State::new(current)),
+        )));
+    }
+    Ok(Ok(current))
+}
+
 /// Takes `maxChanges` of /changes and /queryChanges, which must be positive when given
 /// (RFC 8620 §5.2, §5.6).
 pub fn take_max_changes(arguments: &mut Arguments) -> Result<Option<UnsignedInt>, MethodError> {

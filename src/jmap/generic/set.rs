@@ -7,12 +7,12 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::patch::apply_patch;
-use super::{ObjectType, WriteScope};
+use super::{ObjectType, WriteScope, check_if_in_state};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::types::{Id, IdOrReference, State};
-use crate::store::commit::{Changes, commit_account, read_state};
+use crate::store::commit::{Changes, commit_account};
 use crate::store::{StoreResult, Transaction};
 
 /// The validated arguments, shared by every attempt of the commit closure (which may run
@@ -92,13 +92,7 @@ pub async fn set<T: ObjectType>(
     for (creation_id, id) in outcome.new_created_ids {
         context.record_created(creation_id, id);
     }
-    let or_null = |map: Map<String, Value>| {
-        if map.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(map)
-        }
-    };
+    let or_null = super::null_if_empty;
     Ok(json!({
         "accountId": account,
         "oldState": State::new(outcome.old_state),
@@ -118,16 +112,11 @@ async fn apply<T: ObjectType>(
     input: &SetInput,
 ) -> StoreResult<Result<SetOutcome, MethodError>> {
     let account_id = input.account_id;
-    let old_state = read_state(tx, account_id, T::DATA_TYPE).await?;
-    // RFC 8620 §5.3: ifInState that is not the current state is stateMismatch.
-    if let Some(expected) = &input.if_in_state
-        && State::parse(expected) != Some(State::new(old_state))
-    {
-        return Ok(Err(MethodError::with_description(
-            MethodErrorType::StateMismatch,
-            format!("the state is {}", State::new(old_state)),
-        )));
-    }
+    let expected = input.if_in_state.as_deref();
+    let old_state = match check_if_in_state(tx, account_id, T::DATA_TYPE, expected).await? {
+        Ok(state) => state,
+        Err(error) => return Ok(Err(error)),
+    };
     let mut outcome = SetOutcome {
         old_state,
         ..SetOutcome::default()

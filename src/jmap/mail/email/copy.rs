@@ -12,6 +12,7 @@ use super::store_new::{NewEmail, store_new_email};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::generic::check_if_in_state;
 use crate::jmap::types::{AccountId, Id, State, UtcDate};
 use crate::mail::store as mail_store;
 use crate::store::BoxFuture;
@@ -124,12 +125,11 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
         let known_created_ids = Arc::clone(&known_created_ids);
         let if_in_state = if_in_state.clone();
         Box::pin(async move {
-            let old_state = read_state(tx, to_id, DataType::Email).await?;
-            if let Some(expected) = &if_in_state
-                && State::parse(expected) != Some(State::new(old_state))
-            {
-                return Ok(Err(MethodError::new(MethodErrorType::StateMismatch)));
-            }
+            let expected = if_in_state.as_deref();
+            let old_state = match check_if_in_state(tx, to_id, DataType::Email, expected).await? {
+                Ok(state) => state,
+                Err(error) => return Ok(Err(error)),
+            };
             let mut created_ids = (*known_created_ids).clone();
             let mut created = Map::new();
             let mut not_created = Map::new();
@@ -171,13 +171,7 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
     for (creation_id, id) in new_ids {
         context.record_created(creation_id, id);
     }
-    let or_null = |map: Map<String, Value>| {
-        if map.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(map)
-        }
-    };
+    let or_null = crate::jmap::generic::null_if_empty;
     let response = json!({
         "fromAccountId": from_account,
         "accountId": to_account,

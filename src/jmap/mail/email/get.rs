@@ -18,34 +18,6 @@ use crate::mail::store::{self as mail_store, EmailRecord};
 use crate::store::BoxFuture;
 use crate::store::commit::{DataType, read_state};
 
-/// RFC 8621 §4.2: the properties returned when `properties` is null.
-pub const DEFAULT_PROPERTIES: &[&str] = &[
-    "id",
-    "blobId",
-    "threadId",
-    "mailboxIds",
-    "keywords",
-    "size",
-    "receivedAt",
-    "messageId",
-    "inReplyTo",
-    "references",
-    "sender",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "replyTo",
-    "subject",
-    "sentAt",
-    "hasAttachment",
-    "preview",
-    "bodyValues",
-    "textBody",
-    "htmlBody",
-    "attachments",
-];
-
 /// Properties the Email record answers alone.
 const RECORD_PROPERTIES: &[&str] = &[
     "id",
@@ -82,7 +54,11 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
 
     let names: Vec<String> = match property_names {
         Some(names) => names,
-        None => DEFAULT_PROPERTIES.iter().map(|p| (*p).to_owned()).collect(),
+        // RFC 8621 §4.2: the default properties.
+        None => EmailProperty::get_defaults()
+            .iter()
+            .map(|property| property.name().to_owned())
+            .collect(),
     };
     let mut requested = Vec::with_capacity(names.len());
     let mut seen_names = HashSet::new();

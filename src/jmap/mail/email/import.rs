@@ -11,12 +11,13 @@ use super::store_new::{NewEmail, store_new_email};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::generic::check_if_in_state;
 use crate::jmap::types::{BlobId, Id, State, UtcDate};
 use crate::mail::parsed::blob::read_blob;
 use crate::mail::parsed::parse_message;
 use crate::store::BoxFuture;
 use crate::store::blob::{BlobErrorKind, BlobHash};
-use crate::store::commit::{DataType, commit_account, read_state};
+use crate::store::commit::{DataType, commit_account};
 
 /// The largest message Email/import accepts (the upload limit is the practical bound).
 pub const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
@@ -57,16 +58,13 @@ async fn import(context: &mut CallContext<'_>, mut arguments: Arguments) -> Meth
         let known_created_ids = Arc::clone(&known_created_ids);
         let if_in_state = if_in_state.clone();
         Box::pin(async move {
-            let old_state = read_state(tx, account_id, DataType::Email).await?;
             // RFC 8620 §5.3 (by reference from RFC 8621 §4.8): ifInState mismatch.
-            if let Some(expected) = &if_in_state
-                && State::parse(expected) != Some(State::new(old_state))
-            {
-                return Ok(Err(MethodError::with_description(
-                    MethodErrorType::StateMismatch,
-                    format!("the state is {}", State::new(old_state)),
-                )));
-            }
+            let expected = if_in_state.as_deref();
+            let old_state =
+                match check_if_in_state(tx, account_id, DataType::Email, expected).await? {
+                    Ok(state) => state,
+                    Err(error) => return Ok(Err(error)),
+                };
             let mut created_ids = (*known_created_ids).clone();
             let mut created = Map::new();
             let mut not_created = Map::new();
@@ -102,13 +100,7 @@ async fn import(context: &mut CallContext<'_>, mut arguments: Arguments) -> Meth
     for (creation_id, id) in new_ids {
         context.record_created(creation_id, id);
     }
-    let or_null = |map: Map<String, Value>| {
-        if map.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(map)
-        }
-    };
+    let or_null = crate::jmap::generic::null_if_empty;
     Ok(json!({
         "accountId": account,
         "oldState": State::new(old_state),

@@ -19,10 +19,11 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::generic::patch::apply_patch;
+use crate::jmap::generic::{check_if_in_state, null_if_empty};
 use crate::jmap::types::{Id, IdOrReference, State, UtcDate};
 use crate::mail::parsed::parse_message;
 use crate::mail::store as mail_store;
-use crate::store::commit::{Changes, DataType, commit_account, read_state};
+use crate::store::commit::{Changes, DataType, commit_account};
 use crate::store::{BoxFuture, StoreResult, Transaction};
 
 pub fn handle<'a, 'r>(
@@ -101,13 +102,7 @@ async fn set(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
     for (creation_id, id) in outcome.new_created_ids {
         context.record_created(creation_id, id);
     }
-    let or_null = |map: Map<String, Value>| {
-        if map.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(map)
-        }
-    };
+    let or_null = null_if_empty;
     Ok(json!({
         "accountId": account,
         "oldState": State::new(outcome.old_state),
@@ -173,16 +168,11 @@ async fn apply(
     input: &SetInput,
 ) -> StoreResult<Result<SetOutcome, MethodError>> {
     let account_id = input.account_id;
-    let old_state = read_state(tx, account_id, DataType::Email).await?;
-    // RFC 8620 §5.3: ifInState that is not the current state is stateMismatch.
-    if let Some(expected) = &input.if_in_state
-        && State::parse(expected) != Some(State::new(old_state))
-    {
-        return Ok(Err(MethodError::with_description(
-            MethodErrorType::StateMismatch,
-            format!("the state is {}", State::new(old_state)),
-        )));
-    }
+    let if_in_state = input.if_in_state.as_deref();
+    let old_state = match check_if_in_state(tx, account_id, DataType::Email, if_in_state).await? {
+        Ok(state) => state,
+        Err(error) => return Ok(Err(error)),
+    };
     let mut outcome = SetOutcome {
         old_state,
         ..SetOutcome::default()

@@ -9,9 +9,10 @@ use super::{SINGLETON_ID, check, default_value, load_json, save_json};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::generic::check_if_in_state;
 use crate::jmap::generic::patch::apply_patch;
 use crate::jmap::types::State;
-use crate::store::commit::{Changes, DataType, commit_account, read_state};
+use crate::store::commit::{Changes, DataType, commit_account};
 use crate::store::{BoxFuture, StoreResult, Transaction};
 
 pub fn handle<'a>(
@@ -105,16 +106,12 @@ async fn apply(
     input: &SetInput,
 ) -> StoreResult<Result<SetOutcome, MethodError>> {
     let account_id = input.account_id;
-    let old_state = read_state(tx, account_id, DataType::VacationResponse).await?;
-    // RFC 8620 §5.3: ifInState that is not the current state is stateMismatch.
-    if let Some(expected) = &input.if_in_state
-        && State::parse(expected) != Some(State::new(old_state))
-    {
-        return Ok(Err(MethodError::with_description(
-            MethodErrorType::StateMismatch,
-            format!("the state is {}", State::new(old_state)),
-        )));
-    }
+    let expected = input.if_in_state.as_deref();
+    let old_state =
+        match check_if_in_state(tx, account_id, DataType::VacationResponse, expected).await? {
+            Ok(state) => state,
+            Err(error) => return Ok(Err(error)),
+        };
     let mut outcome = SetOutcome {
         old_state,
         ..SetOutcome::default()
