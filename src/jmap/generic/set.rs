@@ -11,7 +11,7 @@ use super::{ObjectType, WriteScope, check_if_in_state};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
-use crate::jmap::types::{Id, IdOrReference, State};
+use crate::jmap::types::{AccountId, Id, IdOrReference, State};
 use crate::store::commit::{Changes, commit_account};
 use crate::store::{StoreResult, Transaction};
 
@@ -26,38 +26,97 @@ struct SetInput {
     known_created_ids: HashMap<Id, Id>,
 }
 
+/// The arguments every /set takes (RFC 8620 §5.3), read and checked against maxObjectsInSet.
+pub struct SetArguments {
+    pub account: AccountId,
+    pub if_in_state: Option<String>,
+    pub create: Map<String, Value>,
+    pub update: Map<String, Value>,
+    pub destroy: Vec<String>,
+}
+
+impl SetArguments {
+    pub fn take(
+        mut arguments: Arguments,
+        context: &CallContext<'_>,
+    ) -> Result<SetArguments, MethodError> {
+        let account = arguments.take_account("accountId", context)?;
+        let if_in_state = arguments.take_string("ifInState")?;
+        let create = arguments.take_object("create")?.unwrap_or_default();
+        let update = arguments.take_object("update")?.unwrap_or_default();
+        let destroy = arguments.take_string_list("destroy")?.unwrap_or_default();
+        arguments.finish()?;
+        // RFC 8620 §5.3: more operations than maxObjectsInSet is requestTooLarge.
+        let max_objects = context.engine.limits.max_objects_in_set;
+        let total = (create.len() + update.len() + destroy.len()) as u64;
+        if total > max_objects {
+            return Err(MethodError::with_description(
+                MethodErrorType::RequestTooLarge,
+                format!("{total} operations, more than maxObjectsInSet ({max_objects})"),
+            ));
+        }
+        Ok(SetArguments {
+            account,
+            if_in_state,
+            create,
+            update,
+            destroy,
+        })
+    }
+}
+
+/// What one /set did, item by item; turned into the response by [`SetOutcome::respond`].
 #[derive(Default)]
-struct SetOutcome {
-    old_state: u64,
-    created: Map<String, Value>,
-    not_created: Map<String, Value>,
-    updated: Map<String, Value>,
-    not_updated: Map<String, Value>,
-    destroyed: Vec<Value>,
-    not_destroyed: Map<String, Value>,
-    new_created_ids: Vec<(Id, Id)>,
+pub struct SetOutcome {
+    pub old_state: u64,
+    pub created: Map<String, Value>,
+    pub not_created: Map<String, Value>,
+    pub updated: Map<String, Value>,
+    pub not_updated: Map<String, Value>,
+    pub destroyed: Vec<Value>,
+    pub not_destroyed: Map<String, Value>,
+    pub new_created_ids: Vec<(Id, Id)>,
+}
+
+impl SetOutcome {
+    /// The /set response (RFC 8620 §5.3); records the new creation ids for later calls.
+    /// `new_version` is the commit's version when it changed the type, else the state stays.
+    pub fn respond(
+        self,
+        context: &mut CallContext<'_>,
+        account: AccountId,
+        new_version: Option<u64>,
+    ) -> Value {
+        let new_state = new_version.unwrap_or(self.old_state);
+        for (creation_id, id) in self.new_created_ids {
+            context.record_created(creation_id, id);
+        }
+        let or_null = super::null_if_empty;
+        json!({
+            "accountId": account,
+            "oldState": State::new(self.old_state),
+            "newState": State::new(new_state),
+            "created": or_null(self.created),
+            "updated": or_null(self.updated),
+            "destroyed": if self.destroyed.is_empty() { Value::Null } else { Value::Array(self.destroyed) },
+            "notCreated": or_null(self.not_created),
+            "notUpdated": or_null(self.not_updated),
+            "notDestroyed": or_null(self.not_destroyed),
+        })
+    }
 }
 
 pub async fn set<T: ObjectType>(
     context: &mut CallContext<'_>,
-    mut arguments: Arguments,
+    arguments: Arguments,
 ) -> MethodResult {
-    let account = arguments.take_account("accountId", context)?;
-    let if_in_state = arguments.take_string("ifInState")?;
-    let create = arguments.take_object("create")?.unwrap_or_default();
-    let update = arguments.take_object("update")?.unwrap_or_default();
-    let destroy = arguments.take_string_list("destroy")?.unwrap_or_default();
-    arguments.finish()?;
-
-    // RFC 8620 §5.3: more operations than maxObjectsInSet is requestTooLarge.
-    let max_objects = context.engine.limits.max_objects_in_set;
-    let total = (create.len() + update.len() + destroy.len()) as u64;
-    if total > max_objects {
-        return Err(MethodError::with_description(
-            MethodErrorType::RequestTooLarge,
-            format!("{total} operations, more than maxObjectsInSet ({max_objects})"),
-        ));
-    }
+    let SetArguments {
+        account,
+        if_in_state,
+        create,
+        update,
+        destroy,
+    } = SetArguments::take(arguments, context)?;
     let creates = create
         .into_iter()
         .map(|(creation_id, object)| {
@@ -84,26 +143,11 @@ pub async fn set<T: ObjectType>(
     })
     .await?;
     let outcome = committed.value?;
-    let new_state = if committed.changed.contains(&T::DATA_TYPE) {
-        committed.version
-    } else {
-        outcome.old_state
-    };
-    for (creation_id, id) in outcome.new_created_ids {
-        context.record_created(creation_id, id);
-    }
-    let or_null = super::null_if_empty;
-    Ok(json!({
-        "accountId": account,
-        "oldState": State::new(outcome.old_state),
-        "newState": State::new(new_state),
-        "created": or_null(outcome.created),
-        "updated": or_null(outcome.updated),
-        "destroyed": if outcome.destroyed.is_empty() { Value::Null } else { Value::Array(outcome.destroyed) },
-        "notCreated": or_null(outcome.not_created),
-        "notUpdated": or_null(outcome.not_updated),
-        "notDestroyed": or_null(outcome.not_destroyed),
-    }))
+    let new_version = committed
+        .changed
+        .contains(&T::DATA_TYPE)
+        .then_some(committed.version);
+    Ok(outcome.respond(context, account, new_version))
 }
 
 async fn apply<T: ObjectType>(

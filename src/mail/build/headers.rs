@@ -12,17 +12,8 @@ use mail_builder::headers::text::Text;
 use mail_builder::headers::url::URL;
 use serde_json::{Map, Value};
 
-/// The parsed forms of RFC 8621 §4.1.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderForm {
-    Raw,
-    Text,
-    Addresses,
-    GroupedAddresses,
-    MessageIds,
-    Date,
-    Urls,
-}
+/// The parsed forms of RFC 8621 §4.1.2: one type for reading (Email/get) and writing.
+pub use crate::jmap::mail::email::render::headers::HeaderForm;
 
 /// A `header:{name}[:as{Form}][:all]` property.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +37,7 @@ impl HeaderProperty {
         let mut all = false;
         let mut next = pieces.next();
         if let Some(piece) = next
-            && let Some(parsed) = parse_form(piece)
+            && let Some(parsed) = HeaderForm::parse(piece)
         {
             form = parsed;
             next = pieces.next();
@@ -66,19 +57,6 @@ impl HeaderProperty {
     }
 }
 
-fn parse_form(piece: &str) -> Option<HeaderForm> {
-    Some(match piece {
-        "asRaw" => HeaderForm::Raw,
-        "asText" => HeaderForm::Text,
-        "asAddresses" => HeaderForm::Addresses,
-        "asGroupedAddresses" => HeaderForm::GroupedAddresses,
-        "asMessageIds" => HeaderForm::MessageIds,
-        "asDate" => HeaderForm::Date,
-        "asURLs" => HeaderForm::Urls,
-        _ => return None,
-    })
-}
-
 /// RFC 5322 §3.6.8: a field name is printable US-ASCII except `:`.
 pub fn is_field_name(name: &str) -> bool {
     !name.is_empty()
@@ -87,80 +65,10 @@ pub fn is_field_name(name: &str) -> bool {
             .all(|byte| (33..=126).contains(&byte) && byte != b':')
 }
 
-/// Fields defined by RFC 5322 and RFC 2369 (plus Resent-Reply-To, which RFC 8621 lists):
-/// only the forms RFC 8621 §4.1.2 names for them are allowed; any other field takes any form.
-const DEFINED_FIELDS: &[&str] = &[
-    "date",
-    "from",
-    "sender",
-    "reply-to",
-    "to",
-    "cc",
-    "bcc",
-    "message-id",
-    "in-reply-to",
-    "references",
-    "subject",
-    "comments",
-    "keywords",
-    "resent-date",
-    "resent-from",
-    "resent-sender",
-    "resent-reply-to",
-    "resent-to",
-    "resent-cc",
-    "resent-bcc",
-    "resent-message-id",
-    "return-path",
-    "received",
-    "list-help",
-    "list-unsubscribe",
-    "list-subscribe",
-    "list-post",
-    "list-owner",
-    "list-archive",
-];
-
-/// RFC 8621 §4.1.2: whether field `name` may be given in `form`.
+/// RFC 8621 §4.1.2: whether field `name` may be given in `form` (the same rule Email/get
+/// applies to `header:` properties).
 pub fn form_allowed(name: &str, form: HeaderForm) -> bool {
-    let lower = name.to_ascii_lowercase();
-    if !DEFINED_FIELDS.contains(&lower.as_str()) {
-        return true;
-    }
-    let allowed: &[&str] = match form {
-        HeaderForm::Raw => return true,
-        HeaderForm::Text => &["subject", "comments", "keywords", "list-id"],
-        HeaderForm::Addresses | HeaderForm::GroupedAddresses => &[
-            "from",
-            "sender",
-            "reply-to",
-            "to",
-            "cc",
-            "bcc",
-            "resent-from",
-            "resent-sender",
-            "resent-reply-to",
-            "resent-to",
-            "resent-cc",
-            "resent-bcc",
-        ],
-        HeaderForm::MessageIds => &[
-            "message-id",
-            "in-reply-to",
-            "references",
-            "resent-message-id",
-        ],
-        HeaderForm::Date => &["date", "resent-date"],
-        HeaderForm::Urls => &[
-            "list-help",
-            "list-unsubscribe",
-            "list-subscribe",
-            "list-post",
-            "list-owner",
-            "list-archive",
-        ],
-    };
-    allowed.contains(&lower.as_str())
+    form.allowed_for(&name.to_ascii_lowercase())
 }
 
 /// The usual spelling of well-known field names, so a message never carries `date` and

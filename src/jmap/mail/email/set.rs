@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::create::build_message;
 use super::fields::{
@@ -17,10 +17,11 @@ use super::fields::{
 use super::store_new::{NewEmail, store_new_email};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
-use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::error::{MethodError, SetError, SetErrorType};
+use crate::jmap::generic::check_if_in_state;
 use crate::jmap::generic::patch::apply_patch;
-use crate::jmap::generic::{check_if_in_state, null_if_empty};
-use crate::jmap::types::{Id, IdOrReference, State, UtcDate};
+use crate::jmap::generic::set::{SetArguments, SetOutcome};
+use crate::jmap::types::{Id, IdOrReference, UtcDate};
 use crate::mail::parsed::parse_message;
 use crate::mail::store as mail_store;
 use crate::store::commit::{Changes, DataType, commit_account};
@@ -43,34 +44,14 @@ struct SetInput {
     known_created_ids: HashMap<Id, Id>,
 }
 
-#[derive(Default)]
-struct SetOutcome {
-    old_state: u64,
-    created: Map<String, Value>,
-    not_created: Map<String, Value>,
-    updated: Map<String, Value>,
-    not_updated: Map<String, Value>,
-    destroyed: Vec<Value>,
-    not_destroyed: Map<String, Value>,
-    new_created_ids: Vec<(Id, Id)>,
-}
-
-async fn set(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
-    let account = arguments.take_account("accountId", context)?;
-    let if_in_state = arguments.take_string("ifInState")?;
-    let create = arguments.take_object("create")?.unwrap_or_default();
-    let update = arguments.take_object("update")?.unwrap_or_default();
-    let destroy = arguments.take_string_list("destroy")?.unwrap_or_default();
-    arguments.finish()?;
-
-    let max_objects = context.engine.limits.max_objects_in_set;
-    let total = (create.len() + update.len() + destroy.len()) as u64;
-    if total > max_objects {
-        return Err(MethodError::with_description(
-            MethodErrorType::RequestTooLarge,
-            format!("{total} operations, more than maxObjectsInSet ({max_objects})"),
-        ));
-    }
+async fn set(context: &mut CallContext<'_>, arguments: Arguments) -> MethodResult {
+    let SetArguments {
+        account,
+        if_in_state,
+        create,
+        update,
+        destroy,
+    } = SetArguments::take(arguments, context)?;
     let account_id = account.number();
     let mut creates = Vec::with_capacity(create.len());
     for (creation_id, object) in create {
@@ -94,26 +75,11 @@ async fn set(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
     })
     .await?;
     let outcome = committed.value?;
-    let new_state = if committed.changed.contains(&DataType::Email) {
-        committed.version
-    } else {
-        outcome.old_state
-    };
-    for (creation_id, id) in outcome.new_created_ids {
-        context.record_created(creation_id, id);
-    }
-    let or_null = null_if_empty;
-    Ok(json!({
-        "accountId": account,
-        "oldState": State::new(outcome.old_state),
-        "newState": State::new(new_state),
-        "created": or_null(outcome.created),
-        "updated": or_null(outcome.updated),
-        "destroyed": if outcome.destroyed.is_empty() { Value::Null } else { Value::Array(outcome.destroyed) },
-        "notCreated": or_null(outcome.not_created),
-        "notUpdated": or_null(outcome.not_updated),
-        "notDestroyed": or_null(outcome.not_destroyed),
-    }))
+    let new_version = committed
+        .changed
+        .contains(&DataType::Email)
+        .then_some(committed.version);
+    Ok(outcome.respond(context, account, new_version))
 }
 
 /// Everything about a create that needs no transaction: validation, building the message,

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::{SINGLETON_ID, check, default_value, load_json, save_json};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
-use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::error::{MethodError, SetError, SetErrorType};
 use crate::jmap::generic::check_if_in_state;
 use crate::jmap::generic::patch::apply_patch;
-use crate::jmap::types::State;
+use crate::jmap::generic::set::{SetArguments, SetOutcome};
 use crate::store::commit::{Changes, DataType, commit_account};
 use crate::store::{BoxFuture, StoreResult, Transaction};
 
@@ -30,30 +30,14 @@ struct SetInput {
     destroys: Vec<String>,
 }
 
-#[derive(Default)]
-struct SetOutcome {
-    old_state: u64,
-    updated: Map<String, Value>,
-    not_created: Map<String, Value>,
-    not_updated: Map<String, Value>,
-    not_destroyed: Map<String, Value>,
-}
-
-async fn set(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
-    let account = arguments.take_account("accountId", context)?;
-    let if_in_state = arguments.take_string("ifInState")?;
-    let create = arguments.take_object("create")?.unwrap_or_default();
-    let update = arguments.take_object("update")?.unwrap_or_default();
-    let destroy = arguments.take_string_list("destroy")?.unwrap_or_default();
-    arguments.finish()?;
-    let max_objects = context.engine.limits.max_objects_in_set;
-    let total = (create.len() + update.len() + destroy.len()) as u64;
-    if total > max_objects {
-        return Err(MethodError::with_description(
-            MethodErrorType::RequestTooLarge,
-            format!("{total} operations, more than maxObjectsInSet ({max_objects})"),
-        ));
-    }
+async fn set(context: &mut CallContext<'_>, arguments: Arguments) -> MethodResult {
+    let SetArguments {
+        account,
+        if_in_state,
+        create,
+        update,
+        destroy,
+    } = SetArguments::take(arguments, context)?;
     let input = Arc::new(SetInput {
         account_id: account.number(),
         if_in_state,
@@ -67,29 +51,11 @@ async fn set(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
     })
     .await?;
     let outcome = committed.value?;
-    let new_state = if committed.changed.contains(&DataType::VacationResponse) {
-        committed.version
-    } else {
-        outcome.old_state
-    };
-    let or_null = |map: Map<String, Value>| {
-        if map.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(map)
-        }
-    };
-    Ok(json!({
-        "accountId": account,
-        "oldState": State::new(outcome.old_state),
-        "newState": State::new(new_state),
-        "created": Value::Null,
-        "updated": or_null(outcome.updated),
-        "destroyed": Value::Null,
-        "notCreated": or_null(outcome.not_created),
-        "notUpdated": or_null(outcome.not_updated),
-        "notDestroyed": or_null(outcome.not_destroyed),
-    }))
+    let new_version = committed
+        .changed
+        .contains(&DataType::VacationResponse)
+        .then_some(committed.version);
+    Ok(outcome.respond(context, account, new_version))
 }
 
 fn singleton_error(what: &str) -> Value {
