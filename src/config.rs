@@ -44,6 +44,11 @@
 //! [admin]
 //! enabled = true                  # the loopback admin endpoint the CLI uses while serving
 //! addr = "127.0.0.1:0"            # must be a loopback address
+//!
+//! [dns]                           # SPF/DKIM/DMARC checks and outbound MX lookups
+//! nameserver = "127.0.0.1:53"     # one server (tests: a local dnsmasq); unset: /etc/resolv.conf
+//! timeout_ms = 5000
+//! attempts = 2
 //! ```
 
 use std::net::SocketAddr;
@@ -91,6 +96,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub admin: AdminConfig,
     pub push: crate::push::PushConfig,
+    pub dns: crate::dns::DnsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dns;
 pub mod http;
 pub mod jmap;
 pub mod mail;

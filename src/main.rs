@@ -61,6 +61,9 @@ struct ServeArgs {
     /// TLS private key, PEM (overrides server.tls_key).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The DNS server for SPF/DKIM/DMARC and MX lookups, IP:PORT (overrides dns.nameserver).
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -377,6 +380,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(key) = args.tls_key {
         config.server.tls_key = Some(key);
+    }
+    if let Some(dns) = args.dns {
+        config.dns.nameserver = Some(dns);
     }
     config.validate()?;
     let telemetry = tern::telemetry::init(&config.telemetry)?;
