@@ -8,3 +8,4 @@ pub mod counters;
 pub mod mailbox;
 pub mod parsed;
 pub mod store;
+pub mod submission;
