@@ -9,5 +9,6 @@ pub mod jmap;
 pub mod mail;
 pub mod push;
 pub mod server;
+pub mod smtp;
 pub mod store;
 pub mod telemetry;

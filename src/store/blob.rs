@@ -286,6 +286,59 @@ pub async fn link(
     Ok(())
 }
 
+/// The step [`BlobStore::put_with`] runs inside the blob's last transaction (it may run more
+/// than once: transactions retry, so it must only write through `tx`).
+pub type FinishStep = std::sync::Arc<
+    dyn for<'a> Fn(&'a mut dyn Transaction, BlobInfo) -> super::BoxFuture<'a, Result<(), StoreError>>
+        + Send
+        + Sync,
+>;
+
+/// Who keeps a newly stored blob alive.
+#[derive(Clone)]
+enum NewReference {
+    /// An upload reference of this account.
+    Upload(u32),
+    /// Whatever the caller's step takes (a queue hold).
+    Finish(FinishStep),
+}
+
+/// Holds one reference to `hash` for a durable queue entry (incoming SMTP, outbound), inside
+/// the transaction that writes the entry: the collector never deletes a held blob. Pair every
+/// `hold` with one [`release`] in the transaction that removes the entry.
+pub async fn hold(tx: &mut dyn Transaction, hash: &BlobHash) -> Result<(), BlobError> {
+    if read_meta(tx, hash).await?.is_none() {
+        return Err(BlobError::not_found());
+    }
+    tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, hash.as_bytes()), 1)?;
+    Ok(())
+}
+
+/// Releases one [`hold`]; the collector deletes the blob once nothing references it.
+pub fn release(tx: &mut dyn Transaction, hash: &BlobHash) -> Result<(), StoreError> {
+    tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, hash.as_bytes()), -1)?;
+    tx.set(
+        &keys::blob_by_digest(BLOB_GC_CANDIDATE, hash.as_bytes()),
+        &[],
+    )
+}
+
+/// Links a blob that the caller holds (a queue entry's [`hold`]) to `account_id` inside a
+/// commit, without the readability check of [`link`]: the delivery of a queued message gives
+/// each recipient account its own link to the one stored copy.
+pub async fn link_held(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    hash: &BlobHash,
+) -> Result<(), BlobError> {
+    if read_meta(tx, hash).await?.is_none() {
+        return Err(BlobError::not_found());
+    }
+    tx.atomic_add(&keys::account_blob_link(account_id, hash.as_bytes()), 1)?;
+    tx.atomic_add(&keys::blob_by_digest(BLOB_REFCOUNT, hash.as_bytes()), 1)?;
+    Ok(())
+}
+
 /// Drops one link of `hash` from `account_id` inside a commit; the collector deletes the blob
 /// once nothing references it.
 pub async fn unlink(
@@ -340,6 +393,38 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        self.put_stream_referenced(body, max_size, NewReference::Upload(account_id))
+            .await
+    }
+
+    /// Stores `body` like [`put_stream`](Self::put_stream) but gives no account an upload
+    /// reference: `finish` runs inside the blob's last transaction and must take the
+    /// reference that keeps it alive ([`hold`] for a durable queue entry, as
+    /// `smtp::incoming::enqueue` does). The blob and whatever `finish` writes commit together.
+    pub async fn put_with<S, E>(
+        &self,
+        body: S,
+        max_size: u64,
+        finish: FinishStep,
+    ) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        self.put_stream_referenced(body, max_size, NewReference::Finish(finish))
+            .await
+    }
+
+    async fn put_stream_referenced<S, E>(
+        &self,
+        body: S,
+        max_size: u64,
+        reference: NewReference,
+    ) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
         let storage_id: u64 = rand::random();
         let written = self.write_chunks(storage_id, body, max_size).await;
         let upload = match written {
@@ -366,6 +451,7 @@ impl BlobStore {
             .store
             .transact(|tx| {
                 let tail = std::sync::Arc::clone(&tail);
+                let reference = reference.clone();
                 Box::pin(async move {
                     let meta_key = keys::blob_by_digest(BLOB_META, hash.as_bytes());
                     let deduplicated = match read_meta(tx, &hash).await? {
@@ -392,12 +478,20 @@ impl BlobStore {
                     if tail_first_index > 0 {
                         tx.clear(&keys::blob_pending(storage_id))?;
                     }
-                    grant_upload_reference(tx, account_id, &hash, SystemTime::now()).await?;
+                    match reference {
+                        NewReference::Upload(account_id) => {
+                            grant_upload_reference(tx, account_id, &hash, SystemTime::now())
+                                .await?;
+                        }
+                        NewReference::Finish(finish) => {
+                            finish(tx, BlobInfo { id: hash, size }).await?;
+                        }
+                    }
                     Ok(deduplicated)
                 })
             })
             .await?;
-        tracing::debug!(account_id, blob = %hash, size, dedup, "blob stored");
+        tracing::debug!(blob = %hash, size, dedup, "blob stored");
         Ok(BlobInfo { id: hash, size })
     }
 

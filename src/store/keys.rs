@@ -114,6 +114,12 @@ pub const QUEUE_PUSH_ACCOUNT: u8 = 0x02;
 /// `QUEUE, QUEUE_PUSH_ACCOUNTS_VERSION` → u64 BE, bumped whenever an account enters or leaves
 /// the `QUEUE_PUSH_ACCOUNT` set; watched so every node's deliverer rescans.
 pub const QUEUE_PUSH_ACCOUNTS_VERSION: u8 = 0x03;
+/// `QUEUE, QUEUE_SMTP_INCOMING, queue_id: u64, chunk: u32` → an accepted SMTP message waiting
+/// for delivery (`smtp::incoming`, chunked JSON; see `schema/smtp.md`). Holds one blob reference.
+pub const QUEUE_SMTP_INCOMING: u8 = 0x20;
+/// `QUEUE, QUEUE_SMTP_INCOMING_VERSION` → i64 LE (atomic add), bumped by every enqueue; the
+/// delivery actor watches it.
+pub const QUEUE_SMTP_INCOMING_VERSION: u8 = 0x21;
 
 pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)
