@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 pub mod jmap;
 pub mod mail;
+pub mod outbound;
 pub mod push;
 pub mod server;
 pub mod smtp;

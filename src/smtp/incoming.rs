@@ -84,7 +84,7 @@ pub struct IncomingRecipient {
     /// DSN NOTIFY; `None` when the client gave none (RFC 3461 §4.1: then failures and delays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<DsnNotify>,
-    /// DSN ORCPT as given (`addr-type;xtext`).
+    /// DSN ORCPT as `addr-type;address` with the xtext decoded (`rfc822;user@example.org`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orcpt: Option<String>,
 }

@@ -3,3 +3,4 @@
 //! queue that hands accepted messages to the delivery actor. Queue layout: `schema/smtp.md`.
 
 pub mod incoming;
+pub mod session;

@@ -120,6 +120,26 @@ pub const QUEUE_SMTP_INCOMING: u8 = 0x20;
 /// `QUEUE, QUEUE_SMTP_INCOMING_VERSION` → i64 LE (atomic add), bumped by every enqueue; the
 /// delivery actor watches it.
 pub const QUEUE_SMTP_INCOMING_VERSION: u8 = 0x21;
+/// `QUEUE, QUEUE_OUTBOUND_MESSAGE, id: u64, chunk: u32` → an outbound message and its
+/// per-recipient state (`outbound::queue`, chunked JSON; `schema/outbound.md`). Holds one blob
+/// reference.
+pub const QUEUE_OUTBOUND_MESSAGE: u8 = 0x30;
+/// `QUEUE, QUEUE_OUTBOUND_SCHEDULE, due_at_ms: u64, id: u64` → (): one key per scheduled
+/// message at its next attempt (or claim expiry), so the due set is one range read.
+pub const QUEUE_OUTBOUND_SCHEDULE: u8 = 0x31;
+/// `QUEUE, QUEUE_OUTBOUND_VERSION` → i64 LE (atomic add), bumped by every enqueue and retry;
+/// the outbound actor watches it.
+pub const QUEUE_OUTBOUND_VERSION: u8 = 0x32;
+/// `QUEUE, QUEUE_OUTBOUND_HELD, id: u64` → (): the error queue (messages that failed
+/// validation, waiting for `tern queue retry|cancel`).
+pub const QUEUE_OUTBOUND_HELD: u8 = 0x33;
+/// `QUEUE, QUEUE_OUTBOUND_RATE, account_id: u32` → token bucket of the account's sending rate.
+pub const QUEUE_OUTBOUND_RATE: u8 = 0x34;
+/// `QUEUE, QUEUE_OUTBOUND_SETTINGS` → the outbound settings enqueuers need (rate limit), JSON,
+/// written at start-up from `[outbound]`.
+pub const QUEUE_OUTBOUND_SETTINGS: u8 = 0x35;
+/// `QUEUE, QUEUE_OUTBOUND_DKIM, domain: string` → the domain's DKIM signing key (JSON).
+pub const QUEUE_OUTBOUND_DKIM: u8 = 0x36;
 
 pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)

@@ -58,6 +58,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
     ];
     tests.extend(super::chunked::suite::tests());
     tests.extend(super::blob::suite::tests());
+    tests.extend(crate::outbound::suite::tests());
     tests.extend(crate::smtp::incoming::suite::tests());
     tests.extend([
         suite_test!(super::commit::suite::change_log_round_trip),
