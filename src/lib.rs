@@ -9,6 +9,7 @@ pub mod jmap;
 pub mod mail;
 pub mod outbound;
 pub mod push;
+pub mod search;
 pub mod server;
 pub mod smtp;
 pub mod store;

@@ -226,6 +226,35 @@ async fn collect_blobs_periodically(
     }
 }
 
+/// Opens the full-text index (`search`), rebuilding it in the background when it is missing
+/// or unusable, starts its indexer and connects it to the engine.
+async fn start_search(
+    config: &Config,
+    store: &Store,
+    engine: &Engine,
+    directory: &Directory,
+    stop: &watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StartError> {
+    let accounts = directory
+        .list_accounts()
+        .await
+        .map_err(|error| StartError::new(StartErrorKind::Store, error.to_string()))?
+        .into_iter()
+        .map(|account| account.account_id)
+        .collect();
+    let (search, task) = crate::search::start(
+        store.clone(),
+        engine.blobs().clone(),
+        crate::search::index_dir(&config.server.data_dir),
+        accounts,
+        stop.clone(),
+    )
+    .await
+    .map_err(|error| StartError::new(StartErrorKind::Io, format!("search index: {error}")))?;
+    engine.install_search(search);
+    Ok(task)
+}
+
 impl Server {
     /// Starts a server; ready to serve when this returns.
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
@@ -365,6 +394,9 @@ impl Server {
             }
         }));
         let blobs = engine.blobs().clone();
+        let search_task =
+            start_search(&config, &store, &engine, &directory, &stop_receiver).await?;
+        tasks.push(search_task);
         tasks.push(tokio::spawn(collect_blobs_periodically(
             blobs.clone(),
             Duration::from_secs(config.server.blob_gc_interval_seconds),

@@ -94,6 +94,11 @@ pub const METHODS: &[MethodEntry] = &[
         handler: super::mail::email::set::handle,
     },
     MethodEntry {
+        name: "SearchSnippet/get",
+        capability: CAPABILITY_MAIL,
+        handler: super::mail::search_snippet::get::handle,
+    },
+    MethodEntry {
         name: "Identity/changes",
         capability: CAPABILITY_SUBMISSION,
         handler: super::mail::identity::changes::handle,

@@ -104,6 +104,14 @@ pub struct EngineShared {
     /// The session-state digest of everything but the principal (see `session.rs`).
     session_digest: sha2::Sha256,
     observer: Option<MethodObserver>,
+    /// The full-text index, once the server started it (absent: text filters scan the store).
+    search: std::sync::OnceLock<crate::search::SearchHandle>,
+}
+
+impl EngineShared {
+    pub fn search(&self) -> Option<&crate::search::SearchHandle> {
+        self.search.get()
+    }
 }
 
 /// The JMAP engine. Cheap to clone.
@@ -149,6 +157,7 @@ impl Engine {
                 methods,
                 capabilities,
                 observer: None,
+                search: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -160,6 +169,15 @@ impl Engine {
             None => tracing::warn!("method observer installed after the engine was shared"),
         }
         self
+    }
+
+    /// Connects the full-text index (once; later calls are ignored).
+    pub fn install_search(&self, search: crate::search::SearchHandle) {
+        let _ = self.shared.search.set(search);
+    }
+
+    pub fn search(&self) -> Option<&crate::search::SearchHandle> {
+        self.shared.search.get()
     }
 
     pub fn limits(&self) -> &CoreLimits {

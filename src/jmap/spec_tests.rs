@@ -23,8 +23,6 @@ const DEFERRED_METHODS: &[&str] = &[
     "EmailSubmission/query",
     "EmailSubmission/queryChanges",
     "EmailSubmission/set",
-    // RFC 8621 §5: SearchSnippet/get comes with full-text search (the search issue).
-    "SearchSnippet/get",
 ];
 
 fn parse(text: &str) -> Value {

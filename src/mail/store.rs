@@ -225,6 +225,8 @@ pub async fn import_email(
     for hash in &hashes {
         tx.set(&index::message_id_entry(account_id, *hash, email_id), &[])?;
     }
+    // The full-text index learns of it from a task born in this same transaction.
+    crate::search::queue::enqueue_index(tx, account_id, email_id)?;
     thread.insert(record.received_at, email_id);
     save_thread(tx, account_id, placement.thread_id, &thread)?;
     let after = contribution_of(tx, account_id, &thread, trash).await?;
@@ -307,6 +309,7 @@ pub async fn destroy_email(
     clear_indexes(tx, account_id, email_id, &current)?;
     tx.clear(&record_key(account_id, email_id))?;
     chunked::clear(tx, &meta_key(account_id, email_id))?;
+    crate::search::queue::enqueue_delete(tx, account_id, email_id)?;
     thread.remove(email_id);
     if thread.members.is_empty() {
         chunked_clear_thread(tx, account_id, current.thread_id)?;

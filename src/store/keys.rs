@@ -114,6 +114,16 @@ pub const QUEUE_PUSH_ACCOUNT: u8 = 0x02;
 /// `QUEUE, QUEUE_PUSH_ACCOUNTS_VERSION` → u64 BE, bumped whenever an account enters or leaves
 /// the `QUEUE_PUSH_ACCOUNT` set; watched so every node's deliverer rescans.
 pub const QUEUE_PUSH_ACCOUNTS_VERSION: u8 = 0x03;
+/// `QUEUE, QUEUE_SEARCH_TASK, account_id: u32, email_id: u64` → task byte (1 index, 2 delete);
+/// `QUEUE, QUEUE_SEARCH_TASK, account_id: u32` → 3 (drop every document of the account).
+/// Written in the Email's own transaction; cleared by the indexer after its tantivy commit
+/// (`search::queue`, `schema/search.md`).
+pub const QUEUE_SEARCH_TASK: u8 = 0x10;
+/// `QUEUE, QUEUE_SEARCH_VERSION` → i64 LE (atomic add), bumped by every search task; watched.
+pub const QUEUE_SEARCH_VERSION: u8 = 0x11;
+/// `QUEUE, QUEUE_SEARCH_REBUILDING, account_id: u32` → (): the account's index tasks are being
+/// re-enqueued (a rebuild); until cleared, text queries of the account scan the store.
+pub const QUEUE_SEARCH_REBUILDING: u8 = 0x12;
 /// `QUEUE, QUEUE_SMTP_INCOMING, queue_id: u64, chunk: u32` → an accepted SMTP message waiting
 /// for delivery (`smtp::incoming`, chunked JSON; see `schema/smtp.md`). Holds one blob reference.
 pub const QUEUE_SMTP_INCOMING: u8 = 0x20;

@@ -3,5 +3,6 @@
 pub mod email;
 pub mod identity;
 pub mod mailbox;
+pub mod search_snippet;
 pub mod thread;
 pub mod vacation;

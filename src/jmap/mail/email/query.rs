@@ -1,7 +1,8 @@
 //! Email/query (RFC 8621 §4.4, RFC 8620 §5.5). Two ways to an answer, chosen per query:
 //! - a mailbox (or its unread Emails, or the whole account) by receivedAt: a bounded range read
 //!   of a store index (`fast.rs`), totals from the Mailbox counters;
-//! - anything else: the account's Email records filtered and sorted in memory (`general.rs`).
+//! - anything else: the account's Email records filtered and sorted in memory (`general.rs`),
+//!   text conditions answered by the full-text index (`search`).
 //!
 //! Both order ties by id in the direction of the first comparator, so the two agree.
 
@@ -97,6 +98,7 @@ impl EmailQuery {
         let ids = general::results(
             &engine.store,
             &engine.blobs,
+            engine.search(),
             account_id,
             &snapshot,
             self.filter.as_ref(),

@@ -1,9 +1,11 @@
 //! Email/query filters (RFC 8621 §4.4.1): parsed once into a tree of typed conditions, then
 //! evaluated per Email. Structural conditions are answered from the Email record; text
-//! conditions need the message, so evaluation is three-valued: a first pass over records
-//! decides most Emails without any text, and only the undecided ones load it.
+//! conditions from the full-text index (`search`), or, for an Email the index does not know
+//! yet, from its text scanned with the same words and rules (`search::query::ScannedEmail`).
+//! Evaluation is three-valued: what the record and the index cannot decide is `None`, and only
+//! those Emails load their text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -11,6 +13,7 @@ use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::mail::email::fields::{MAILBOX_ID_PREFIX, is_valid_keyword};
 use crate::jmap::types::{Id, UtcDate};
 use crate::mail::store::EmailRecord;
+use crate::search::query::{ScannedEmail, Target, TextMatch};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
@@ -36,22 +39,8 @@ pub enum Condition {
     HasKeyword(String),
     NotKeyword(String),
     HasAttachment(bool),
-    Text(TextField, String),
-    /// `header`: name, and the text the value must contain (None: the header exists).
-    Header(String, Option<String>),
-}
-
-/// The text conditions, matched case-insensitively as substrings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TextField {
-    /// `text`: from, to, cc, bcc, subject, and the bodies.
-    Any,
-    From,
-    To,
-    Cc,
-    Bcc,
-    Subject,
-    Body,
+    /// text, from, to, cc, bcc, subject, body and header: words that must all occur.
+    Text(TextMatch),
 }
 
 fn unsupported(description: String) -> MethodError {
@@ -133,10 +122,10 @@ fn size(value: &Value, name: &str) -> Result<u64, MethodError> {
         .ok_or_else(|| invalid(format!("{name:?} must be an UnsignedInt")))
 }
 
-fn text(value: &Value, name: &str) -> Result<String, MethodError> {
+fn text(value: &Value, name: &str, target: Target) -> Result<Condition, MethodError> {
     value
         .as_str()
-        .map(str::to_lowercase)
+        .map(|text| Condition::Text(TextMatch::words(target, text)))
         .ok_or_else(|| invalid(format!("{name:?} must be a String")))
 }
 
@@ -167,13 +156,13 @@ fn parse_condition(name: &str, value: &Value) -> Result<Condition, MethodError> 
                 .as_bool()
                 .ok_or_else(|| invalid("\"hasAttachment\" must be a Boolean".into()))?,
         ),
-        "text" => Condition::Text(TextField::Any, text(value, name)?),
-        "from" => Condition::Text(TextField::From, text(value, name)?),
-        "to" => Condition::Text(TextField::To, text(value, name)?),
-        "cc" => Condition::Text(TextField::Cc, text(value, name)?),
-        "bcc" => Condition::Text(TextField::Bcc, text(value, name)?),
-        "subject" => Condition::Text(TextField::Subject, text(value, name)?),
-        "body" => Condition::Text(TextField::Body, text(value, name)?),
+        "text" => text(value, name, Target::Any)?,
+        "from" => text(value, name, Target::From)?,
+        "to" => text(value, name, Target::To)?,
+        "cc" => text(value, name, Target::Cc)?,
+        "bcc" => text(value, name, Target::Bcc)?,
+        "subject" => text(value, name, Target::Subject)?,
+        "body" => text(value, name, Target::Body)?,
         "header" => {
             // RFC 8621 §4.4.1: [name] or [name, value].
             let parts: Vec<&str> = value
@@ -188,7 +177,7 @@ fn parse_condition(name: &str, value: &Value) -> Result<Condition, MethodError> 
             if header_name.is_empty() {
                 return Err(invalid("\"header\" needs a header name".into()));
             }
-            Condition::Header(header_name, parts.get(1).map(|text| text.to_lowercase()))
+            Condition::Text(TextMatch::header(&header_name, parts.get(1).copied()))
         }
         _ => return Err(unsupported(format!("unsupported filter property {name:?}"))),
     })
@@ -215,55 +204,39 @@ impl ThreadKeywords {
     }
 }
 
-/// What the text conditions look at, loaded only for Emails the record could not decide.
-#[derive(Debug, Default)]
-pub struct EmailText {
-    pub from: String,
-    pub to: String,
-    pub cc: String,
-    pub bcc: String,
-    pub subject: String,
-    pub body: String,
-    /// Lower-case header name → lower-case decoded values.
-    pub headers: Vec<(String, String)>,
+/// What decides the text conditions of one Email.
+#[derive(Clone, Copy)]
+pub enum TextEvidence<'a> {
+    /// Nothing yet: text conditions are unknown.
+    Unknown,
+    /// The index knows this Email: per text condition, the Emails whose document matches.
+    Indexed {
+        email_id: u64,
+        matches: &'a HashMap<TextMatch, HashSet<u64>>,
+    },
+    /// The Email's own text, scanned.
+    Scanned(&'a ScannedEmail),
 }
 
-impl EmailText {
-    fn matches(&self, field: TextField, needle: &str) -> bool {
-        match field {
-            TextField::From => self.from.contains(needle),
-            TextField::To => self.to.contains(needle),
-            TextField::Cc => self.cc.contains(needle),
-            TextField::Bcc => self.bcc.contains(needle),
-            TextField::Subject => self.subject.contains(needle),
-            TextField::Body => self.body.contains(needle),
-            TextField::Any => [
-                &self.from,
-                &self.to,
-                &self.cc,
-                &self.bcc,
-                &self.subject,
-                &self.body,
-            ]
-            .iter()
-            .any(|haystack| haystack.contains(needle)),
+impl TextEvidence<'_> {
+    fn matches(&self, condition: &TextMatch) -> Option<bool> {
+        match self {
+            TextEvidence::Unknown => None,
+            TextEvidence::Indexed { email_id, matches } => matches
+                .get(condition)
+                .map(|emails| emails.contains(email_id)),
+            TextEvidence::Scanned(email) => Some(email.matches(condition)),
         }
     }
-
-    fn has_header(&self, name: &str, needle: Option<&str>) -> bool {
-        self.headers.iter().any(|(header, value)| {
-            header == name && needle.is_none_or(|needle| value.contains(needle))
-        })
-    }
 }
 
-/// Evaluates `filter` on one Email. With `text: None`, text conditions are unknown and the
-/// result is `None` when they decide it.
+/// Evaluates `filter` on one Email. With `TextEvidence::Unknown`, text conditions are unknown
+/// and the result is `None` when they decide it.
 pub fn evaluate(
     filter: &Filter,
     record: &EmailRecord,
     threads: &ThreadKeywords,
-    text: Option<&EmailText>,
+    text: TextEvidence<'_>,
 ) -> Option<bool> {
     match filter {
         Filter::Condition(condition) => evaluate_condition(condition, record, threads, text),
@@ -308,7 +281,7 @@ fn evaluate_condition(
     condition: &Condition,
     record: &EmailRecord,
     threads: &ThreadKeywords,
-    text: Option<&EmailText>,
+    text: TextEvidence<'_>,
 ) -> Option<bool> {
     Some(match condition {
         Condition::InMailbox(mailbox_id) => record.mailbox_ids.contains(mailbox_id),
@@ -329,8 +302,7 @@ fn evaluate_condition(
         Condition::HasKeyword(keyword) => record.has_keyword(keyword),
         Condition::NotKeyword(keyword) => !record.has_keyword(keyword),
         Condition::HasAttachment(wanted) => record.has_attachment == *wanted,
-        Condition::Text(field, needle) => text?.matches(*field, needle),
-        Condition::Header(name, needle) => text?.has_header(name, needle.as_deref()),
+        Condition::Text(condition) => text.matches(condition)?,
     })
 }
 
@@ -346,5 +318,44 @@ pub fn uses_thread_keywords(filter: &Filter) -> bool {
                 | Condition::SomeInThreadHaveKeyword(_)
                 | Condition::NoneInThreadHaveKeyword(_)
         ),
+    }
+}
+
+/// Every distinct text condition of the tree (what the index is asked).
+pub fn text_conditions(filter: &Filter, into: &mut Vec<TextMatch>) {
+    match filter {
+        Filter::And(children) | Filter::Or(children) | Filter::Not(children) => {
+            for child in children {
+                text_conditions(child, into);
+            }
+        }
+        Filter::Condition(Condition::Text(condition)) => {
+            if !into.contains(condition) {
+                into.push(condition.clone());
+            }
+        }
+        Filter::Condition(_) => {}
+    }
+}
+
+/// The words that matching Emails show, for SearchSnippet highlighting: those of the text
+/// conditions not under a NOT, split by where they may be found (subject, body).
+pub fn highlight_words(filter: &Filter, subject: &mut HashSet<String>, body: &mut HashSet<String>) {
+    match filter {
+        Filter::And(children) | Filter::Or(children) => {
+            for child in children {
+                highlight_words(child, subject, body);
+            }
+        }
+        Filter::Not(_) => {}
+        Filter::Condition(Condition::Text(TextMatch::Words { target, words })) => {
+            if matches!(target, Target::Any | Target::Subject) {
+                subject.extend(words.iter().cloned());
+            }
+            if matches!(target, Target::Any | Target::Body) {
+                body.extend(words.iter().cloned());
+            }
+        }
+        Filter::Condition(_) => {}
     }
 }

@@ -1,16 +1,20 @@
 //! Every other Email/query: the account's Email records (small, fixed-size-ish values read in
-//! one range) are filtered and sorted in memory. Text conditions are decided from the stored
-//! metadata and the message only for Emails the structural conditions left undecided.
-//!
-//! The text matching here is a plain case-insensitive substring scan: correct, and slow on
-//! big mailboxes. The full-text index of the search issue replaces it.
+//! one range) are filtered and sorted in memory. Text conditions are answered by the full-text
+//! index for every Email it knows (no task pending in the snapshot's index queue, no rebuild
+//! in progress); the others — just imported, or all of them while the index is rebuilt — are
+//! matched by scanning their text from the store with the same words and rules, so a query is
+//! never silently short of an Email, only slower.
 
 use std::collections::{HashMap, HashSet};
 
-use super::filter::{EmailText, Filter, ThreadKeywords, evaluate, uses_thread_keywords};
+use super::filter::{
+    Filter, TextEvidence, ThreadKeywords, evaluate, text_conditions, uses_thread_keywords,
+};
 use super::sort::{EmailComparator, compare};
-use crate::mail::parsed::{EmailAddress, ParsedEmail, decode::part_text};
 use crate::mail::store::{self as mail_store, EmailRecord};
+use crate::search::SearchHandle;
+use crate::search::query::{ScannedEmail, TextMatch};
+use crate::search::queue::{AccountBacklog, account_backlog};
 use crate::store::blob::BlobStore;
 use crate::store::{Store, StoreResult};
 
@@ -18,6 +22,8 @@ use crate::store::{Store, StoreResult};
 pub struct Snapshot {
     pub state: u64,
     pub records: Vec<(u64, EmailRecord)>,
+    /// What the full-text index does not know yet, as of this snapshot.
+    pub backlog: AccountBacklog,
 }
 
 pub async fn load_snapshot(store: &Store, account_id: u32) -> StoreResult<Snapshot> {
@@ -31,16 +37,52 @@ pub async fn load_snapshot(store: &Store, account_id: u32) -> StoreResult<Snapsh
                 )
                 .await?;
                 let records = mail_store::load_all_records(tx, account_id).await?;
-                Ok(Snapshot { state, records })
+                let backlog = account_backlog(tx, account_id).await?;
+                Ok(Snapshot {
+                    state,
+                    records,
+                    backlog,
+                })
             })
         })
         .await
 }
 
+/// Per text condition of `filter`, the Emails whose indexed document matches; `None` when the
+/// index cannot help (absent, account being rebuilt, or failing: then everything is scanned).
+fn index_matches(
+    search: Option<&SearchHandle>,
+    account_id: u32,
+    snapshot: &Snapshot,
+    filter: Option<&Filter>,
+) -> Option<HashMap<TextMatch, HashSet<u64>>> {
+    let mut conditions = Vec::new();
+    text_conditions(filter?, &mut conditions);
+    let search = search?;
+    if conditions.is_empty() || snapshot.backlog.rebuilding {
+        return None;
+    }
+    let mut matches = HashMap::with_capacity(conditions.len());
+    for condition in conditions {
+        match search.search(account_id, &condition) {
+            Ok(emails) => {
+                matches.insert(condition, emails);
+            }
+            Err(error) => {
+                tracing::warn!(account_id, %error, "search index query failed; scanning instead");
+                return None;
+            }
+        }
+    }
+    Some(matches)
+}
+
 /// The complete, sorted (and collapsed) result list of a query over `snapshot`.
+#[allow(clippy::too_many_arguments)]
 pub async fn results(
     store: &Store,
     blobs: &BlobStore,
+    search: Option<&SearchHandle>,
     account_id: u32,
     snapshot: &Snapshot,
     filter: Option<&Filter>,
@@ -54,12 +96,20 @@ pub async fn results(
     } else {
         ThreadKeywords::default()
     };
+    let indexed = index_matches(search, account_id, snapshot, filter);
     let mut matching: Vec<(u64, &EmailRecord)> = Vec::new();
     let mut undecided: Vec<(u64, &EmailRecord)> = Vec::new();
     for (email_id, record) in &snapshot.records {
+        let evidence = match &indexed {
+            Some(matches) if snapshot.backlog.index_knows(*email_id) => TextEvidence::Indexed {
+                email_id: *email_id,
+                matches,
+            },
+            _ => TextEvidence::Unknown,
+        };
         let verdict = match filter {
             None => Some(true),
-            Some(filter) => evaluate(filter, record, &threads, None),
+            Some(filter) => evaluate(filter, record, &threads, evidence),
         };
         match verdict {
             Some(true) => matching.push((*email_id, record)),
@@ -69,10 +119,13 @@ pub async fn results(
     }
     if let Some(filter) = filter {
         for (email_id, record) in undecided {
-            let Some(text) = load_text(store, blobs, account_id, email_id, record).await? else {
+            let Some(content) =
+                crate::search::document::load(store, blobs, account_id, email_id).await?
+            else {
                 continue;
             };
-            if evaluate(filter, record, &threads, Some(&text)) == Some(true) {
+            let scanned = ScannedEmail::new(&content);
+            if evaluate(filter, record, &threads, TextEvidence::Scanned(&scanned)) == Some(true) {
                 matching.push((email_id, record));
             }
         }
@@ -109,114 +162,4 @@ fn thread_keywords(records: &[(u64, EmailRecord)]) -> ThreadKeywords {
         threads.some.insert(thread_id, some);
     }
     threads
-}
-
-/// The text of one Email for the text conditions; `None` if it vanished meanwhile.
-async fn load_text(
-    store: &Store,
-    blobs: &BlobStore,
-    account_id: u32,
-    email_id: u64,
-    record: &EmailRecord,
-) -> StoreResult<Option<EmailText>> {
-    let parsed = store
-        .read(|tx| Box::pin(async move { mail_store::load_parsed(tx, account_id, email_id).await }))
-        .await?;
-    let Some(parsed) = parsed else {
-        return Ok(None);
-    };
-    let raw = blobs
-        .read_to_vec(account_id, &record.blob, 64 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    Ok(Some(email_text(&parsed, &raw)))
-}
-
-fn addresses_text(addresses: &Option<Vec<EmailAddress>>) -> String {
-    let mut text = String::new();
-    for address in addresses.iter().flatten() {
-        if let Some(name) = &address.name {
-            text.push_str(name);
-            text.push(' ');
-        }
-        text.push('<');
-        text.push_str(&address.email);
-        text.push_str("> ");
-    }
-    text.to_lowercase()
-}
-
-fn email_text(parsed: &ParsedEmail, raw: &[u8]) -> EmailText {
-    let mut body = String::new();
-    let body_parts = parsed.text_body.iter().chain(parsed.html_body.iter());
-    let mut done = HashSet::new();
-    for index in body_parts {
-        if !done.insert(*index) {
-            continue;
-        }
-        let Some(part) = parsed.part(*index) else {
-            continue;
-        };
-        let (start, end) = (part.body_start as usize, part.body_end as usize);
-        let Some(bytes) = raw.get(start..end.min(raw.len())) else {
-            continue;
-        };
-        let (text, _) = part_text(bytes, part.encoding, part.charset.as_deref());
-        if part.content_type.eq_ignore_ascii_case("text/html") {
-            body.push_str(&strip_tags(&text));
-        } else {
-            body.push_str(&text);
-        }
-        body.push('\n');
-    }
-    EmailText {
-        from: addresses_text(&parsed.from),
-        to: addresses_text(&parsed.to),
-        cc: addresses_text(&parsed.cc),
-        bcc: addresses_text(&parsed.bcc),
-        subject: parsed.subject.clone().unwrap_or_default().to_lowercase(),
-        body: body.to_lowercase(),
-        headers: top_level_headers(raw),
-    }
-}
-
-/// Drops markup for matching (the search issue's indexer does this properly).
-fn strip_tags(html: &str) -> String {
-    let mut text = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for character in html.chars() {
-        match character {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            _ if !in_tag => text.push(character),
-            _ => {}
-        }
-    }
-    text
-}
-
-/// The top-level header fields, unfolded, as lower-case (name, value) pairs.
-fn top_level_headers(raw: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(raw);
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = headers.last_mut() {
-                value.push(' ');
-                value.push_str(&line.trim().to_lowercase());
-            }
-            continue;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_lowercase(), value.trim().to_lowercase()));
-        }
-    }
-    headers
 }

@@ -1,0 +1,314 @@
+//! The durable index queue: what the index still has to learn, kept in the store.
+//!
+//! `mail::store` writes a task in the very transaction that imports or destroys an Email, so
+//! a crash or a `kill -9` can never lose one. The indexer clears a task only after the tantivy
+//! commit that applied it, and only if the task is still the one it read (compare-and-clear:
+//! an index task overwritten meanwhile by a delete stays). Replaying a task is harmless: every
+//! task first deletes the Email's document by its unique term.
+//!
+//! Keys (`schema/keys.md`, `schema/search.md`):
+//! - `QUEUE, QUEUE_SEARCH_TASK, account_id, email_id` → 1 index | 2 delete;
+//! - `QUEUE, QUEUE_SEARCH_TASK, account_id` → 3 reset: drop every document of the account
+//!   (sorts before the account's Email tasks, so a rebuild drops first, then re-adds);
+//! - `QUEUE, QUEUE_SEARCH_VERSION` → bumped (atomic add, no read conflict) by every task;
+//! - `QUEUE, QUEUE_SEARCH_REBUILDING, account_id` → (): tasks are being re-enqueued.
+
+use std::collections::HashSet;
+
+use crate::store::keys::{
+    KeyBuilder, QUEUE_SEARCH_REBUILDING, QUEUE_SEARCH_TASK, QUEUE_SEARCH_VERSION, SUBSPACE_QUEUE,
+};
+use crate::store::{KeyRange, KeyValue, RangeOptions, Store, StoreResult, Transaction};
+
+/// What the indexer must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// (Re)index the Email from the store.
+    Index = 1,
+    /// Remove the Email's document.
+    Delete = 2,
+    /// Remove every document of the account.
+    ResetAccount = 3,
+}
+
+impl TaskKind {
+    fn from_byte(byte: u8) -> Option<TaskKind> {
+        match byte {
+            1 => Some(TaskKind::Index),
+            2 => Some(TaskKind::Delete),
+            3 => Some(TaskKind::ResetAccount),
+            _ => None,
+        }
+    }
+}
+
+/// One queued task as read, with its key and value (for compare-and-clear).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub account_id: u32,
+    /// `None` for [`TaskKind::ResetAccount`].
+    pub email_id: Option<u64>,
+    pub kind: TaskKind,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+fn tasks_prefix() -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_SEARCH_TASK)
+        .build()
+}
+
+fn account_tasks_key(account_id: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_SEARCH_TASK)
+        .u32(account_id)
+        .build()
+}
+
+fn email_task_key(account_id: u32, email_id: u64) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_SEARCH_TASK)
+        .u32(account_id)
+        .u64(email_id)
+        .build()
+}
+
+/// The key the indexer watches.
+pub fn version_key() -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_SEARCH_VERSION)
+        .build()
+}
+
+fn rebuilding_key(account_id: u32) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_SEARCH_REBUILDING)
+        .u32(account_id)
+        .build()
+}
+
+fn write(tx: &mut dyn Transaction, key: &[u8], kind: TaskKind) -> StoreResult<()> {
+    tx.set(key, &[kind as u8])?;
+    tx.atomic_add(&version_key(), 1)
+}
+
+/// Queues indexing of a new Email, inside the transaction that imports it.
+pub fn enqueue_index(tx: &mut dyn Transaction, account_id: u32, email_id: u64) -> StoreResult<()> {
+    write(tx, &email_task_key(account_id, email_id), TaskKind::Index)
+}
+
+/// Queues removal of an Email's document, inside the transaction that destroys it. It
+/// replaces a pending index task of the same Email.
+pub fn enqueue_delete(tx: &mut dyn Transaction, account_id: u32, email_id: u64) -> StoreResult<()> {
+    write(tx, &email_task_key(account_id, email_id), TaskKind::Delete)
+}
+
+/// Queues dropping every document of the account (first step of a rebuild).
+pub fn enqueue_reset(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<()> {
+    write(tx, &account_tasks_key(account_id), TaskKind::ResetAccount)
+}
+
+pub fn set_rebuilding(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    rebuilding: bool,
+) -> StoreResult<()> {
+    if rebuilding {
+        tx.set(&rebuilding_key(account_id), &[])
+    } else {
+        tx.clear(&rebuilding_key(account_id))
+    }
+}
+
+fn decode(key: Vec<u8>, value: Vec<u8>) -> Option<Task> {
+    let rest = key.get(2..)?;
+    let account_id = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let email_id = match rest.len() {
+        4 => None,
+        12 => Some(u64::from_be_bytes(rest.get(4..12)?.try_into().ok()?)),
+        _ => return None,
+    };
+    let kind = TaskKind::from_byte(*value.first()?)?;
+    Some(Task {
+        account_id,
+        email_id,
+        kind,
+        key,
+        value,
+    })
+}
+
+/// Up to `limit` tasks in key order, starting after `after` (or at the beginning).
+pub async fn load(store: &Store, after: Option<&[u8]>, limit: usize) -> StoreResult<Vec<Task>> {
+    let prefix = tasks_prefix();
+    let range = KeyRange {
+        begin: match after {
+            // The smallest key after `after`.
+            Some(key) => [key, &[0u8]].concat(),
+            None => prefix.clone(),
+        },
+        end: crate::store::keys::prefix_end(&prefix),
+    };
+    let pairs: Vec<KeyValue> = store
+        .read(|tx| {
+            Box::pin(async move {
+                tx.get_range(
+                    &range,
+                    RangeOptions {
+                        limit,
+                        reverse: false,
+                    },
+                )
+                .await
+            })
+        })
+        .await?;
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let task = decode(key.clone(), value);
+            if task.is_none() {
+                tracing::warn!(?key, "undecodable search task skipped");
+            }
+            task
+        })
+        .collect())
+}
+
+/// Clears the tasks that are still exactly as read (bounded transactions).
+pub async fn clear_done(store: &Store, tasks: &[Task]) -> StoreResult<()> {
+    for chunk in tasks.chunks(500) {
+        store
+            .transact(|tx| {
+                let chunk = chunk.to_vec();
+                Box::pin(async move {
+                    for task in &chunk {
+                        if tx.get(&task.key).await?.as_deref() == Some(task.value.as_slice()) {
+                            tx.clear(&task.key)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the index does not know yet about one account, read in the query's own snapshot.
+#[derive(Debug, Default, Clone)]
+pub struct AccountBacklog {
+    /// A rebuild is in progress: the account's documents may be missing or stale.
+    pub rebuilding: bool,
+    /// Emails whose index or delete task is pending.
+    pub pending: HashSet<u64>,
+}
+
+impl AccountBacklog {
+    /// Whether the index can answer for `email_id`.
+    pub fn index_knows(&self, email_id: u64) -> bool {
+        !self.rebuilding && !self.pending.contains(&email_id)
+    }
+}
+
+pub async fn account_backlog(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+) -> StoreResult<AccountBacklog> {
+    let rebuilding = tx.get(&rebuilding_key(account_id)).await?.is_some();
+    let prefix = account_tasks_key(account_id);
+    let pairs = tx
+        .get_range(&KeyRange::prefix(&prefix), RangeOptions::default())
+        .await?;
+    let mut backlog = AccountBacklog {
+        rebuilding,
+        pending: HashSet::with_capacity(pairs.len()),
+    };
+    for (key, value) in pairs {
+        match decode(key, value) {
+            Some(Task {
+                email_id: Some(email_id),
+                ..
+            }) => {
+                backlog.pending.insert(email_id);
+            }
+            // A reset still queued: the old documents are not to be trusted.
+            Some(Task { email_id: None, .. }) => backlog.rebuilding = true,
+            None => {}
+        }
+    }
+    Ok(backlog)
+}
+
+/// Accounts with a rebuild whose enqueueing did not finish (resumed at start-up).
+pub async fn rebuilding_accounts(store: &Store) -> StoreResult<Vec<u32>> {
+    let prefix = KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_SEARCH_REBUILDING)
+        .build();
+    let pairs = store
+        .read(|tx| {
+            Box::pin(async move {
+                tx.get_range(&KeyRange::prefix(&prefix), RangeOptions::default())
+                    .await
+            })
+        })
+        .await?;
+    Ok(pairs
+        .iter()
+        .filter_map(|(key, _)| Some(u32::from_be_bytes(key.get(2..6)?.try_into().ok()?)))
+        .collect())
+}
+
+/// How many tasks are queued (all accounts); for tests and the bench.
+pub async fn pending_count(store: &Store) -> StoreResult<usize> {
+    let prefix = tasks_prefix();
+    store
+        .read(|tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .get_range(&KeyRange::prefix(&prefix), RangeOptions::default())
+                    .await?
+                    .len())
+            })
+        })
+        .await
+}
+
+/// Rebuilds one account's documents from the store: marks it rebuilding (text queries scan
+/// meanwhile), queues a reset and an index task per Email in bounded transactions, then clears
+/// the mark. Idempotent: an interrupted rebuild is run again at start-up.
+pub async fn rebuild_account(store: &Store, account_id: u32) -> StoreResult<usize> {
+    store
+        .transact(|tx| {
+            Box::pin(async move {
+                set_rebuilding(tx, account_id, true)?;
+                enqueue_reset(tx, account_id)
+            })
+        })
+        .await?;
+    let email_ids = store
+        .read(|tx| Box::pin(crate::mail::store::list_email_ids(tx, account_id)))
+        .await?;
+    for chunk in email_ids.chunks(2_000) {
+        store
+            .transact(|tx| {
+                let chunk = chunk.to_vec();
+                Box::pin(async move {
+                    for email_id in &chunk {
+                        // An Email destroyed meanwhile has its delete task; keep it.
+                        let key = email_task_key(account_id, *email_id);
+                        if tx.get(&key).await?.is_none() {
+                            write(tx, &key, TaskKind::Index)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+    }
+    store
+        .transact(|tx| Box::pin(async move { set_rebuilding(tx, account_id, false) }))
+        .await?;
+    Ok(email_ids.len())
+}
