@@ -11,7 +11,7 @@ use crate::store::BoxFuture;
 pub const CAPABILITY_CORE: &str = "urn:ietf:params:jmap:core";
 /// RFC 8621 §1.3.1: JMAP Mail.
 pub const CAPABILITY_MAIL: &str = "urn:ietf:params:jmap:mail";
-/// RFC 8621 §1.3.2: sending mail (Identity; EmailSubmission comes with SMTP).
+/// RFC 8621 §1.3.2: sending mail (Identity, EmailSubmission).
 pub const CAPABILITY_SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 /// RFC 8621 §1.3.3: the vacation auto-reply.
 pub const CAPABILITY_VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
@@ -97,6 +97,31 @@ pub const METHODS: &[MethodEntry] = &[
         name: "SearchSnippet/get",
         capability: CAPABILITY_MAIL,
         handler: super::mail::search_snippet::get::handle,
+    },
+    MethodEntry {
+        name: "EmailSubmission/changes",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::email_submission::changes::handle,
+    },
+    MethodEntry {
+        name: "EmailSubmission/get",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::email_submission::get::handle,
+    },
+    MethodEntry {
+        name: "EmailSubmission/query",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::email_submission::query::handle,
+    },
+    MethodEntry {
+        name: "EmailSubmission/queryChanges",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::email_submission::query_changes::handle,
+    },
+    MethodEntry {
+        name: "EmailSubmission/set",
+        capability: CAPABILITY_SUBMISSION,
+        handler: super::mail::email_submission::set::handle,
     },
     MethodEntry {
         name: "Identity/changes",

@@ -250,10 +250,19 @@ pub enum SetErrorType {
     TooManyKeywords,
     /// RFC 8621 §6.3: an Identity's email is not an address the account may send from.
     ForbiddenFrom,
+    /// RFC 8621 §7.5: EmailSubmission/set create errors.
+    ForbiddenMailFrom,
+    ForbiddenToSend,
+    InvalidEmail,
+    TooManyRecipients,
+    NoRecipients,
+    InvalidRecipients,
+    /// RFC 8621 §7.5: the submission can no longer be canceled.
+    CannotUnsend,
 }
 
 impl SetErrorType {
-    pub const ALL: [SetErrorType; 16] = [
+    pub const ALL: [SetErrorType; 23] = [
         SetErrorType::Forbidden,
         SetErrorType::OverQuota,
         SetErrorType::TooLarge,
@@ -270,6 +279,13 @@ impl SetErrorType {
         SetErrorType::TooManyMailboxes,
         SetErrorType::TooManyKeywords,
         SetErrorType::ForbiddenFrom,
+        SetErrorType::ForbiddenMailFrom,
+        SetErrorType::ForbiddenToSend,
+        SetErrorType::InvalidEmail,
+        SetErrorType::TooManyRecipients,
+        SetErrorType::NoRecipients,
+        SetErrorType::InvalidRecipients,
+        SetErrorType::CannotUnsend,
     ];
 
     pub fn name(self) -> &'static str {
@@ -290,6 +306,13 @@ impl SetErrorType {
             SetErrorType::TooManyMailboxes => "tooManyMailboxes",
             SetErrorType::TooManyKeywords => "tooManyKeywords",
             SetErrorType::ForbiddenFrom => "forbiddenFrom",
+            SetErrorType::ForbiddenMailFrom => "forbiddenMailFrom",
+            SetErrorType::ForbiddenToSend => "forbiddenToSend",
+            SetErrorType::InvalidEmail => "invalidEmail",
+            SetErrorType::TooManyRecipients => "tooManyRecipients",
+            SetErrorType::NoRecipients => "noRecipients",
+            SetErrorType::InvalidRecipients => "invalidRecipients",
+            SetErrorType::CannotUnsend => "cannotUnsend",
         }
     }
 }

@@ -73,8 +73,11 @@ fn account_capability_value(capability: &str) -> Option<Value> {
             "emailQuerySortOptions": crate::jmap::mail::email::query::sort::SORT_OPTIONS,
             "mayCreateTopLevelMailbox": true,
         })),
-        // RFC 8621 §1.3.2: no delayed send; no SMTP extensions advertised yet.
-        CAPABILITY_SUBMISSION => Some(json!({"maxDelayedSend": 0, "submissionExtensions": {}})),
+        // RFC 8621 §1.3.2: FUTURERELEASE holds and the SMTP extensions an envelope may use.
+        CAPABILITY_SUBMISSION => Some(json!({
+            "maxDelayedSend": crate::jmap::mail::email_submission::MAX_DELAYED_SEND_SECONDS,
+            "submissionExtensions": crate::jmap::mail::email_submission::submission_extensions(),
+        })),
         // RFC 8621 §1.3.3: an empty object.
         CAPABILITY_VACATION_RESPONSE => Some(Value::Object(Map::new())),
         _ => None,

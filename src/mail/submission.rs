@@ -40,17 +40,23 @@ pub async fn load(
     }
 }
 
-/// Stores a new submission under a fresh id and records its creation.
-pub async fn create(
+/// A fresh submission id (allocated first, so the outbound queue entry can name it before the
+/// record, which names the queue entry, is written).
+pub async fn allocate(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<u64> {
+    allocate_id(tx, account_id, DataType::EmailSubmission).await
+}
+
+/// Stores a new submission under an id from [`allocate`] and records its creation.
+pub fn insert(
     tx: &mut dyn Transaction,
     changes: &mut Changes,
     account_id: u32,
+    submission_id: u64,
     record: &SubmissionRecord,
-) -> StoreResult<u64> {
-    let id = allocate_id(tx, account_id, DataType::EmailSubmission).await?;
-    chunked::write(tx, &record_key(account_id, id), &record.encode())?;
-    changes.created(DataType::EmailSubmission, id);
-    Ok(id)
+) -> StoreResult<()> {
+    chunked::write(tx, &record_key(account_id, submission_id), &record.encode())?;
+    changes.created(DataType::EmailSubmission, submission_id);
+    Ok(())
 }
 
 /// Rewrites an existing submission and records the update.
