@@ -506,7 +506,7 @@ mod tests {
             .expect("ehlo");
         assert_eq!(
             sent(&out),
-            "MAIL FROM:<a@example.test> SIZE=22\r\nRCPT TO:<x@example.net>\r\nRCPT TO:<y@example.net>\r\nDATA\r\n"
+            "MAIL FROM:<a@example.test> SIZE=21\r\nRCPT TO:<x@example.net>\r\nRCPT TO:<y@example.net>\r\nDATA\r\n"
         );
         // Replies may arrive split anywhere.
         let out = session
