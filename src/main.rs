@@ -33,6 +33,9 @@ enum Command {
     /// Manage bearer API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the full-text search index.
+    #[command(subcommand)]
+    Index(IndexCommand),
 }
 
 #[derive(Args)]
@@ -102,6 +105,18 @@ enum AccountCommand {
         email: String,
         #[command(flatten)]
         password: PasswordArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Rebuild the index from the store (every account, or one); searches stay exact meanwhile.
+    Rebuild {
+        /// Only this account.
+        #[arg(long, value_name = "EMAIL")]
+        account: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -227,6 +242,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Index(IndexCommand::Rebuild { account, data }) => {
+            let config = load_config(&data)?;
+            rebuild_index(&config, account).await
+        }
         Command::Token(TokenCommand::Create { email, data }) => {
             let config = load_config(&data)?;
             match directory_operation(&config, Operation::Token { email }, false).await? {
@@ -235,6 +254,58 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+/// `tern index rebuild`: on a stopped data directory the tasks are queued for the next start;
+/// with a running server, through its admin endpoint, which starts at once.
+async fn rebuild_index(config: &Config, account: Option<String>) -> Result<(), CliError> {
+    let data_dir = &config.server.data_dir;
+    if !data_dir.exists() {
+        return Err(CliError(format!(
+            "data directory {} does not exist (use --data-dir or --config)",
+            data_dir.display()
+        )));
+    }
+    match open_store(config).await {
+        Ok(store) => {
+            let directory = Directory::new(store.clone());
+            let outcome = tern::search::rebuild::rebuild(&directory, account.as_deref()).await;
+            drop(directory);
+            store.close().await?;
+            for (info, emails) in outcome.map_err(|error| CliError(directory_message(&error)))? {
+                println!(
+                    "index rebuild queued for {} ({emails} emails); it runs when the server starts",
+                    info.email
+                );
+            }
+            Ok(())
+        }
+        Err(error) if error.kind == StoreErrorKind::Locked => {
+            let client = AdminClient::connect(data_dir)
+                .await
+                .map_err(|reach| locked_message(data_dir, &reach))?;
+            let refused = |error: AdminClientError| match error {
+                AdminClientError::Unreachable(message) => CliError(message),
+                AdminClientError::Refused { message, .. } => CliError(message),
+            };
+            let emails = match account {
+                Some(email) => vec![email],
+                None => client
+                    .list_accounts()
+                    .await
+                    .map_err(refused)?
+                    .into_iter()
+                    .map(|info| info.email)
+                    .collect(),
+            };
+            for email in emails {
+                let count = client.rebuild_index(&email).await.map_err(refused)?;
+                println!("index rebuild started for {email} ({count} emails)");
+            }
+            Ok(())
+        }
+        Err(error) => Err(CliError(error.message)),
     }
 }
 

@@ -342,6 +342,11 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// The store the directory lives in (admin operations on account data use it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// A directory with a 60 s credential cache.
     pub fn new(store: Store) -> Directory {
         Directory::with_cache_ttl(store, Duration::from_secs(60))

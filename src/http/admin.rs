@@ -283,6 +283,15 @@ async fn route_admin_request(
                 Err(error) => directory_problem(&error),
             }
         }
+        (Method::POST, ["admin", "accounts", email, "index", "rebuild"]) => {
+            match crate::search::rebuild::rebuild(directory, Some(email)).await {
+                Ok(queued) => ok_json(
+                    StatusCode::OK,
+                    &json!({ "emails": queued.first().map_or(0, |(_, emails)| *emails) }),
+                ),
+                Err(error) => directory_problem(&error),
+            }
+        }
         _ => admin_problem(StatusCode::NOT_FOUND, "notFound", "no such admin resource"),
     }
 }

@@ -205,6 +205,18 @@ impl AdminClient {
         Ok(())
     }
 
+    /// Queues the rebuild of an account's search documents; returns how many Emails.
+    pub async fn rebuild_index(&self, email: &str) -> Result<u64, AdminClientError> {
+        #[derive(Deserialize)]
+        struct Queued {
+            emails: u64,
+        }
+        let path = format!("/admin/accounts/{}/index/rebuild", encode_segment(email));
+        let (_, bytes) = self.send(Method::POST, &path, None).await?;
+        let queued: Queued = AdminClient::parse(&bytes)?;
+        Ok(queued.emails)
+    }
+
     pub async fn create_token(&self, email: &str) -> Result<String, AdminClientError> {
         #[derive(Deserialize)]
         struct Created {

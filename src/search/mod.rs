@@ -15,6 +15,7 @@ pub mod document;
 pub mod indexer;
 pub mod query;
 pub mod queue;
+pub mod rebuild;
 pub mod schema;
 pub mod snippet;
 
