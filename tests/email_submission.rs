@@ -725,3 +725,29 @@ async fn delivery_reports_show_in_delivery_status_changes_and_queries() {
     assert_eq!(responses[3][1]["type"], "unsupportedFilter");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_account_over_its_sending_rate_is_forbidden_to_send() {
+    let server = TestServer::start().await;
+    let alice = server.alice();
+    let client = connect(&server, alice).await;
+    let drafts = mailbox_with_role(&client, Role::Drafts).await;
+    let identity = identity_id(&client).await;
+    let email_id = draft(&client, &drafts, &alice.email, &["bob@example.org"], &[]).await;
+    // One recipient an hour, one at most in the bucket.
+    let settings = tern::outbound::rate::RateSettings {
+        per_hour: 1,
+        burst: 1,
+    };
+    tern::outbound::rate::store_settings(server.running().store(), settings)
+        .await
+        .expect("rate settings");
+    let submission = json!({"identityId": identity, "emailId": email_id, "envelope": held(&alice.email, &["bob@example.org"])});
+    let first = raw_create(&server, alice, submission.clone()).await;
+    assert!(first["created"]["k"]["id"].is_string(), "{first}");
+    let second = raw_create(&server, alice, submission).await;
+    let error = &second["notCreated"]["k"];
+    assert_eq!(error["type"], "forbiddenToSend", "{second}");
+    assert!(error["description"].is_string());
+    server.shutdown().await;
+}

@@ -45,6 +45,11 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("auth.json", include_str!("../cases/auth.json")),
     ("push.json", include_str!("../cases/push.json")),
+    ("search.json", include_str!("../cases/search.json")),
+    (
+        "email-submission.json",
+        include_str!("../cases/email-submission.json"),
+    ),
 ];
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,7 @@ pub mod sections {
     pub const MAIL_EMAIL_CREATE: &str = "RFC 8621 §4.6 Email/set create";
     pub const MAIL_IDENTITY: &str = "RFC 8621 §6 Identity";
     pub const MAIL_VACATION_RESPONSE: &str = "RFC 8621 §8 VacationResponse";
+    pub const MAIL_EMAIL_SUBMISSION: &str = "RFC 8621 §7 EmailSubmission";
     pub const MAIL_MAILBOX: &str = "RFC 8621 §2 Mailbox";
     pub const MAIL_EMAIL_THREAD: &str = "RFC 8621 §3–4 Email and Thread";
     pub const PUSH: &str = "RFC 8887 §3 WebSocket capability, RFC 8620 §7.2 PushSubscription";
@@ -60,6 +61,7 @@ pub mod sections {
         MAIL_EMAIL_PARSE,
         MAIL_EMAIL_CREATE,
         MAIL_IDENTITY,
+        MAIL_EMAIL_SUBMISSION,
         MAIL_VACATION_RESPONSE,
         PUSH,
     ];
