@@ -45,10 +45,60 @@
 //! enabled = true                  # the loopback admin endpoint the CLI uses while serving
 //! addr = "127.0.0.1:0"            # must be a loopback address
 //!
+//! [smtp]                          # receiving mail (schema/smtp.md)
+//! listen = "127.0.0.1:2525"       # MX (--smtp); "" disables; port 25 in production
+//! submission = "127.0.0.1:587"    # STARTTLS + AUTH (--submission); unset: off
+//! submissions = "0.0.0.0:465"     # implicit TLS + AUTH (--submissions); unset: off
+//! hostname = "mx.example.org"     # greeting/EHLO name; default: base_url host
+//! max_message_size = 26214400     # SIZE; larger: 552 5.3.4
+//! max_recipients = 100            # per message; more: 452 4.5.3
+//! max_connections = 1000          # over all SMTP listeners; more: 421
+//! connection_rate_burst = 60      # new connections per client address, then ...
+//! connection_rate_refill_ms = 100 # ... one more every this many ms
+//! command_timeout_seconds = 300   # RFC 5321 §4.5.3.2
+//! data_timeout_seconds = 180
+//! max_errors = 20                 # error replies before 421 and close
+//! loopback_auth_without_tls = true # AUTH in clear for loopback clients only
+//!
 //! [dns]                           # SPF/DKIM/DMARC checks and outbound MX lookups
 //! nameserver = "127.0.0.1:53"     # one server (tests: a local dnsmasq); unset: /etc/resolv.conf
 //! timeout_ms = 5000
 //! attempts = 2
+//!
+//! [outbound]                      # sending (schema/outbound.md)
+//! relay = "smtp.example.net:587"  # smarthost for all non-local mail (--relay); unset: MX
+//! hostname = "mail.example.org"   # EHLO name; default: base_url host
+//! mx_port = 25
+//! starttls = true                 # opportunistic
+//! concurrency = 32                # messages sent at once
+//! per_domain_concurrency = 8
+//! retry_initial_seconds = 120     # then doubling (±20 % jitter) up to retry_max_seconds
+//! retry_max_seconds = 14400
+//! lifetime_seconds = 432000       # 5 days, then a bounce
+//! delay_notice_seconds = 14400    # 0: no delay notices
+//! rate_per_hour = 1000            # recipients per account per hour (0: unlimited)
+//! rate_burst = 200
+//!
+//! [delivery]                      # the actor that files incoming SMTP mail (schema/delivery.md)
+//! hostname = "mx.example.org"     # in Received: and Authentication-Results:; default: base_url host
+//! concurrency = 8                 # queued messages delivered at once
+//! max_message_bytes = 268435456
+//! vacation_period_days = 7        # RFC 3834: one auto-reply per sender per period
+//!
+//! [spam]
+//! enabled = true
+//! threshold = 5.0                 # rules + classifier score from which mail goes to Junk
+//! bayes_weight = 6.0              # what a certain per-account classifier adds (or subtracts)
+//! bayes_min_spam = 1              # trained spam messages before the classifier votes
+//! spamd = "127.0.0.1:783"         # optional SpamAssassin spamd; unset: not used
+//! spamd_timeout_ms = 10000
+//! spamd_max_bytes = 500000
+//!
+//! [antivirus]
+//! clamd = "127.0.0.1:3310"        # or "/run/clamav/clamd.ctl"; unset: no scanning
+//! action = "reject"               # "reject" (554 5.7.1 at DATA) or "quarantine"
+//! timeout_ms = 30000
+//! chunk_bytes = 65536
 //! ```
 
 use std::net::SocketAddr;
@@ -97,6 +147,11 @@ pub struct Config {
     pub admin: AdminConfig,
     pub push: crate::push::PushConfig,
     pub dns: crate::dns::DnsConfig,
+    pub outbound: crate::outbound::config::OutboundConfig,
+    pub smtp: crate::smtp::config::SmtpConfig,
+    pub delivery: crate::smtp::delivery::DeliveryConfig,
+    pub spam: crate::smtp::spam::SpamConfig,
+    pub antivirus: crate::smtp::antivirus::AntivirusConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -309,6 +364,10 @@ impl Config {
 
     /// Checks what the types cannot: call after command-line overrides are applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.outbound.relay_target().map_err(ConfigError::invalid)?;
+        self.smtp
+            .validate(self.tls_enabled())
+            .map_err(ConfigError::invalid)?;
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => {
                 return Err(ConfigError::invalid(

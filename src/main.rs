@@ -67,6 +67,15 @@ struct ServeArgs {
     /// The DNS server for SPF/DKIM/DMARC and MX lookups, IP:PORT (overrides dns.nameserver).
     #[arg(long, value_name = "ADDR")]
     dns: Option<SocketAddr>,
+    /// SMTP MX listen address (overrides smtp.listen; default 127.0.0.1:2525).
+    #[arg(long, value_name = "ADDR")]
+    smtp: Option<SocketAddr>,
+    /// SMTP submission listener with STARTTLS, 587 style (overrides smtp.submission).
+    #[arg(long, value_name = "ADDR")]
+    submission: Option<SocketAddr>,
+    /// SMTP submission listener with implicit TLS, 465 style (overrides smtp.submissions).
+    #[arg(long, value_name = "ADDR")]
+    submissions: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -454,6 +463,15 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(dns) = args.dns {
         config.dns.nameserver = Some(dns);
+    }
+    if let Some(smtp) = args.smtp {
+        config.smtp.listen = Some(smtp);
+    }
+    if let Some(submission) = args.submission {
+        config.smtp.submission = Some(submission);
+    }
+    if let Some(submissions) = args.submissions {
+        config.smtp.submissions = Some(submissions);
     }
     config.validate()?;
     let telemetry = tern::telemetry::init(&config.telemetry)?;

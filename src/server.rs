@@ -82,6 +82,7 @@ struct Listeners {
     http: TcpListener,
     admin: Option<TcpListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    smtp: crate::smtp::listener::SmtpSockets,
 }
 
 /// A started server. Dropping it stops accepting connections (in-flight ones finish on their
@@ -94,6 +95,8 @@ pub struct RunningServer {
     pub base_url: String,
     /// The loopback admin endpoint, if enabled.
     pub admin_addr: Option<SocketAddr>,
+    /// The bound SMTP listeners (MX, submission, submissions); `None` when not listening.
+    pub smtp: crate::smtp::listener::SmtpAddresses,
     /// Demo accounts created on this start (empty unless `server.demo` and first start).
     pub demo_accounts: Vec<DemoAccount>,
     data_dir: PathBuf,
@@ -101,6 +104,9 @@ pub struct RunningServer {
     directory: Directory,
     engine: Engine,
     push: crate::push::PushHub,
+    outbound: Option<crate::outbound::actor::OutboundHandle>,
+    dns: crate::dns::Resolver,
+    delivery: crate::smtp::delivery::DeliveryActor,
     admin_file: Option<AdminFile>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -255,6 +261,28 @@ async fn start_search(
     Ok(task)
 }
 
+/// Builds the DNS resolver and starts the delivery actor that files incoming SMTP mail.
+fn start_delivery(
+    config: &Config,
+    store: &Store,
+    blobs: &BlobStore,
+    base_url: &str,
+) -> Result<(crate::dns::Resolver, crate::smtp::delivery::DeliveryActor), StartError> {
+    let dns = crate::dns::build_or_fallback(&config.dns)
+        .map_err(|error| StartError::new(StartErrorKind::Config, error.to_string()))?;
+    let hostname = url_host(base_url).unwrap_or("localhost");
+    let context = crate::smtp::delivery::DeliveryContext {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        dns: Arc::clone(&dns),
+        spam: config.spam.clone(),
+        spamd: config.spam.spamd_client(),
+        antivirus: crate::smtp::antivirus::Antivirus::from_config(&config.antivirus),
+        settings: crate::smtp::delivery::DeliverySettings::new(&config.delivery, hostname),
+    };
+    Ok((dns, crate::smtp::delivery::DeliveryActor::start(context)))
+}
+
 impl Server {
     /// Starts a server; ready to serve when this returns.
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
@@ -275,6 +303,16 @@ impl Server {
         } else {
             None
         };
+        let smtp_sockets = crate::smtp::listener::bind(&config.smtp)
+            .await
+            .map_err(|(in_use, message)| {
+                let kind = if in_use {
+                    StartErrorKind::PortInUse
+                } else {
+                    StartErrorKind::Io
+                };
+                StartError::new(kind, message)
+            })?;
         let store = open_store(&config).await.map_err(|error| {
             let kind = if error.kind == StoreErrorKind::Locked {
                 StartErrorKind::Locked
@@ -287,6 +325,7 @@ impl Server {
             http: http_listener,
             admin: admin_listener,
             tls,
+            smtp: smtp_sockets,
         };
         match Server::start_on_store(config, store.clone(), listeners).await {
             Ok(running) => Ok(running),
@@ -308,6 +347,7 @@ impl Server {
             http: http_listener,
             admin: admin_listener,
             tls,
+            smtp: smtp_sockets,
         } = listeners;
         let data_dir = config.server.data_dir.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
@@ -409,6 +449,27 @@ impl Server {
             vapid,
             &config.push,
         ));
+        let (dns, delivery) = start_delivery(&config, &store, engine.blobs(), &base_url)?;
+        let (smtp, smtp_tasks) = crate::smtp::listener::launch(
+            &config,
+            &directory,
+            engine.blobs(),
+            tls.clone(),
+            smtp_sockets,
+            &stop_receiver,
+            url_host(&base_url).unwrap_or("localhost"),
+        )
+        .await
+        .map_err(|message| StartError::new(StartErrorKind::Store, message))?;
+        tasks.extend(smtp_tasks);
+        let outbound = crate::outbound::start_for_server(
+            &config,
+            &store,
+            &directory,
+            url_host(&base_url).unwrap_or("localhost"),
+        )
+        .await
+        .map_err(|message| StartError::new(StartErrorKind::Store, message))?;
         let handler: Handler = Arc::new(move |request, remote| {
             Box::pin(serve_request(Arc::clone(&state), request, remote))
         });
@@ -423,6 +484,7 @@ impl Server {
         Ok(RunningServer {
             http_addr,
             base_url,
+            smtp,
             admin_addr,
             demo_accounts,
             data_dir,
@@ -430,6 +492,9 @@ impl Server {
             directory,
             engine,
             push,
+            dns,
+            delivery,
+            outbound,
             admin_file,
             stop,
             tasks,
@@ -458,6 +523,17 @@ impl RunningServer {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The DNS resolver of SPF/DKIM/DMARC checks and outbound lookups (`[dns]`).
+    pub fn dns(&self) -> &crate::dns::Resolver {
+        &self.dns
+    }
+
+    /// The outbound actor (`None` when `outbound.enabled` is off); `wake()` makes it look at
+    /// the queue now.
+    pub fn outbound(&self) -> Option<&crate::outbound::actor::OutboundHandle> {
+        self.outbound.as_ref()
     }
 
     /// The state-change fan-out (WebSocket, EventSource and Web Push listen to it).
@@ -491,9 +567,16 @@ impl RunningServer {
             engine,
             directory,
             push,
+            delivery,
+            outbound,
             ..
         } = self;
         let _ = stop.send(true);
+        if let Some(outbound) = outbound {
+            outbound.stop().await;
+        }
+        // Entries in progress finish their commit; the rest stay queued for the next start.
+        delivery.shutdown().await;
         // Long-lived push connections end now rather than at the end of the grace period.
         push.shutdown();
         for task in tasks {

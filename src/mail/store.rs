@@ -189,6 +189,26 @@ pub async fn import_email(
     account_id: u32,
     spec: ImportSpec,
 ) -> StoreResult<ImportedEmail> {
+    import_email_linked(tx, changes, account_id, spec, BlobAccess::Readable).await
+}
+
+/// How an import links its raw-message blob to the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobAccess {
+    /// The account may already read the blob (an upload, an earlier link): `blob::link`.
+    Readable,
+    /// A durable queue entry holds the blob (SMTP delivery): `blob::link_held`.
+    QueueHeld,
+}
+
+/// [`import_email`] with an explicit [`BlobAccess`].
+pub async fn import_email_linked(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    spec: ImportSpec,
+    access: BlobAccess,
+) -> StoreResult<ImportedEmail> {
     debug_assert!(!spec.mailbox_ids.is_empty());
     let email_id = allocate_id(tx, account_id, DataType::Email).await?;
     let (sent_at, base_subject, from_sort, to_sort) = summary_keys(&spec.parsed);
@@ -231,9 +251,11 @@ pub async fn import_email(
     save_thread(tx, account_id, placement.thread_id, &thread)?;
     let after = contribution_of(tx, account_id, &thread, trash).await?;
     counters::apply_difference(tx, changes, account_id, &before, &after)?;
-    blob::link(tx, account_id, &record.blob)
-        .await
-        .map_err(|error| StoreError::corrupt(format!("linking Email blob: {error}")))?;
+    match access {
+        BlobAccess::Readable => blob::link(tx, account_id, &record.blob).await,
+        BlobAccess::QueueHeld => blob::link_held(tx, account_id, &record.blob).await,
+    }
+    .map_err(|error| StoreError::corrupt(format!("linking Email blob: {error}")))?;
     changes.created(DataType::Email, email_id);
     if placement.is_new {
         changes.created(DataType::Thread, placement.thread_id);
@@ -276,10 +298,14 @@ pub async fn update_email(
     let updated = EmailRecord {
         mailbox_ids,
         keywords,
-        ..current
+        ..current.clone()
     };
     write_indexes(tx, account_id, email_id, &updated)?;
     tx.set(&record_key(account_id, email_id), &updated.encode())?;
+    // Moving into/out of Junk and `$junk`/`$notjunk` train the spam classifier (a durable task
+    // born with the change).
+    crate::smtp::spam::training::on_email_updated(tx, account_id, email_id, &current, &updated)
+        .await?;
     let after = contribution_of(tx, account_id, &thread, trash).await?;
     counters::apply_difference(tx, changes, account_id, &before, &after)?;
     changes.updated(DataType::Email, email_id);

@@ -108,6 +108,9 @@ pub struct OutboundRecipient {
     /// RFC 3461 §4.2 ORCPT (`rfc822;addr`), echoed in DSNs.
     #[serde(default)]
     pub orcpt: Option<String>,
+    /// The failure of this recipient was reported to the sender (a bounce is sent once).
+    #[serde(default)]
+    pub reported: bool,
 }
 
 impl OutboundRecipient {
@@ -121,6 +124,7 @@ impl OutboundRecipient {
             last_reply: None,
             notify: Notify::default(),
             orcpt: None,
+            reported: false,
         }
     }
 
@@ -558,19 +562,26 @@ fn decode_schedule_key(key: &[u8]) -> StoreResult<(UnixMillis, u64)> {
     }
 }
 
-/// Claims `id` for an attempt by `owner` until `until`, if it is due at `now` and not
-/// claimed by a live attempt. Returns the claimed entry.
+/// Claims the message of schedule key `(at, id)` for an attempt by `owner` until `until`, if
+/// it is due at `now` and not claimed by a live attempt. Returns the claimed entry. A schedule
+/// key that no longer matches its entry (left by a crash between versions) is removed.
 pub async fn claim(
     tx: &mut dyn Transaction,
+    at: UnixMillis,
     id: u64,
     owner: u64,
     now: UnixMillis,
     until: UnixMillis,
 ) -> StoreResult<Option<OutboundMessage>> {
     let Some(mut message) = load(tx, id).await? else {
+        tx.clear(&schedule_key(at, id))?;
         return Ok(None);
     };
-    if message.held.is_some() || message.scheduled_at.is_none_or(|at| at > now) {
+    if message.scheduled_at != Some(at) {
+        tx.clear(&schedule_key(at, id))?;
+        return Ok(None);
+    }
+    if message.held.is_some() || at > now {
         return Ok(None);
     }
     if message.claim.is_some_and(|claim| claim.until > now) {

@@ -177,7 +177,12 @@ pub async fn claims_hide_an_entry_until_they_lapse(store: &Store) {
     let claim = |store: Store, owner: u64, at: i64| async move {
         store
             .transact(|tx| {
-                Box::pin(async move { queue::claim(tx, id, owner, at, at + 60_000).await })
+                Box::pin(async move {
+                    match queue::load(tx, id).await?.and_then(|m| m.scheduled_at) {
+                        Some(key_at) => queue::claim(tx, key_at, id, owner, at, at + 60_000).await,
+                        None => Ok(None),
+                    }
+                })
             })
             .await
             .expect("claim")

@@ -2,5 +2,12 @@
 //! sans-IO session state machine they drive, the acceptance policy, and the durable incoming
 //! queue that hands accepted messages to the delivery actor. Queue layout: `schema/smtp.md`.
 
+pub mod antivirus;
+pub mod config;
+pub mod delivery;
 pub mod incoming;
+pub mod listener;
+pub mod policy;
 pub mod session;
+pub mod spam;
+pub mod vacation;

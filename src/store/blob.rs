@@ -698,6 +698,43 @@ impl BlobStore {
         Ok(content)
     }
 
+    /// The whole blob without an account check, for the actors that consume a durable queue
+    /// whose entry holds it ([`hold`]): SMTP delivery, outbound. Refuses blobs over `max_size`.
+    pub async fn read_held_to_vec(
+        &self,
+        hash: &BlobHash,
+        max_size: u64,
+    ) -> Result<Vec<u8>, BlobError> {
+        let hash = *hash;
+        let meta = self
+            .store
+            .read(move |tx| Box::pin(async move { read_meta(tx, &hash).await }))
+            .await?
+            .ok_or_else(BlobError::not_found)?;
+        if meta.size > max_size {
+            return Err(BlobError::new(
+                BlobErrorKind::TooLarge,
+                format!("the blob exceeds the {max_size}-byte limit"),
+            ));
+        }
+        let size = meta.size;
+        let chunk_bytes = BLOB_CHUNK_BYTES as u64;
+        let mut reader = ChunkReader {
+            store: self.store.clone(),
+            storage_id: meta.storage_id,
+            start: 0,
+            end: size,
+            next_chunk: 0,
+            end_chunk: size.div_ceil(chunk_bytes),
+            ready: VecDeque::new(),
+        };
+        let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(piece) = reader.next_piece().await? {
+            content.extend_from_slice(&piece);
+        }
+        Ok(content)
+    }
+
     /// Blob/copy (RFC 8620 §6.3): gives `to_account` an upload reference to a blob that
     /// `from_account` may read.
     pub async fn copy(

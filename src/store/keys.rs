@@ -76,6 +76,18 @@ pub const ACCT_MAILBOX_COUNTER: u8 = 0x0A;
 /// changed a Mailbox property other than the four counts (Mailbox/set updates). Mailbox/changes
 /// compares it with `sinceState` to report `updatedProperties` (RFC 8621 §2.2).
 pub const ACCT_MAILBOX_PROPERTIES_VERSION: u8 = 0x0B;
+/// `..., ACCT_SPAM_TOKEN, token: u64, class: u8` → i64 LE (atomic add): how many trained spam
+/// (class 1) or ham (class 2) messages of the account contained the token (`smtp::spam::bayes`).
+pub const ACCT_SPAM_TOKEN: u8 = 0x0E;
+/// `..., ACCT_SPAM_TRAINED, 0x00, class: u8` → i64 LE (atomic add): trained messages per class;
+/// `..., ACCT_SPAM_TRAINED, 0x01, email_id: u64` → class byte the Email was trained as.
+pub const ACCT_SPAM_TRAINED: u8 = 0x0F;
+/// `..., ACCT_DELIVERY_SEEN, day: u32, message_id_hash: u64, content_hash: u64` → queue_id
+/// u64 BE: duplicate suppression of retried SMTP transmissions (`smtp::delivery::duplicate`).
+pub const ACCT_DELIVERY_SEEN: u8 = 0x10;
+/// `..., ACCT_VACATION_SENT, sender: string` → unix seconds u64 BE of the last auto-reply to
+/// that sender (RFC 3834 §2: once per sender per period; `smtp::vacation`).
+pub const ACCT_VACATION_SENT: u8 = 0x11;
 
 /// Index numbers under `ACCT_INDEX, DataType::Mailbox` (`mail::mailbox`).
 /// `..., ACCT_INDEX, 1 (Mailbox), MAILBOX_INDEX_ROLE, role: string, mailbox_id: u64` → (): the
@@ -150,6 +162,18 @@ pub const QUEUE_OUTBOUND_RATE: u8 = 0x34;
 pub const QUEUE_OUTBOUND_SETTINGS: u8 = 0x35;
 /// `QUEUE, QUEUE_OUTBOUND_DKIM, domain: string` → the domain's DKIM signing key (JSON).
 pub const QUEUE_OUTBOUND_DKIM: u8 = 0x36;
+/// `QUEUE, QUEUE_DELIVERY_PREPARED, queue_id: u64` → the delivery actor's verdicts for an
+/// incoming entry and the blob of the message with its trace headers (JSON; holds one blob
+/// reference), so a replay delivers the same bytes (`smtp::delivery::prepared`).
+pub const QUEUE_DELIVERY_PREPARED: u8 = 0x40;
+/// `QUEUE, QUEUE_SPAM_TRAINING, account_id: u32, email_id: u64` → class byte (1 spam, 2 ham):
+/// a spam-training task written with the Email update that caused it (`smtp::spam::training`).
+pub const QUEUE_SPAM_TRAINING: u8 = 0x41;
+/// `QUEUE, QUEUE_SPAM_TRAINING_VERSION` → i64 LE (atomic add), bumped by every training task.
+pub const QUEUE_SPAM_TRAINING_VERSION: u8 = 0x42;
+/// `QUEUE, QUEUE_DELIVERY_QUARANTINE, queue_id: u64` → an infected message kept out of every
+/// mailbox (JSON with the virus name and envelope; holds one blob reference).
+pub const QUEUE_DELIVERY_QUARANTINE: u8 = 0x43;
 
 pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)

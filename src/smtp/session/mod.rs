@@ -572,15 +572,14 @@ impl Session {
             self.reply(Reply::new(501, (5, 1, 3), "Bad recipient address syntax"));
             return Step::Continue;
         }
-        let notify = (to.flags
-            & (RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER)
-            != 0)
-            .then(|| DsnNotify {
-                success: to.flags & RCPT_NOTIFY_SUCCESS != 0,
-                failure: to.flags & RCPT_NOTIFY_FAILURE != 0,
-                delay: to.flags & RCPT_NOTIFY_DELAY != 0,
-                never: to.flags & RCPT_NOTIFY_NEVER != 0,
-            });
+        let notify_flags =
+            RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER;
+        let notify = (to.flags & notify_flags != 0).then_some(DsnNotify {
+            success: to.flags & RCPT_NOTIFY_SUCCESS != 0,
+            failure: to.flags & RCPT_NOTIFY_FAILURE != 0,
+            delay: to.flags & RCPT_NOTIFY_DELAY != 0,
+            never: to.flags & RCPT_NOTIFY_NEVER != 0,
+        });
         let query = RecipientQuery {
             address: to.address.clone(),
             mail_from: envelope.mail_from.clone(),

@@ -1,0 +1,356 @@
+//! Stage two: one `commit_account` per recipient. The commit marks the recipient delivered in
+//! the queue entry AND imports the Email (Inbox, or Junk with `$junk`), so a crash or a replay
+//! never delivers twice; the last recipient's commit also removes the entry and the prepared
+//! record (releasing their blob holds — the Emails hold their own links). Push follows from the
+//! commit itself: the account version it bumps is what the push hub watches.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mail_parser::MessageParser;
+use serde::Serialize;
+
+use super::duplicate::{self, Fingerprint};
+use super::prepared::{self, Prepared, prepare};
+use super::{DeliveryContext, DeliveryError};
+use crate::auth::directory::account_email_in;
+use crate::jmap::types::UtcDate;
+use crate::mail::mailbox::{create_default_mailboxes, mailbox_with_role};
+use crate::mail::parsed::{ParsedEmail, parse_message};
+use crate::mail::store::{BlobAccess, ImportSpec, import_email_linked};
+use crate::smtp::incoming::{self, IncomingMessage, unix_now};
+use crate::smtp::spam::{self, bayes, tokens::tokenize_message};
+use crate::smtp::vacation::{self, PlannedReply};
+use crate::store::blob::{self, BlobHash};
+use crate::store::commit::{Changes, commit_account};
+use crate::store::keys::{KeyBuilder, QUEUE_DELIVERY_QUARANTINE, SUBSPACE_QUEUE};
+use crate::store::{StoreError, StoreResult, Transaction};
+
+/// What happened to one queue entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryOutcome {
+    pub delivered: usize,
+    pub junk: usize,
+    pub duplicates: usize,
+    pub quarantined: bool,
+    pub vacation_replies: usize,
+}
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecipientOutcome {
+    Delivered {
+        junk: bool,
+        replied: bool,
+    },
+    Duplicate,
+    /// An earlier attempt delivered it (a replay).
+    AlreadyDelivered,
+    /// The account was deleted after the message was accepted.
+    AccountGone,
+}
+
+/// Everything one recipient's commit needs, shared by its retries.
+struct RecipientDelivery {
+    queue_id: u64,
+    index: usize,
+    account_id: u32,
+    blob: BlobHash,
+    parsed: Arc<ParsedEmail>,
+    received_at: i64,
+    junk: bool,
+    fingerprint: Option<Fingerprint>,
+    reply: Option<PlannedReply>,
+    vacation_period: i64,
+}
+
+/// Delivers every pending recipient of `entry`.
+pub async fn deliver_entry(
+    context: &DeliveryContext,
+    entry: &IncomingMessage,
+) -> Result<EntryOutcome, DeliveryError> {
+    let (prepared, bytes) = prepare(context, entry).await?;
+    let mut outcome = EntryOutcome::default();
+    if let Some(virus) = prepared.virus.clone() {
+        quarantine(context, entry, &prepared, &virus).await?;
+        tracing::warn!(queue_id = entry.queue_id, %virus, "infected message quarantined");
+        outcome.quarantined = true;
+        return Ok(outcome);
+    }
+    let parsed = Arc::new(parse_message(&bytes));
+    let message = MessageParser::default().parse(&bytes[..]);
+    let tokens: Option<BTreeSet<u64>> = match &message {
+        Some(message) if context.spam.enabled => Some(tokenize_message(message)),
+        _ => None,
+    };
+    let mut pending = entry.pending_recipients().peekable();
+    if pending.peek().is_none() {
+        // Every recipient delivered but the entry still here: cannot normally happen (the last
+        // delivery removes it); finish it now.
+        finish(context, entry.queue_id).await?;
+        return Ok(outcome);
+    }
+    for (index, recipient) in pending {
+        let account_id = recipient.account_id;
+        let probability = match &tokens {
+            Some(tokens) => {
+                let tokens = tokens.clone();
+                let min_spam = context.spam.bayes_min_spam;
+                context
+                    .store
+                    .read(move |tx| {
+                        Box::pin(
+                            async move { bayes::classify(tx, account_id, &tokens, min_spam).await },
+                        )
+                    })
+                    .await?
+            }
+            None => None,
+        };
+        let verdict = spam::verdict(
+            &context.spam,
+            prepared.rules_score,
+            prepared.spamd_spam,
+            probability,
+        );
+        let reply = match &message {
+            Some(message) => {
+                plan_vacation(
+                    context,
+                    entry,
+                    &recipient.address,
+                    account_id,
+                    message,
+                    verdict.is_junk,
+                )
+                .await
+            }
+            None => None,
+        };
+        let delivery = Arc::new(RecipientDelivery {
+            queue_id: entry.queue_id,
+            index,
+            account_id,
+            blob: prepared.blob,
+            parsed: Arc::clone(&parsed),
+            received_at: entry.received_at,
+            junk: verdict.is_junk,
+            fingerprint: prepared.fingerprint,
+            reply,
+            vacation_period: context.settings.vacation_period_seconds,
+        });
+        let committed = commit_account(&context.store, account_id, move |tx, changes| {
+            let delivery = Arc::clone(&delivery);
+            Box::pin(async move { deliver_in_commit(tx, changes, &delivery).await })
+        })
+        .await?;
+        tracing::debug!(
+            queue_id = entry.queue_id,
+            account_id,
+            outcome = ?committed.value,
+            score = verdict.score,
+            version = committed.version,
+            "delivered"
+        );
+        match committed.value {
+            RecipientOutcome::Delivered { junk, replied } => {
+                outcome.delivered += 1;
+                outcome.junk += usize::from(junk);
+                outcome.vacation_replies += usize::from(replied);
+            }
+            RecipientOutcome::Duplicate => outcome.duplicates += 1,
+            RecipientOutcome::AlreadyDelivered | RecipientOutcome::AccountGone => {}
+        }
+    }
+    Ok(outcome)
+}
+
+async fn plan_vacation(
+    context: &DeliveryContext,
+    entry: &IncomingMessage,
+    address: &str,
+    account_id: u32,
+    message: &mail_parser::Message<'_>,
+    is_junk: bool,
+) -> Option<PlannedReply> {
+    let read = context
+        .store
+        .read(move |tx| Box::pin(async move { account_email_in(tx, account_id).await }))
+        .await;
+    let account_email = read.ok().flatten()?;
+    let to = vacation::reply_address(
+        &entry.mail_from,
+        &[address, account_email.as_str()],
+        message,
+        is_junk,
+    )?;
+    match vacation::plan(
+        &context.store,
+        &context.blobs,
+        account_id,
+        &account_email,
+        &to,
+        message,
+        context.settings.vacation_period_seconds,
+        UtcDate::now(),
+    )
+    .await
+    {
+        Ok(reply) => reply,
+        Err(error) => {
+            tracing::warn!(account_id, %error, "vacation reply not prepared");
+            None
+        }
+    }
+}
+
+async fn deliver_in_commit(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    delivery: &RecipientDelivery,
+) -> StoreResult<RecipientOutcome> {
+    let RecipientDelivery {
+        queue_id,
+        index,
+        account_id,
+        ..
+    } = *delivery;
+    if !incoming::mark_recipient_delivered(tx, queue_id, index).await? {
+        return Ok(RecipientOutcome::AlreadyDelivered);
+    }
+    let now = unix_now();
+    let outcome = if account_email_in(tx, account_id).await?.is_none() {
+        RecipientOutcome::AccountGone
+    } else if let Some(fingerprint) = delivery.fingerprint
+        && duplicate::is_duplicate(tx, account_id, fingerprint, queue_id, now).await?
+    {
+        RecipientOutcome::Duplicate
+    } else {
+        let inbox = inbox_of(tx, changes, account_id).await?;
+        let (mailbox, keywords) = if delivery.junk {
+            let junk = mailbox_with_role(tx, account_id, "junk").await?;
+            (junk.unwrap_or(inbox), vec!["$junk".to_owned()])
+        } else {
+            (inbox, Vec::new())
+        };
+        let spec = ImportSpec {
+            blob: delivery.blob,
+            parsed: (*delivery.parsed).clone(),
+            mailbox_ids: vec![mailbox],
+            keywords,
+            received_at: delivery.received_at,
+        };
+        import_email_linked(tx, changes, account_id, spec, BlobAccess::QueueHeld).await?;
+        if let Some(fingerprint) = delivery.fingerprint {
+            duplicate::remember(tx, account_id, fingerprint, queue_id, now)?;
+        }
+        let replied = match &delivery.reply {
+            Some(reply) => {
+                vacation::queue_in_commit(tx, account_id, reply, delivery.vacation_period, now)
+                    .await?
+            }
+            None => false,
+        };
+        RecipientOutcome::Delivered {
+            junk: delivery.junk,
+            replied,
+        }
+    };
+    // The last recipient takes the entry and the prepared record with it, in this commit.
+    let remaining = incoming::load(tx, queue_id)
+        .await?
+        .map_or(0, |entry| entry.pending_recipients().count());
+    if remaining == 0 {
+        incoming::finish(tx, queue_id).await?;
+        prepared::clear(tx, queue_id).await?;
+    }
+    Ok(outcome)
+}
+
+/// The account's Inbox; an account whose Mailboxes were never created gets them now.
+async fn inbox_of(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+) -> StoreResult<u64> {
+    if let Some(inbox) = mailbox_with_role(tx, account_id, "inbox").await? {
+        return Ok(inbox);
+    }
+    create_default_mailboxes(tx, changes, account_id).await?;
+    mailbox_with_role(tx, account_id, "inbox")
+        .await?
+        .ok_or_else(|| StoreError::io(format!("account {account_id} has no Inbox")))
+}
+
+/// Removes an entry whose recipients were all delivered.
+async fn finish(context: &DeliveryContext, queue_id: u64) -> StoreResult<()> {
+    context
+        .store
+        .transact(move |tx| {
+            Box::pin(async move {
+                incoming::finish(tx, queue_id).await?;
+                prepared::clear(tx, queue_id).await
+            })
+        })
+        .await
+}
+
+/// A quarantined message: kept, with its blob held, out of every mailbox.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QuarantineRecord<'a> {
+    virus: &'a str,
+    blob: String,
+    mail_from: &'a str,
+    recipients: Vec<&'a str>,
+    client_ip: Option<String>,
+    received_at: i64,
+}
+
+pub fn quarantine_key(queue_id: u64) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_DELIVERY_QUARANTINE)
+        .u64(queue_id)
+        .build()
+}
+
+async fn quarantine(
+    context: &DeliveryContext,
+    entry: &IncomingMessage,
+    prepared: &Prepared,
+    virus: &str,
+) -> StoreResult<()> {
+    let record = serde_json::to_vec(&QuarantineRecord {
+        virus,
+        blob: prepared.blob.to_hex(),
+        mail_from: &entry.mail_from,
+        recipients: entry
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect(),
+        client_ip: entry.client_ip.map(|ip| ip.to_string()),
+        received_at: entry.received_at,
+    })
+    .map_err(StoreError::io)?;
+    let record = Arc::new(record);
+    let queue_id = entry.queue_id;
+    let hash = prepared.blob;
+    context
+        .store
+        .transact(move |tx| {
+            let record = Arc::clone(&record);
+            Box::pin(async move {
+                if incoming::load(tx, queue_id).await?.is_none() {
+                    return Ok(());
+                }
+                blob::hold(tx, &hash)
+                    .await
+                    .map_err(|error| StoreError::io(error.to_string()))?;
+                tx.set(&quarantine_key(queue_id), &record)?;
+                incoming::finish(tx, queue_id).await?;
+                prepared::clear(tx, queue_id).await
+            })
+        })
+        .await
+}

@@ -1,0 +1,377 @@
+//! The delivery actor: it consumes the durable incoming queue (`smtp::incoming`) and puts
+//! each message into its recipients' mailboxes. Pipeline per message (`schema/delivery.md`):
+//! 1. parse; verify SPF, DKIM and DMARC (`trace`, over `crate::dns`);
+//! 2. prepend `Return-Path:`, `Received:` (RFC 5321 §4.4) and `Authentication-Results:`
+//!    (RFC 8601); store the result ONCE as the blob every recipient's Email links;
+//! 3. score spam rules (and spamd), scan with clamd — stages 1–3 are kept durably (`prepared`);
+//! 4. per recipient: the account's classifier, then ONE `commit_account` that imports the
+//!    Email (Inbox, or Junk with `$junk`) and marks the recipient delivered (`deliver`), plus
+//!    duplicate suppression (`duplicate`) and the vacation reply (`smtp::vacation`).
+//!
+//! Invariants:
+//! - the work queue is the store: a crash loses nothing (the entry stays until its last
+//!   recipient's commit), a replay does no harm (delivered flags, prepared record);
+//! - the actor owns a bounded channel of typed jobs; the feeder arms the queue's watch BEFORE
+//!   reading it, so an enqueue is never missed, and never queues an entry twice at once;
+//! - a failed entry is retried with exponential backoff (`attempts`, `not_before` in the
+//!   entry), never dropped.
+//!
+//! The same actor trains the spam classifiers (`smtp::spam::training`).
+
+pub mod deliver;
+pub mod duplicate;
+pub mod prepared;
+pub mod trace;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::smtp::antivirus::Antivirus;
+use crate::smtp::incoming::{self, IncomingMessage, unix_now};
+use crate::smtp::spam::spamd::SpamdClient;
+use crate::smtp::spam::{SpamConfig, training};
+use crate::store::blob::{BlobError, BlobStore};
+use crate::store::{Store, StoreError};
+
+/// The `[delivery]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// The name in `Received:` and the authserv-id of `Authentication-Results:`; default: the
+    /// host of `server.base_url`, else `localhost`.
+    pub hostname: Option<String>,
+    /// Queue entries delivered at once.
+    pub concurrency: usize,
+    /// Larger queued messages are not read (the SMTP size limit is lower).
+    pub max_message_bytes: u64,
+    /// RFC 3834 §2: at most one vacation reply per sender per this many days.
+    pub vacation_period_days: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> DeliveryConfig {
+        DeliveryConfig {
+            hostname: None,
+            concurrency: 8,
+            max_message_bytes: 256 * 1024 * 1024,
+            vacation_period_days: 7,
+        }
+    }
+}
+
+/// The settings the pipeline reads, resolved once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySettings {
+    pub hostname: String,
+    pub concurrency: usize,
+    pub max_message_bytes: u64,
+    pub vacation_period_seconds: i64,
+}
+
+impl DeliverySettings {
+    pub fn new(config: &DeliveryConfig, default_hostname: &str) -> DeliverySettings {
+        DeliverySettings {
+            hostname: config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| default_hostname.to_owned()),
+            concurrency: config.concurrency.clamp(1, 256),
+            max_message_bytes: config.max_message_bytes.max(1),
+            vacation_period_seconds: i64::try_from(config.vacation_period_days)
+                .unwrap_or(i64::MAX / 86_400)
+                .saturating_mul(86_400),
+        }
+    }
+}
+
+/// What the pipeline uses; shared by every job.
+pub struct DeliveryContext {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub dns: crate::dns::Resolver,
+    pub spam: SpamConfig,
+    pub spamd: Option<SpamdClient>,
+    pub antivirus: Option<Antivirus>,
+    pub settings: DeliverySettings,
+}
+
+/// Why delivering an entry failed this time (it is retried later).
+#[derive(Debug, thiserror::Error)]
+#[error("delivery ({kind:?}): {message}")]
+pub struct DeliveryError {
+    pub kind: DeliveryErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryErrorKind {
+    Store,
+    /// The queued message's blob could not be read.
+    Blob,
+}
+
+impl DeliveryError {
+    fn store(error: StoreError) -> DeliveryError {
+        DeliveryError {
+            kind: DeliveryErrorKind::Store,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for DeliveryError {
+    fn from(error: StoreError) -> DeliveryError {
+        DeliveryError::store(error)
+    }
+}
+
+impl From<BlobError> for DeliveryError {
+    fn from(error: BlobError) -> DeliveryError {
+        DeliveryError {
+            kind: DeliveryErrorKind::Blob,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// A job on the actor's queue.
+#[derive(Debug)]
+enum Job {
+    Deliver(IncomingMessage),
+}
+
+/// Entries read per scan of the queue.
+const PAGE: usize = 256;
+/// Training tasks handled per round.
+const TRAINING_BATCH: usize = 64;
+/// How long the feeder sleeps without a wake-up (a safety net under the watches).
+const IDLE_RESCAN: Duration = Duration::from_secs(30);
+/// Retry delays: 2^attempts seconds, at most an hour.
+const MAX_RETRY_SECONDS: i64 = 3600;
+
+/// The running actor.
+pub struct DeliveryActor {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DeliveryActor {
+    /// Starts the feeder, the workers and the trainer.
+    pub fn start(context: DeliveryContext) -> DeliveryActor {
+        let context = Arc::new(context);
+        let (stop, stop_receiver) = watch::channel(false);
+        let concurrency = context.settings.concurrency;
+        let (jobs, job_receiver) = mpsc::channel::<Job>(concurrency);
+        let in_flight = Arc::new(Mutex::new(HashSet::<u64>::new()));
+        let finished = Arc::new(Notify::new());
+        let feeder = tokio::spawn(feed(
+            Arc::clone(&context),
+            jobs,
+            Arc::clone(&in_flight),
+            Arc::clone(&finished),
+            stop_receiver.clone(),
+        ));
+        let workers = tokio::spawn(work(
+            Arc::clone(&context),
+            job_receiver,
+            in_flight,
+            finished,
+        ));
+        let trainer = tokio::spawn(train(context, stop_receiver));
+        DeliveryActor {
+            stop,
+            tasks: vec![feeder, workers, trainer],
+        }
+    }
+
+    /// Stops taking new entries, lets the entries in progress finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "delivery task failed");
+            }
+        }
+    }
+}
+
+/// Resolves once stop is requested (a `watch::Ref` must not live across an await).
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reads due entries and queues those not in progress; sleeps on the queue's watch, a
+/// finished job, the earliest `not_before`, or stop.
+async fn feed(
+    context: Arc<DeliveryContext>,
+    jobs: mpsc::Sender<Job>,
+    in_flight: Arc<Mutex<HashSet<u64>>>,
+    finished: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // Armed before the read: an enqueue committed after it still wakes us.
+        let woken = incoming::watch(&context.store);
+        let page = match incoming::load_pending(&context.store, PAGE).await {
+            Ok(page) => {
+                backoff = Duration::from_millis(50);
+                page
+            }
+            Err(error) => {
+                tracing::warn!(%error, "delivery: reading the incoming queue failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let now = unix_now();
+        let mut next_due: Option<i64> = None;
+        for entry in page {
+            if entry.not_before > now {
+                next_due = Some(next_due.map_or(entry.not_before, |due| due.min(entry.not_before)));
+                continue;
+            }
+            if !lock(&in_flight).insert(entry.queue_id) {
+                continue;
+            }
+            let queue_id = entry.queue_id;
+            tokio::select! {
+                sent = jobs.send(Job::Deliver(entry)) => {
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                () = stop_requested(&mut stop) => {
+                    lock(&in_flight).remove(&queue_id);
+                    return;
+                }
+            }
+        }
+        let sleep = next_due.map_or(IDLE_RESCAN, |due| {
+            Duration::from_secs(u64::try_from(due - now).unwrap_or(0).max(1))
+        });
+        tokio::select! {
+            fired = woken => {
+                if let Err(error) = fired {
+                    tracing::debug!(%error, "delivery: queue watch failed");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+            () = finished.notified() => {}
+            () = tokio::time::sleep(sleep.min(IDLE_RESCAN)) => {}
+            () = stop_requested(&mut stop) => return,
+        }
+    }
+}
+
+/// Runs jobs, at most `concurrency` at once; ends when the feeder is gone and every job ran.
+async fn work(
+    context: Arc<DeliveryContext>,
+    mut jobs: mpsc::Receiver<Job>,
+    in_flight: Arc<Mutex<HashSet<u64>>>,
+    finished: Arc<Notify>,
+) {
+    let permits = Arc::new(Semaphore::new(context.settings.concurrency));
+    let mut running = JoinSet::new();
+    while let Some(Job::Deliver(entry)) = jobs.recv().await {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let context = Arc::clone(&context);
+        let in_flight = Arc::clone(&in_flight);
+        let finished = Arc::clone(&finished);
+        running.spawn(async move {
+            let queue_id = entry.queue_id;
+            run_job(&context, entry).await;
+            lock(&in_flight).remove(&queue_id);
+            drop(permit);
+            finished.notify_one();
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn run_job(context: &DeliveryContext, entry: IncomingMessage) {
+    let queue_id = entry.queue_id;
+    let started = std::time::Instant::now();
+    match deliver::deliver_entry(context, &entry).await {
+        Ok(outcome) => tracing::info!(
+            queue_id,
+            delivered = outcome.delivered,
+            junk = outcome.junk,
+            duplicates = outcome.duplicates,
+            quarantined = outcome.quarantined,
+            vacation_replies = outcome.vacation_replies,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "incoming message delivered"
+        ),
+        Err(error) => {
+            tracing::warn!(queue_id, attempts = entry.attempts, %error, "delivery failed; will retry");
+            if let Err(error) = reschedule(context, queue_id).await {
+                tracing::warn!(queue_id, %error, "could not reschedule a failed delivery");
+            }
+        }
+    }
+}
+
+/// Counts a failed attempt and pushes the entry's next attempt back.
+async fn reschedule(context: &DeliveryContext, queue_id: u64) -> Result<(), StoreError> {
+    context
+        .store
+        .transact(move |tx| {
+            Box::pin(async move {
+                let Some(mut entry) = incoming::load(tx, queue_id).await? else {
+                    return Ok(());
+                };
+                entry.attempts = entry.attempts.saturating_add(1);
+                let delay = 1i64
+                    .checked_shl(entry.attempts.min(12))
+                    .unwrap_or(MAX_RETRY_SECONDS)
+                    .min(MAX_RETRY_SECONDS);
+                entry.not_before = unix_now() + delay;
+                incoming::update(tx, &entry)
+            })
+        })
+        .await
+}
+
+/// The trainer: consumes spam-training tasks whenever their version key moves.
+async fn train(context: Arc<DeliveryContext>, mut stop: watch::Receiver<bool>) {
+    let version_key = training::version_key();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let woken = context.store.watch(&version_key);
+        let handled =
+            match training::run_pending(&context.store, &context.blobs, TRAINING_BATCH).await {
+                Ok(handled) => handled,
+                Err(error) => {
+                    tracing::warn!(%error, "spam training failed; retrying");
+                    0
+                }
+            };
+        if handled == TRAINING_BATCH {
+            continue;
+        }
+        tokio::select! {
+            _ = woken => {}
+            () = tokio::time::sleep(IDLE_RESCAN) => {}
+            () = stop_requested(&mut stop) => return,
+        }
+    }
+}

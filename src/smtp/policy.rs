@@ -1,0 +1,317 @@
+//! The acceptance policy: which recipients are taken (local domains and accounts only; no
+//! open relay), who may authenticate, which content is refused at DATA, and how an accepted
+//! message is made durable before the `250`.
+//!
+//! - a recipient in a local domain is accepted if an account receives its mail
+//!   (`Directory::account_for_address`), else `550 5.1.1`;
+//! - a recipient in any other domain is `550 5.7.1` unless the session authenticated on the
+//!   submission listener; then it is relayed through the outbound queue;
+//! - the message body is stored as a blob and its incoming-queue entry (and, for relayed
+//!   recipients, its outbound-queue entry) commit in the SAME transaction as the blob's last
+//!   chunk; only then does the session answer `250` (RFC 5321 §6.1). A failed commit is
+//!   `451 4.3.0` and nothing is acknowledged.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::incoming::{self, IncomingMessage, IncomingRecipient};
+use super::session::{ReceivedMessage, RecipientDecision, RecipientQuery, Reply, replies};
+use crate::auth::directory::Directory;
+use crate::auth::rate_limit::FailedLoginLimiter;
+use crate::outbound::queue::{self as outbound_queue, EnqueueError, MessageKind, OutboundMessage};
+use crate::store::blob::{BlobStore, FinishStep};
+use crate::store::{BoxFuture, StoreError};
+
+/// A content check at the end of DATA, before anything is stored (the antivirus scan).
+pub trait DataFilter: Send + Sync {
+    fn check<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, DataVerdict>;
+}
+
+/// What a [`DataFilter`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataVerdict {
+    Accept,
+    /// Refuse the message with this reply (e.g. `554 5.7.1` for a virus); nothing is queued.
+    Reject(Reply),
+}
+
+/// An authenticated submission client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitter {
+    pub login: String,
+    pub account_id: u32,
+}
+
+/// The policy shared by every session of every listener.
+pub struct Policy {
+    directory: Directory,
+    blobs: BlobStore,
+    filter: Option<Arc<dyn DataFilter>>,
+    auth_failures: FailedLoginLimiter,
+}
+
+impl Policy {
+    pub fn new(
+        directory: Directory,
+        blobs: BlobStore,
+        filter: Option<Arc<dyn DataFilter>>,
+        auth_failure_burst: u32,
+        auth_failure_refill: Duration,
+    ) -> Policy {
+        Policy {
+            directory,
+            blobs,
+            filter,
+            auth_failures: FailedLoginLimiter::new(auth_failure_burst, auth_failure_refill),
+        }
+    }
+
+    /// Decides one RCPT TO.
+    pub async fn recipient(&self, query: &RecipientQuery) -> RecipientDecision {
+        let Some((_, domain)) = query.address.rsplit_once('@') else {
+            return RecipientDecision::Reject(Reply::new(
+                501,
+                (5, 1, 3),
+                "Recipient address needs a domain",
+            ));
+        };
+        let local = match self.directory.is_local_domain(domain).await {
+            Ok(local) => local,
+            Err(error) => {
+                tracing::warn!(%error, "recipient check failed");
+                return RecipientDecision::Reject(replies::local_error());
+            }
+        };
+        if !local {
+            // RFC 5321 §3.6.2 / RFC 5068: only authenticated users relay.
+            return if query.authenticated_as.is_some() {
+                RecipientDecision::Accept { account_id: None }
+            } else {
+                RecipientDecision::Reject(replies::relay_denied())
+            };
+        }
+        match self.directory.account_for_address(&query.address).await {
+            Ok(Some(account)) => RecipientDecision::Accept {
+                account_id: Some(account.account_id),
+            },
+            Ok(None) => RecipientDecision::Reject(replies::unknown_user()),
+            Err(error) => {
+                tracing::warn!(%error, "recipient lookup failed");
+                RecipientDecision::Reject(replies::local_error())
+            }
+        }
+    }
+
+    /// Checks a submission login; repeated failures from one address are refused for a while
+    /// (the same token bucket as HTTP logins, `[auth]` settings).
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<Option<Submitter>, Reply> {
+        if self.auth_failures.check(client_ip).is_err() {
+            return Err(Reply::new(
+                454,
+                (4, 7, 0),
+                "Too many failed logins; try again later",
+            ));
+        }
+        match self.directory.verify_password(login, password).await {
+            Ok(Some(principal)) => Ok(Some(Submitter {
+                login: principal.email,
+                account_id: principal.account_id,
+            })),
+            Ok(None) => {
+                self.auth_failures.record_failure(client_ip);
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "SMTP AUTH check failed");
+                Err(Reply::new(
+                    454,
+                    (4, 7, 0),
+                    "Temporary authentication failure",
+                ))
+            }
+        }
+    }
+
+    /// Makes an accepted message durable: the blob, the incoming-queue entry of its local
+    /// recipients and the outbound entry of its relayed ones, in one commit. Returns the
+    /// queue id to report in the `250`.
+    pub async fn accept_message(
+        &self,
+        message: ReceivedMessage,
+        submitter: Option<&Submitter>,
+    ) -> Result<String, Reply> {
+        if let Some(filter) = &self.filter
+            && let DataVerdict::Reject(reply) = filter.check(&message.body).await
+        {
+            tracing::info!(client_ip = %message.client_ip, %reply, "message refused by the content filter");
+            return Err(reply);
+        }
+        let ReceivedMessage {
+            envelope,
+            body,
+            helo,
+            tls,
+            authenticated_as,
+            client_ip,
+        } = message;
+        let size = body.len() as u64;
+        let blob = crate::store::blob::BlobHash::of(&body);
+        let queue_id = incoming::new_queue_id();
+        let mut local = Vec::new();
+        let mut seen_accounts = HashSet::new();
+        let mut relayed = Vec::new();
+        let mut seen_relayed = HashSet::new();
+        for recipient in &envelope.recipients {
+            match recipient.account_id {
+                // One delivery per account, however many of its addresses were named.
+                Some(account_id) if seen_accounts.insert(account_id) => {
+                    local.push(IncomingRecipient {
+                        address: recipient.address.clone(),
+                        account_id,
+                        delivered: false,
+                        notify: recipient.notify,
+                        orcpt: recipient.orcpt.clone(),
+                    });
+                }
+                Some(_) => {}
+                None if seen_relayed.insert(recipient.address.to_lowercase()) => {
+                    relayed.push(recipient.clone());
+                }
+                None => {}
+            }
+        }
+        let incoming_entry = (!local.is_empty()).then(|| IncomingMessage {
+            queue_id,
+            blob,
+            size,
+            mail_from: envelope.mail_from.clone(),
+            recipients: local,
+            client_ip: Some(client_ip),
+            helo,
+            tls,
+            authenticated_as,
+            received_at: incoming::unix_now(),
+            env_id: envelope.env_id.clone(),
+            ret: envelope.ret,
+            body_type: envelope.body_type,
+            smtputf8: envelope.smtputf8,
+            attempts: 0,
+            not_before: 0,
+        });
+        let outbound_entry = match (relayed.is_empty(), submitter) {
+            (true, _) => None,
+            (false, None) => return Err(replies::relay_denied()),
+            (false, Some(submitter)) => {
+                let mut entry = OutboundMessage::new(
+                    submitter.account_id,
+                    blob,
+                    size,
+                    envelope.mail_from.clone(),
+                    relayed.iter().map(|r| r.address.clone()),
+                    0,
+                );
+                entry.kind = MessageKind::Relay;
+                entry.env_id = envelope.env_id.clone();
+                entry.ret = envelope.ret.map(|ret| match ret {
+                    incoming::DsnRet::Full => outbound_queue::DsnReturn::Full,
+                    incoming::DsnRet::Headers => outbound_queue::DsnReturn::Headers,
+                });
+                for (slot, recipient) in entry.recipients.iter_mut().zip(&relayed) {
+                    if let Some(notify) = recipient.notify {
+                        slot.notify = if notify.never {
+                            outbound_queue::Notify::NEVER
+                        } else {
+                            outbound_queue::Notify {
+                                success: notify.success,
+                                failure: notify.failure,
+                                delay: notify.delay,
+                            }
+                        };
+                    }
+                    slot.orcpt = recipient.orcpt.clone();
+                }
+                Some(entry)
+            }
+        };
+        // Why the finishing step failed, when it was the outbound queue's refusal.
+        let refusal: Arc<Mutex<Option<Reply>>> = Arc::new(Mutex::new(None));
+        let step_refusal = Arc::clone(&refusal);
+        let incoming_entry = Arc::new(incoming_entry);
+        let outbound_entry = Arc::new(outbound_entry);
+        let finish: FinishStep = Arc::new(move |tx, _info| {
+            let incoming_entry = Arc::clone(&incoming_entry);
+            let outbound_entry = Arc::clone(&outbound_entry);
+            let refusal = Arc::clone(&step_refusal);
+            Box::pin(async move {
+                if let Some(entry) = incoming_entry.as_ref() {
+                    incoming::enqueue(tx, entry).await?;
+                }
+                if let Some(entry) = outbound_entry.as_ref()
+                    && let Err(error) = outbound_queue::enqueue(tx, entry).await
+                {
+                    let (reply, store_error) = outbound_refusal(error);
+                    if let Ok(mut slot) = refusal.lock() {
+                        *slot = Some(reply);
+                    }
+                    return Err(store_error);
+                }
+                Ok(())
+            })
+        });
+        let content =
+            futures_util::stream::iter([Ok::<Bytes, std::convert::Infallible>(Bytes::from(body))]);
+        match self.blobs.put_with(content, u64::MAX, finish).await {
+            Ok(_) => {
+                tracing::info!(
+                    queue_id,
+                    %client_ip,
+                    size,
+                    relayed = relayed.len(),
+                    "message accepted"
+                );
+                Ok(format!("{queue_id:016x}"))
+            }
+            Err(error) => {
+                let refused = refusal.lock().ok().and_then(|mut slot| slot.take());
+                if let Some(reply) = refused {
+                    return Err(reply);
+                }
+                tracing::warn!(%error, %client_ip, "storing an accepted message failed");
+                Err(replies::local_error())
+            }
+        }
+    }
+}
+
+/// The reply for an outbound-queue refusal, and the error that aborts the transaction.
+fn outbound_refusal(error: EnqueueError) -> (Reply, StoreError) {
+    let reply = match &error {
+        EnqueueError::RateLimited {
+            retry_after_seconds,
+        } => Reply::new(
+            451,
+            (4, 7, 1),
+            format!("Sending too fast; try again in {retry_after_seconds} s"),
+        ),
+        EnqueueError::InvalidAddress(address) => {
+            Reply::new(553, (5, 1, 3), format!("Invalid address {address}"))
+        }
+        EnqueueError::NoRecipients | EnqueueError::BlobNotFound | EnqueueError::Store(_) => {
+            replies::local_error()
+        }
+    };
+    let store_error = match error {
+        EnqueueError::Store(error) => error,
+        other => StoreError::io(other.to_string()),
+    };
+    (reply, store_error)
+}
