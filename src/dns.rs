@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use mail_auth::MessageAuthenticator;
 use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig,
-    ResolverOpts,
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use serde::Deserialize;
 
@@ -105,7 +104,10 @@ fn single_server(address: SocketAddr) -> ResolverConfig {
     let server = NameServerConfig::new(
         address.ip(),
         true,
-        vec![connection(ProtocolConfig::Udp), connection(ProtocolConfig::Tcp)],
+        vec![
+            connection(ProtocolConfig::Udp),
+            connection(ProtocolConfig::Tcp),
+        ],
     );
     ResolverConfig::from_name_servers(vec![server])
 }

@@ -225,7 +225,7 @@ async fn the_classifier_learns_from_moves_into_and_out_of_junk() {
 #[tokio::test]
 async fn vacation_replies_once_per_sender_and_never_to_lists() {
     // The outbound actor stays off so the queued replies can be looked at.
-    let server = start_server(None, |_config| {}).await;
+    let server = start_server(None, |config| config.outbound.enabled = false).await;
     let alice = server.alice().clone();
     let request = serde_json::json!({
         "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:vacationresponse"],
