@@ -270,7 +270,13 @@ fn start_delivery(
 ) -> Result<(crate::dns::Resolver, crate::smtp::delivery::DeliveryActor), StartError> {
     let dns = crate::dns::build_or_fallback(&config.dns)
         .map_err(|error| StartError::new(StartErrorKind::Config, error.to_string()))?;
-    let hostname = url_host(base_url).unwrap_or("localhost");
+    // The name the MX greets with, so Received: and Authentication-Results: match it.
+    let hostname = config
+        .smtp
+        .hostname
+        .as_deref()
+        .or_else(|| url_host(base_url))
+        .unwrap_or("localhost");
     let context = crate::smtp::delivery::DeliveryContext {
         store: store.clone(),
         blobs: blobs.clone(),

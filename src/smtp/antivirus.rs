@@ -131,6 +131,32 @@ impl Antivirus {
     }
 }
 
+/// The scan at the end of DATA, before the `250`: with `action = "reject"` an infected message
+/// is refused with `554 5.7.1` and never stored. With `quarantine` (or clamd unavailable) the
+/// message is accepted and the delivery actor scans and quarantines it.
+impl crate::smtp::policy::DataFilter for Antivirus {
+    fn check<'a>(
+        &'a self,
+        message: &'a [u8],
+    ) -> crate::store::BoxFuture<'a, crate::smtp::policy::DataVerdict> {
+        use crate::smtp::policy::DataVerdict;
+        Box::pin(async move {
+            if self.action != VirusAction::Reject {
+                return DataVerdict::Accept;
+            }
+            match self.scan(message).await {
+                // RFC 3463 5.7.1: delivery not authorized, message refused.
+                Verdict::Infected(name) => DataVerdict::Reject(crate::smtp::session::Reply::new(
+                    554,
+                    (5, 7, 1),
+                    format!("message refused: virus {name} found"),
+                )),
+                Verdict::Clean | Verdict::Unavailable(_) => DataVerdict::Accept,
+            }
+        })
+    }
+}
+
 /// The longest answer read (a line with a signature name).
 const MAX_ANSWER_BYTES: u64 = 4096;
 

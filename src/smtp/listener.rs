@@ -519,10 +519,11 @@ pub async fn launch(
         .ensure_domain_index()
         .await
         .map_err(|error| format!("local domain index: {error}"))?;
+    let antivirus = crate::smtp::antivirus::Antivirus::from_config(&config.antivirus);
     let policy = Policy::new(
         directory.clone(),
         blobs.clone(),
-        None,
+        antivirus.map(|antivirus| Arc::new(antivirus) as Arc<dyn crate::smtp::policy::DataFilter>),
         config.auth.failed_login_burst,
         Duration::from_secs(config.auth.failed_login_refill_seconds),
     );

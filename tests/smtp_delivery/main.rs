@@ -5,6 +5,7 @@
 mod auth;
 #[path = "../common/mod.rs"]
 mod common;
+mod listener;
 mod scanners;
 mod support;
 

@@ -270,3 +270,38 @@ pub fn have(program: &str) -> bool {
         .iter()
         .any(|dir| std::path::Path::new(dir).join(program).exists())
 }
+
+/// Sends a message with swaks to the server's MX listener; returns (success, transcript).
+/// `None` when swaks is not installed.
+pub async fn swaks(server: &TestServer, args: &[&str]) -> Option<(bool, String)> {
+    if !have("swaks") {
+        eprintln!("swaks is not installed: skipping");
+        return None;
+    }
+    let mx = server.running().smtp.mx.expect("the MX listener runs");
+    let mut command = vec![
+        "--server".to_owned(),
+        mx.ip().to_string(),
+        "--port".to_owned(),
+        mx.port().to_string(),
+        "--helo".to_owned(),
+        "client.remote.example".to_owned(),
+        "--timeout".to_owned(),
+        "20".to_owned(),
+    ];
+    command.extend(args.iter().map(|arg| (*arg).to_owned()));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("swaks")
+            .args(&command)
+            .output()
+            .expect("swaks runs")
+    })
+    .await
+    .expect("swaks task");
+    let transcript = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some((output.status.success(), transcript))
+}
