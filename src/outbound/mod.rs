@@ -7,7 +7,7 @@ pub mod actor;
 mod attempt;
 pub mod clock;
 pub mod config;
-mod dkim;
+pub mod dkim;
 mod dsn;
 pub mod queue;
 pub mod rate;
