@@ -24,10 +24,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::AppState;
 use super::response::{ResponseBody, empty_response, problem};
@@ -35,7 +35,8 @@ use crate::auth::Principal;
 use crate::jmap::request::Request as JmapRequest;
 use crate::jmap::{Engine, ProblemDetails};
 use crate::push::hub::StatesReceiver;
-use crate::push::{PushFilter, PushHub, PushState, state_change::state_change};
+use crate::push::state_change::websocket_state_change;
+use crate::push::{AccountStates, PushFilter, PushHub, PushState};
 
 /// The RFC 8887 subprotocol name.
 pub const SUBPROTOCOL: &str = "jmap";
@@ -161,8 +162,9 @@ pub fn upgrade(
 struct PushListener {
     receiver: StatesReceiver,
     filter: PushFilter,
-    /// What the client has been told.
-    known: PushState,
+    /// The states the client has been told (through `filter`): what it knows is
+    /// `PushState::from_states(&told, &filter)`.
+    told: Arc<AccountStates>,
 }
 
 struct Connection {
@@ -407,10 +409,10 @@ impl Connection {
         *push = Some(PushListener {
             receiver,
             filter,
-            known: up_to_date.clone(),
+            told: current,
         });
         match reply {
-            Some(changed) if !changed.is_empty() => Some(state_change_message(
+            Some(changed) if !changed.is_empty() => Some(websocket_state_change(
                 self.principal.account_id,
                 &changed,
                 &up_to_date,
@@ -422,7 +424,7 @@ impl Connection {
 
 /// Waits for the next StateChange worth sending; never resolves without push enabled.
 /// `None` when the hub stopped.
-async fn next_push(push: &mut Option<PushListener>) -> Option<String> {
+async fn next_push(push: &mut Option<PushListener>) -> Option<Utf8Bytes> {
     let Some(listener) = push.as_mut() else {
         return std::future::pending().await;
     };
@@ -431,32 +433,30 @@ async fn next_push(push: &mut Option<PushListener>) -> Option<String> {
         let Some(states) = listener.receiver.borrow_and_update().clone() else {
             continue;
         };
-        let changed = listener.known.changed(&states, &listener.filter);
+        // The common case: a client of every type that saw the previous value gets the
+        // text the hub encoded once for all of them.
+        if let Some(shared) = &states.shared
+            && shared.since_version == listener.told.version
+            && listener.filter == PushFilter::all()
+            && let Ok(text) = Utf8Bytes::try_from(shared.text.clone())
+        {
+            listener.told = states;
+            return Some(text);
+        }
+        let known = PushState::from_states(&listener.told, &listener.filter);
+        let changed = known.changed(&states, &listener.filter);
         if changed.is_empty() {
             // Only types this client did not ask for changed.
             continue;
         }
-        listener.known = PushState::from_states(&states, &listener.filter);
-        return Some(state_change_message(
-            states.account_id,
+        let push_state = PushState::from_states(&states, &listener.filter);
+        listener.told = states;
+        return Some(Utf8Bytes::from(websocket_state_change(
+            listener.told.account_id,
             &changed,
-            &listener.known,
-        ));
+            &push_state,
+        )));
     }
-}
-
-fn state_change_message(
-    account_id: u32,
-    changed: &[(crate::store::commit::DataType, u64)],
-    push_state: &PushState,
-) -> String {
-    let mut object = state_change(account_id, changed);
-    // RFC 8887 §4.3.5.1: the token a reconnecting client hands back.
-    object.insert(
-        "pushState".to_owned(),
-        Value::String(push_state.to_string()),
-    );
-    Value::Object(object).to_string()
 }
 
 /// The members every client message has (RFC 8887 §4.3).

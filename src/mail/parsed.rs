@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::jmap::types::TransferEncoding;
 
 pub mod blob;
+pub mod codec;
 pub mod decode;
+pub mod suite;
 
 /// RFC 8621 §4.1.2.3 EmailAddress.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -114,8 +116,8 @@ pub struct ParsedEmail {
     pub attachments: Vec<u32>,
 }
 
-// Stored as JSON (mail::store): absent members stand for their defaults, which keeps the
-// metadata of small messages small.
+// The store keeps the binary form (`codec`); JSON (with absent members standing for their
+// defaults) is what earlier versions stored, and what tests compare against.
 fn is_false(flag: &bool) -> bool {
     !*flag
 }

@@ -78,9 +78,9 @@ pub async fn load_parsed(
     let Some(bytes) = chunked::read(tx, &meta_key(account_id, email_id)).await? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
+    ParsedEmail::decode_stored(&bytes)
         .map(Some)
-        .map_err(|error| StoreError::corrupt(format!("Email {email_id} metadata: {error}")))
+        .map_err(|error| StoreError::corrupt(format!("Email {email_id}: {error}")))
 }
 
 pub async fn load_thread(
@@ -239,8 +239,11 @@ pub async fn import_email_linked(
     let mut thread = placement.thread;
     let before = contribution_of(tx, account_id, &thread, trash).await?;
     tx.set(&record_key(account_id, email_id), &record.encode())?;
-    let meta = serde_json::to_vec(&spec.parsed).map_err(StoreError::io)?;
-    chunked::write(tx, &meta_key(account_id, email_id), &meta)?;
+    chunked::write(
+        tx,
+        &meta_key(account_id, email_id),
+        &spec.parsed.encode_stored(),
+    )?;
     write_indexes(tx, account_id, email_id, &record)?;
     for hash in &hashes {
         tx.set(&index::message_id_entry(account_id, *hash, email_id), &[])?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::state_change::{PushFilter, PushState, websocket_state_change};
 use crate::store::commit::{DataType, read_account_version, read_all_states, watch_account};
 use crate::store::{Store, StoreResult};
 
@@ -18,6 +19,20 @@ pub struct AccountStates {
     pub version: u64,
     /// `(type, state version)` for every type that ever changed, sorted by type.
     pub states: Vec<(DataType, u64)>,
+    /// The WebSocket StateChange of this value for the common listener, encoded once for
+    /// every socket of the account (see [`SharedStateChange`]); `None` for a watcher's first
+    /// value, or when only unpushed types changed.
+    pub shared: Option<SharedStateChange>,
+}
+
+/// The RFC 8887 StateChange (with `pushState`) that a listener of every type receives when it
+/// was last told the states of version `since_version`: with 1,000 sockets on one account,
+/// one JSON encoding per commit instead of one per socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStateChange {
+    pub since_version: u64,
+    /// UTF-8 JSON text; cloning shares the bytes.
+    pub text: bytes::Bytes,
 }
 
 impl AccountStates {
@@ -124,6 +139,28 @@ async fn read_states(store: &Store, account_id: u32) -> StoreResult<AccountState
         account_id,
         version,
         states,
+        shared: None,
+    })
+}
+
+/// What a listener of every type that saw `previous` is sent for `states`.
+fn shared_state_change(
+    previous: &AccountStates,
+    states: &AccountStates,
+) -> Option<SharedStateChange> {
+    let all = PushFilter::all();
+    let changed = PushState::from_states(previous, &all).changed(states, &all);
+    if changed.is_empty() {
+        return None;
+    }
+    let text = websocket_state_change(
+        states.account_id,
+        &changed,
+        &PushState::from_states(states, &all),
+    );
+    Some(SharedStateChange {
+        since_version: previous.version,
+        text: bytes::Bytes::from(text),
     })
 }
 
@@ -132,7 +169,7 @@ async fn read_states(store: &Store, account_id: u32) -> StoreResult<AccountState
 async fn watch_account_states(hub: Arc<HubInner>, account_id: u32, sender: StatesSender) {
     let mut stop = hub.stop.subscribe();
     let mut backoff = Duration::from_millis(10);
-    let mut published_version = None;
+    let mut published: Option<Arc<AccountStates>> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -140,11 +177,15 @@ async fn watch_account_states(hub: Arc<HubInner>, account_id: u32, sender: State
         // Registered before the read: a commit landing after the read still fires it.
         let fired = watch_account(&hub.store, account_id);
         match read_states(&hub.store, account_id).await {
-            Ok(states) => {
+            Ok(mut states) => {
                 backoff = Duration::from_millis(10);
-                if published_version != Some(states.version) {
-                    published_version = Some(states.version);
-                    sender.send_replace(Some(Arc::new(states)));
+                if published.as_ref().map(|last| last.version) != Some(states.version) {
+                    states.shared = published
+                        .as_deref()
+                        .and_then(|previous| shared_state_change(previous, &states));
+                    let states = Arc::new(states);
+                    published = Some(Arc::clone(&states));
+                    sender.send_replace(Some(states));
                 }
             }
             Err(error) => {
@@ -223,6 +264,16 @@ mod tests {
         .expect("open");
         let seen = first.borrow_and_update().clone().expect("states");
         assert_eq!(seen.state_of(DataType::Email), Some(1));
+        // Encoded once for every listener that knew version 0.
+        let shared = seen.shared.clone().expect("a shared StateChange");
+        assert_eq!(shared.since_version, 0);
+        let text: serde_json::Value = serde_json::from_slice(&shared.text).expect("JSON");
+        assert_eq!(text["@type"], "StateChange");
+        assert_eq!(text["pushState"], "3.1");
+        assert_eq!(
+            text["changed"]["a7"]["Email"],
+            crate::jmap::types::State::new(1).to_string()
+        );
         assert_eq!(seen.state_of(DataType::Mailbox), None);
         assert!(
             !other.has_changed().expect("open"),

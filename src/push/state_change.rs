@@ -169,6 +169,21 @@ pub fn state_change(account_id: u32, changed: &[(DataType, u64)]) -> Map<String,
     object
 }
 
+/// The RFC 8887 StateChange text: the StateChange object plus the `pushState` token a
+/// reconnecting client hands back (RFC 8887 §4.3.5.1).
+pub fn websocket_state_change(
+    account_id: u32,
+    changed: &[(DataType, u64)],
+    push_state: &PushState,
+) -> String {
+    let mut object = state_change(account_id, changed);
+    object.insert(
+        "pushState".to_owned(),
+        Value::String(push_state.to_string()),
+    );
+    Value::Object(object).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +193,7 @@ mod tests {
             account_id: 1,
             version,
             states: states.to_vec(),
+            shared: None,
         }
     }
 

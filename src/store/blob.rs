@@ -17,6 +17,7 @@
 //!   reference of its own; everything else answers `NotFound`, exactly as a missing blob does,
 //!   so nothing tells one account what another stored.
 
+mod format;
 mod gc;
 pub mod suite;
 
@@ -30,24 +31,22 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 use super::keys::{self, BLOB_GC_CANDIDATE, BLOB_META, BLOB_PENDING, BLOB_REFCOUNT};
-use super::{
-    KeyRange, MAX_VALUE_BYTES, RangeOptions, Store, StoreError, StoreErrorKind, Transaction,
-};
+use super::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, Transaction};
 
-/// The size of every chunk of a blob but the last.
-pub const BLOB_CHUNK_BYTES: usize = MAX_VALUE_BYTES;
+/// The content bytes of every chunk of a new blob but the last (sized for the embedded
+/// engine's pages, see `blob/format.rs`); blobs written before keep their own chunk size.
+pub const BLOB_CHUNK_BYTES: usize = format::CHUNK_BYTES as usize;
 /// How long an upload (or Blob/copy) keeps a blob alive for its account without a link.
 /// RFC 8620 §6.1 asks for at least one hour.
 pub const UPLOAD_REFERENCE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// After this long, the chunks of an upload that never finished are deleted.
 pub const INTERRUPTED_UPLOAD_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Chunks per upload transaction: 2 MB, far under the 10 MB / 5 s transaction limits.
-const CHUNKS_PER_WRITE: usize = 20;
-/// Chunks per download read.
-const CHUNKS_PER_READ: usize = 10;
+const CHUNKS_PER_WRITE: usize = 2_000_000 / BLOB_CHUNK_BYTES;
+/// Content bytes per download read (one short read transaction each).
+const BYTES_PER_READ: u64 = 1_000_000;
 /// Entries handled per garbage-collection transaction.
 const GC_BATCH: usize = 64;
-const META_FORMAT: u8 = 0x01;
 
 /// A blob's identity: the SHA-256 digest of its content.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,30 +173,7 @@ pub struct GcReport {
     pub interrupted_uploads: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct BlobMeta {
-    storage_id: u64,
-    size: u64,
-}
-
-impl BlobMeta {
-    fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(17);
-        bytes.push(META_FORMAT);
-        bytes.extend_from_slice(&self.storage_id.to_be_bytes());
-        bytes.extend_from_slice(&self.size.to_be_bytes());
-        bytes
-    }
-
-    fn decode(bytes: &[u8]) -> Result<BlobMeta, StoreError> {
-        if bytes.len() != 17 || bytes[0] != META_FORMAT {
-            return Err(StoreError::corrupt("blob metadata has an unknown format"));
-        }
-        let storage_id = keys::be_u64(&bytes[1..9]).unwrap_or_default();
-        let size = keys::be_u64(&bytes[9..17]).unwrap_or_default();
-        Ok(BlobMeta { storage_id, size })
-    }
-}
+use format::BlobMeta;
 
 fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -471,7 +447,7 @@ impl BlobStore {
                                     chunk,
                                 )?;
                             }
-                            tx.set(&meta_key, &BlobMeta { storage_id, size }.encode())?;
+                            tx.set(&meta_key, &BlobMeta::new(storage_id, size).encode())?;
                             false
                         }
                     };
@@ -543,10 +519,8 @@ impl BlobStore {
                 if open_chunk.len() < BLOB_CHUNK_BYTES {
                     continue;
                 }
-                batch.push(std::mem::replace(
-                    &mut open_chunk,
-                    Vec::with_capacity(BLOB_CHUNK_BYTES),
-                ));
+                batch.push(format::encode_chunk(&open_chunk));
+                open_chunk.clear();
                 // Hold one batch back until more data proves it is not the last one.
                 if batch.len() > CHUNKS_PER_WRITE {
                     let last = batch.pop().unwrap_or_default();
@@ -558,7 +532,7 @@ impl BlobStore {
             }
         }
         if !open_chunk.is_empty() {
-            batch.push(open_chunk);
+            batch.push(format::encode_chunk(&open_chunk));
         }
         Ok(WrittenUpload {
             hash: BlobHash(hasher.finalize().into()),
@@ -646,10 +620,10 @@ impl BlobStore {
         let meta = self.readable_meta(account_id, hash).await?;
         let end = byte_range.end.min(meta.size);
         let start = byte_range.start.min(end);
-        let chunk_bytes = BLOB_CHUNK_BYTES as u64;
+        let chunk_bytes = u64::from(meta.chunk_bytes);
         let reader = ChunkReader {
             store: self.store.clone(),
-            storage_id: meta.storage_id,
+            meta,
             start,
             end,
             next_chunk: start / chunk_bytes,
@@ -718,10 +692,10 @@ impl BlobStore {
             ));
         }
         let size = meta.size;
-        let chunk_bytes = BLOB_CHUNK_BYTES as u64;
+        let chunk_bytes = u64::from(meta.chunk_bytes).max(1);
         let mut reader = ChunkReader {
             store: self.store.clone(),
-            storage_id: meta.storage_id,
+            meta,
             start: 0,
             end: size,
             next_chunk: 0,
@@ -777,7 +751,7 @@ struct WrittenUpload {
 /// Reads a download's chunks a batch at a time, each batch in its own short transaction.
 struct ChunkReader {
     store: Store,
-    storage_id: u64,
+    meta: BlobMeta,
     start: u64,
     end: u64,
     next_chunk: u64,
@@ -795,13 +769,15 @@ impl ChunkReader {
 
     async fn read_batch(&mut self) -> Result<(), BlobError> {
         let first = self.next_chunk;
-        let stop = self.end_chunk.min(first + CHUNKS_PER_READ as u64);
+        let chunks_per_read = (BYTES_PER_READ / u64::from(self.meta.chunk_bytes)).max(1);
+        let stop = self.end_chunk.min(first + chunks_per_read);
+        let storage_id = self.meta.storage_id;
         let chunk_index = |index: u64| {
             u32::try_from(index).map_err(|_| StoreError::corrupt("blob chunk index overflow"))
         };
         let range = KeyRange {
-            begin: keys::blob_chunk(self.storage_id, chunk_index(first)?),
-            end: keys::blob_chunk(self.storage_id, chunk_index(stop)?),
+            begin: keys::blob_chunk(storage_id, chunk_index(first)?),
+            end: keys::blob_chunk(storage_id, chunk_index(stop)?),
         };
         let chunks = self
             .store
@@ -811,19 +787,19 @@ impl ChunkReader {
             .await?;
         if chunks.len() as u64 != stop - first {
             return Err(BlobError::from(StoreError::corrupt(format!(
-                "blob chunks {first}..{stop} of storage {} are missing",
-                self.storage_id
+                "blob chunks {first}..{stop} of storage {storage_id} are missing"
             ))));
         }
-        let chunk_bytes = BLOB_CHUNK_BYTES as u64;
-        for (index, (_, chunk)) in (first..stop).zip(chunks) {
+        let chunk_bytes = u64::from(self.meta.chunk_bytes);
+        for (index, (_, stored)) in (first..stop).zip(chunks) {
+            let chunk = self.meta.decode_chunk(index, stored)?;
             let chunk_start = index * chunk_bytes;
             let from = self
                 .start
                 .saturating_sub(chunk_start)
                 .min(chunk.len() as u64);
             let to = (self.end - chunk_start).min(chunk.len() as u64);
-            let piece = Bytes::from(chunk).slice(from as usize..to as usize);
+            let piece = chunk.slice(from as usize..to as usize);
             if !piece.is_empty() {
                 self.ready.push_back(piece);
             }

@@ -38,7 +38,7 @@ use self::write_buffer::{BufferedLookup, PendingWrite, WriteBuffer, add_to_value
 /// Limit checks shared with the FoundationDB backend, which reports them the same way.
 #[cfg_attr(not(feature = "foundationdb"), allow(unused_imports))]
 pub(crate) use self::write_buffer::{check_value, check_writable_key};
-use super::keys::{FORMAT_VERSION, META_FORMAT_VERSION};
+use super::keys::{FORMAT_VERSION, META_FORMAT_VERSION, UPGRADABLE_FORMAT_VERSIONS};
 use super::{
     Backend, BoxFuture, KeyRange, KeyValue, MAX_TRANSACTION_AGE, MAX_TRANSACTION_BYTES,
     RangeOptions, StoreError, StoreErrorKind, StoreResult, Transaction,
@@ -183,7 +183,12 @@ fn check_or_write_format_version(database: &Database) -> StoreResult<()> {
                 let version = <[u8; 4]>::try_from(bytes.as_slice())
                     .map(u32::from_be_bytes)
                     .map_err(|_| StoreError::corrupt("the format version key is malformed"))?;
-                if version != FORMAT_VERSION {
+                if UPGRADABLE_FORMAT_VERSIONS.contains(&version) {
+                    tracing::info!(from = version, to = FORMAT_VERSION, "store format upgraded");
+                    table
+                        .insert(META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes().as_slice())
+                        .map_err(storage_error)?;
+                } else if version != FORMAT_VERSION {
                     return Err(StoreError::corrupt(format!(
                         "the store has format version {version}, this build reads only version \
                          {FORMAT_VERSION}; use a matching tern release or migrate the data"
@@ -193,6 +198,50 @@ fn check_or_write_format_version(database: &Database) -> StoreResult<()> {
         }
     }
     write.commit().map_err(storage_error)
+}
+
+/// Compacting at close pays off only past these: more than this share of the file unused…
+const COMPACT_FREE_SHARE: f64 = 0.15;
+/// …and at least this many bytes.
+const COMPACT_MIN_FREE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Shrinks the file at close when much of it is unused. redb writes copy-on-write: pages
+/// freed by commits are reused, but a bulk load leaves the file larger than what it holds
+/// (measured: 170 MB of file for 127 MB of allocated pages after importing 20,000 messages).
+/// `Database::compact` moves pages down and truncates; it runs here, with no transaction
+/// left, rather than while serving. Failure only costs disk space, so it is logged, not
+/// returned.
+fn compact_if_sparse(database: &mut Database, path: &Path) {
+    let Ok(file_bytes) = std::fs::metadata(path).map(|metadata| metadata.len()) else {
+        return;
+    };
+    let allocated_bytes = match database.begin_write().and_then(|write| {
+        let stats = write.stats();
+        write.abort()?;
+        Ok(stats?)
+    }) {
+        Ok(stats) => stats.allocated_pages() * stats.page_size() as u64,
+        Err(error) => {
+            tracing::warn!(%error, "store: cannot measure the file before compaction");
+            return;
+        }
+    };
+    let unused = file_bytes.saturating_sub(allocated_bytes);
+    if unused < COMPACT_MIN_FREE_BYTES || (unused as f64) < COMPACT_FREE_SHARE * file_bytes as f64 {
+        return;
+    }
+    let started = Instant::now();
+    match database.compact() {
+        Ok(_) => tracing::info!(
+            file_bytes,
+            compacted_bytes = std::fs::metadata(path)
+                .map(|metadata| metadata.len())
+                .unwrap_or(0),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store compacted at close"
+        ),
+        Err(error) => tracing::warn!(%error, "store compaction failed; the file stays as it was"),
+    }
 }
 
 fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -253,6 +302,7 @@ impl Backend for EmbeddedBackend {
                 let _ = sender.send(CommitterMessage::Shutdown);
             }
             let thread = mutex_lock(&self.committer_thread).take();
+            let path = self.path.clone();
             let closing = tokio::task::spawn_blocking(move || {
                 if let Some(thread) = thread
                     && thread.join().is_err()
@@ -260,7 +310,10 @@ impl Backend for EmbeddedBackend {
                     tracing::error!("store committer panicked");
                 }
                 match Arc::try_unwrap(database) {
-                    Ok(database) => database.close().map_err(storage_error),
+                    Ok(mut database) => {
+                        compact_if_sparse(&mut database, &path);
+                        database.close().map_err(storage_error)
+                    }
                     // A `begin` racing with close still holds it; its drop closes the file.
                     Err(_) => Ok(()),
                 }

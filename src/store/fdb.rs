@@ -20,7 +20,7 @@ use foundationdb::options::{MutationType, StreamingMode};
 use foundationdb::{Database, FdbError, RangeOption};
 
 use super::embedded::{check_value, check_writable_key};
-use super::keys::{FORMAT_VERSION, META_FORMAT_VERSION};
+use super::keys::{FORMAT_VERSION, META_FORMAT_VERSION, UPGRADABLE_FORMAT_VERSIONS};
 use super::{
     Backend, BoxFuture, KeyRange, KeyValue, MAX_TRANSACTION_AGE, MAX_TRANSACTION_BYTES,
     RangeOptions, StoreError, StoreErrorKind, StoreResult, Transaction,
@@ -133,6 +133,9 @@ impl FdbBackend {
                                 .map_err(|_| {
                                     StoreError::corrupt("the format version key is malformed")
                                 })?;
+                            if UPGRADABLE_FORMAT_VERSIONS.contains(&version) {
+                                return tx.set(META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes());
+                            }
                             if version != FORMAT_VERSION {
                                 return Err(StoreError::corrupt(format!(
                                     "the store has format version {version}, this build reads \

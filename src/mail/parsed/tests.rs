@@ -219,6 +219,64 @@ fn metadata_round_trips_through_serde() {
     assert_eq!(back, parsed);
 }
 
+#[test]
+fn stored_metadata_round_trips_in_binary_and_old_json_still_reads() {
+    let mut messages = corpus();
+    messages.push(("rfc-example".to_owned(), RFC_EXAMPLE.as_bytes().to_vec()));
+    let mut binary_bytes = 0;
+    let mut json_bytes = 0;
+    for (name, raw) in &messages {
+        let parsed = parse_message(raw);
+        let stored = parsed.encode_stored();
+        assert_eq!(stored[0], 0x01, "{name}");
+        assert_eq!(
+            ParsedEmail::decode_stored(&stored).expect("binary"),
+            parsed,
+            "{name}"
+        );
+        // What earlier versions wrote (JSON) reads to the same value.
+        let json = serde_json::to_vec(&parsed).unwrap();
+        assert_eq!(
+            ParsedEmail::decode_stored(&json).expect("json"),
+            parsed,
+            "{name}"
+        );
+        binary_bytes += stored.len();
+        json_bytes += json.len();
+        // Every truncation is an error, never a panic or a wrong value.
+        for length in 0..stored.len() {
+            assert!(
+                ParsedEmail::decode_stored(&stored[..length]).is_err(),
+                "{name} {length}"
+            );
+        }
+        let mut longer = stored.clone();
+        longer.push(0);
+        assert!(ParsedEmail::decode_stored(&longer).is_err(), "{name}");
+    }
+    // Measured: 67% on this corpus (long header values dominate), 49% on the bench's mail.
+    assert!(
+        binary_bytes * 4 < json_bytes * 3,
+        "binary {binary_bytes} bytes vs JSON {json_bytes}"
+    );
+    let mut every_member = parse_message(RFC_EXAMPLE.as_bytes());
+    every_member.sent_at_unix = Some(-12_345);
+    every_member.sender = Some(vec![EmailAddress {
+        name: None,
+        email: "s@example.test".to_owned(),
+    }]);
+    every_member.parts[0].language = Some(vec!["en".to_owned(), "fr".to_owned()]);
+    every_member.parts[0].encoding = crate::jmap::types::TransferEncoding::QuotedPrintable;
+    every_member.parts[0].encoding_problem = true;
+    let stored = every_member.encode_stored();
+    assert_eq!(
+        ParsedEmail::decode_stored(&stored).expect("decode"),
+        every_member
+    );
+    assert!(ParsedEmail::decode_stored(b"").is_err());
+    assert!(ParsedEmail::decode_stored(b"[1]").is_err());
+}
+
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&directory)

@@ -18,6 +18,8 @@ pub fn tests() -> Vec<SuiteTest> {
         suite_test!(oversized_and_failed_uploads_leave_nothing_behind),
         suite_test!(collection_honours_links_and_upload_expiry),
         suite_test!(collection_deletes_interrupted_uploads),
+        suite_test!(chunks_are_page_sized_and_compressed_when_it_helps),
+        suite_test!(blobs_of_the_first_format_still_read),
     ]
 }
 
@@ -40,7 +42,7 @@ async fn download(
     let mut stream = download.stream;
     while let Some(piece) = stream.next().await {
         let piece = piece.expect("piece");
-        assert!(piece.len() <= BLOB_CHUNK_BYTES);
+        assert!(piece.len() <= format::V1_CHUNK_BYTES as usize);
         content.extend_from_slice(&piece);
     }
     content
@@ -368,6 +370,113 @@ pub async fn collection_deletes_interrupted_uploads(store: &Store) {
     assert_eq!(
         tx.get(&keys::blob_pending(storage_id)).await.expect("get"),
         None
+    );
+}
+
+pub async fn chunks_are_page_sized_and_compressed_when_it_helps(store: &Store) {
+    let blobs = BlobStore::new(store.clone());
+    let account = random_account();
+    // Text compresses; a random tail does not. Ranges cross chunk boundaries of both kinds.
+    let mut content = format!("Subject: {}\r\n\r\n", rand::random::<u64>()).into_bytes();
+    while content.len() < 5 * BLOB_CHUNK_BYTES {
+        content.extend_from_slice(b"the quick brown fox jumps over the lazy dog\r\n");
+    }
+    content.extend(random_content(2 * BLOB_CHUNK_BYTES + 77));
+    let info = blobs
+        .put(account, Bytes::from(content.clone()))
+        .await
+        .expect("put");
+    let meta = stored_meta(store, &info.id).await.expect("meta");
+    assert_eq!(
+        meta,
+        format::BlobMeta::new(meta.storage_id, content.len() as u64)
+    );
+    let stored = scan(
+        store,
+        &KeyRange::prefix(&keys::blob_chunk_prefix(meta.storage_id)),
+        RangeOptions::default(),
+    )
+    .await;
+    assert_eq!(stored.len(), content.len().div_ceil(BLOB_CHUNK_BYTES));
+    let codecs: Vec<u8> = stored.iter().map(|(_, value)| value[0]).collect();
+    assert_eq!(codecs[0], format::CODEC_LZ4, "text is compressed");
+    assert!(stored[0].1.len() < BLOB_CHUNK_BYTES / 4);
+    assert_eq!(
+        codecs[codecs.len() - 2],
+        format::CODEC_RAW,
+        "random bytes are not"
+    );
+    for (key, value) in &stored {
+        assert!(key.len() + value.len() <= 4096 - 12, "fits one engine page");
+    }
+    let chunk = BLOB_CHUNK_BYTES as u64;
+    let total = content.len() as u64;
+    for range in [
+        0..total,
+        chunk - 3..chunk + 3,
+        4 * chunk + 1..6 * chunk + 9,
+        total - 80..total,
+        chunk..chunk,
+    ] {
+        assert_eq!(
+            download(&blobs, account, &info.id, range.clone()).await,
+            content[range.start as usize..range.end as usize],
+            "{range:?}"
+        );
+    }
+}
+
+/// Blobs written before chunks were sized for the engine (format tag 0x01, raw chunks of
+/// 100,000 bytes) read as before, whole and by range.
+pub async fn blobs_of_the_first_format_still_read(store: &Store) {
+    let blobs = BlobStore::new(store.clone());
+    let account = random_account();
+    let content = random_content(2 * format::V1_CHUNK_BYTES as usize + 4_321);
+    let hash = BlobHash::of(&content);
+    let storage_id: u64 = rand::random();
+    let mut old_meta = vec![0x01];
+    old_meta.extend_from_slice(&storage_id.to_be_bytes());
+    old_meta.extend_from_slice(&(content.len() as u64).to_be_bytes());
+    let written = content.clone();
+    store
+        .transact(|tx| {
+            let written = written.clone();
+            let old_meta = old_meta.clone();
+            Box::pin(async move {
+                for (index, chunk) in (0u32..).zip(written.chunks(format::V1_CHUNK_BYTES as usize))
+                {
+                    tx.set(&keys::blob_chunk(storage_id, index), chunk)?;
+                }
+                tx.set(&keys::blob_by_digest(BLOB_META, hash.as_bytes()), &old_meta)?;
+                grant_upload_reference(tx, account, &hash, SystemTime::now()).await
+            })
+        })
+        .await
+        .expect("write a first-format blob");
+    let info = blobs.info(account, &hash).await.expect("info");
+    assert_eq!(info.size, content.len() as u64);
+    let boundary = u64::from(format::V1_CHUNK_BYTES);
+    for range in [
+        0..u64::MAX,
+        boundary - 7..boundary + 7,
+        2 * boundary..u64::MAX,
+    ] {
+        let end = range.end.min(content.len() as u64);
+        assert_eq!(
+            download(&blobs, account, &hash, range.clone()).await,
+            content[range.start as usize..end as usize],
+            "{range:?}"
+        );
+    }
+    // Uploading the same content again deduplicates onto the old blob.
+    let again = blobs
+        .put(account, Bytes::from(content.clone()))
+        .await
+        .expect("put");
+    assert_eq!(again.id, hash);
+    assert_eq!(
+        stored_meta(store, &hash).await.map(|meta| meta.storage_id),
+        Some(storage_id)
     );
 }
 

@@ -58,6 +58,20 @@ async fn a_held_data_dir_is_locked_and_an_unknown_format_is_refused() {
     assert_eq!(error.kind, StoreErrorKind::Locked, "{error}");
     assert!(error.message.contains("in use"), "{error}");
 
+    // A store of the previous format opens and is stamped with the current one.
+    store
+        .transact(|tx| {
+            Box::pin(async move { tx.set(keys::META_FORMAT_VERSION, &1u32.to_be_bytes()) })
+        })
+        .await
+        .expect("set version");
+    store.close().await.expect("close");
+    let store = open_store(dir.path());
+    assert_eq!(
+        testsuite::get(&store, keys::META_FORMAT_VERSION).await,
+        Some(keys::FORMAT_VERSION.to_be_bytes().to_vec())
+    );
+
     // Pretend a future release wrote the store.
     store
         .transact(|tx| {
