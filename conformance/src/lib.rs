@@ -41,6 +41,7 @@ pub mod sections {
     pub const MAIL_EMAIL_SUBMISSION: &str = "RFC 8621 §7 EmailSubmission";
     pub const MAIL_MAILBOX: &str = "RFC 8621 §2 Mailbox";
     pub const MAIL_EMAIL_THREAD: &str = "RFC 8621 §3–4 Email and Thread";
+    pub const MAIL_SEARCH: &str = "RFC 8621 §4.4 Email/query text filters, §5 SearchSnippet";
     pub const PUSH: &str = "RFC 8887 §3 WebSocket capability, RFC 8620 §7.2 PushSubscription";
 
     pub const ALL: &[&str] = &[
@@ -58,6 +59,7 @@ pub mod sections {
         ISOLATION,
         MAIL_MAILBOX,
         MAIL_EMAIL_THREAD,
+        MAIL_SEARCH,
         MAIL_EMAIL_PARSE,
         MAIL_EMAIL_CREATE,
         MAIL_IDENTITY,

@@ -22,7 +22,11 @@ const MAIL_USING: [&str; 2] = ["urn:ietf:params:jmap:core", "urn:ietf:params:jma
 const MAILBOX_COUNT: usize = 20;
 const IMPORT_BATCH: usize = 50;
 
-async fn call(connection: &mut Connection, target: &Target, calls: Value) -> Result<Value, String> {
+pub(crate) async fn call(
+    connection: &mut Connection,
+    target: &Target,
+    calls: Value,
+) -> Result<Value, String> {
     let body = json!({"using": MAIL_USING, "methodCalls": calls});
     let request = build_request(
         "POST",
@@ -49,7 +53,7 @@ async fn call(connection: &mut Connection, target: &Target, calls: Value) -> Res
     Ok(response)
 }
 
-async fn upload(
+pub(crate) async fn upload(
     connection: &mut Connection,
     target: &Target,
     content: Vec<u8>,
@@ -134,7 +138,7 @@ fn message(
     (text.into_bytes(), subject)
 }
 
-async fn mailbox_ids(
+pub(crate) async fn mailbox_ids(
     connection: &mut Connection,
     target: &Target,
 ) -> Result<Vec<(String, Option<String>)>, String> {

@@ -7,7 +7,8 @@
 //!     --user alice@example.test --password PASS [--runs 5] <scenario>
 //! ```
 //! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query; push ones in
-//! `push.rs`: ws-echo, push-latency, push-idle, eventsource-latency):
+//! `push.rs`: ws-echo, push-latency, push-idle, eventsource-latency; search ones in `search.rs`:
+//! search-query, search-freshness, search-rebuild, search-layout):
 //! - `echo-latency`: Core/echo over ONE keep-alive connection, `--requests N` sequential calls;
 //!   p50/p90/p99/max in ms.
 //! - `echo-throughput`: `--connections C` (default 32) keep-alive connections for
@@ -26,6 +27,7 @@
 mod mail;
 mod process;
 mod push;
+mod search;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -64,12 +66,15 @@ struct Options {
     messages: u64,
     /// mail-populate / mail-import: bytes per message.
     message_size: usize,
+    /// search-freshness / search-rebuild: the Tern server's data directory (admin endpoint).
+    data_dir: Option<String>,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
-[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] \
+[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--data-dir DIR] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
+search-query|search-freshness|search-rebuild|search-layout|\
 ws-echo|push-latency|push-idle|eventsource-latency>";
 
 fn parse_options() -> Result<Options, String> {
@@ -95,6 +100,7 @@ fn parse_options() -> Result<Options, String> {
         server_cmd: None,
         messages: 100_000,
         message_size: 20 * 1024,
+        data_dir: None,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -140,6 +146,7 @@ fn parse_options() -> Result<Options, String> {
                     .unwrap_or(1)
                     .clamp(256, 64 * 1024 * 1024)
             }
+            "--data-dir" => options.data_dir = Some(value()?),
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"));
@@ -634,6 +641,10 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("mail-populate", Some(target)) => mail::populate(options, target).await?,
             ("mail-import", Some(target)) => mail::import(options, target).await?,
             ("mail-query", Some(target)) => mail::query(options, target).await?,
+            ("search-query", Some(target)) => search::query(options, target).await?,
+            ("search-freshness", Some(target)) => search::freshness(options, target).await?,
+            ("search-rebuild", Some(_)) => search::rebuild(options).await?,
+            ("search-layout", Some(_)) => search::layout(options).await?,
             ("ws-echo", Some(_)) => push::ws_echo(options).await?,
             ("push-latency", Some(target)) => push::push_latency(options, target).await?,
             ("push-idle", Some(target)) => push::push_idle(options, target).await?,

@@ -283,6 +283,12 @@ async fn route_admin_request(
                 Err(error) => directory_problem(&error),
             }
         }
+        (Method::GET, ["admin", "index"]) => {
+            match crate::search::queue::pending_count(directory.store()).await {
+                Ok(pending) => ok_json(StatusCode::OK, &json!({ "pendingTasks": pending })),
+                Err(error) => directory_problem(&error.into()),
+            }
+        }
         (Method::POST, ["admin", "accounts", email, "index", "rebuild"]) => {
             match crate::search::rebuild::rebuild(directory, Some(email)).await {
                 Ok(queued) => ok_json(

@@ -205,6 +205,18 @@ impl AdminClient {
         Ok(())
     }
 
+    /// Search index tasks not yet committed (all accounts).
+    pub async fn index_pending(&self) -> Result<u64, AdminClientError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Status {
+            pending_tasks: u64,
+        }
+        let (_, bytes) = self.send(Method::GET, "/admin/index", None).await?;
+        let status: Status = AdminClient::parse(&bytes)?;
+        Ok(status.pending_tasks)
+    }
+
     /// Queues the rebuild of an account's search documents; returns how many Emails.
     pub async fn rebuild_index(&self, email: &str) -> Result<u64, AdminClientError> {
         #[derive(Deserialize)]

@@ -197,10 +197,26 @@ impl Indexer {
                 }
                 (TaskKind::Index, Some(email_id)) => {
                     let uid = schema::uid(account_id, email_id);
-                    match document::load(&self.store, &self.blobs, account_id, email_id)
-                        .await
-                        .map_err(|error| error.to_string())?
+                    let loaded = match document::load(
+                        &self.store,
+                        &self.blobs,
+                        account_id,
+                        email_id,
+                    )
+                    .await
                     {
+                        Ok(loaded) => loaded,
+                        // A transient failure: the whole batch is retried.
+                        Err(error) if error.kind.is_retryable() => {
+                            return Err(error.to_string());
+                        }
+                        // One unreadable Email must not block the queue behind it.
+                        Err(error) => {
+                            tracing::error!(account_id, email_id, %error, "Email not indexable; left out of the index");
+                            None
+                        }
+                    };
+                    match loaded {
                         Some(content) => Operation::Replace(
                             uid,
                             Box::new(build_document(&self.fields, account_id, email_id, &content)),

@@ -312,3 +312,92 @@ pub async fn rebuild_account(store: &Store, account_id: u32) -> StoreResult<usiz
         .await?;
     Ok(email_ids.len())
 }
+
+/// The search-queue part of the backend test suite.
+pub mod suite {
+    use super::*;
+    use crate::store::testsuite::{SuiteTest, suite_test};
+
+    pub fn tests() -> Vec<SuiteTest> {
+        vec![suite_test!(
+            search_tasks_compare_and_clear_and_report_the_backlog
+        )]
+    }
+
+    async fn account_tasks(store: &Store, account_id: u32) -> Vec<Task> {
+        load(store, None, 0)
+            .await
+            .expect("load")
+            .into_iter()
+            .filter(|task| task.account_id == account_id)
+            .collect()
+    }
+
+    async fn backlog(store: &Store, account_id: u32) -> AccountBacklog {
+        store
+            .read(|tx| Box::pin(account_backlog(tx, account_id)))
+            .await
+            .expect("backlog")
+    }
+
+    /// Tasks are written with a watch wake-up, cleared only if unchanged, and the backlog a
+    /// query reads names exactly the Emails the index does not know.
+    pub async fn search_tasks_compare_and_clear_and_report_the_backlog(store: &Store) {
+        let account_id = 0xE000_0000 | (rand::random::<u32>() >> 4);
+        let woken = store.watch(&version_key());
+        store
+            .transact(|tx| {
+                Box::pin(async move {
+                    enqueue_index(tx, account_id, 1)?;
+                    enqueue_index(tx, account_id, 2)
+                })
+            })
+            .await
+            .expect("enqueue");
+        tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+            .await
+            .expect("the watch fires")
+            .expect("watch");
+        let read = account_tasks(store, account_id).await;
+        assert_eq!(read.len(), 2);
+        assert!(read.iter().all(|task| task.kind == TaskKind::Index));
+        let seen = backlog(store, account_id).await;
+        assert!(!seen.rebuilding);
+        assert_eq!(seen.pending, HashSet::from([1, 2]));
+        assert!(!seen.index_knows(1) && seen.index_knows(3));
+
+        // Email 1 is destroyed after the indexer read its task: its delete must survive.
+        store
+            .transact(|tx| Box::pin(async move { enqueue_delete(tx, account_id, 1) }))
+            .await
+            .expect("delete");
+        clear_done(store, &read).await.expect("clear");
+        let left = account_tasks(store, account_id).await;
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].email_id, left[0].kind),
+            (Some(1), TaskKind::Delete)
+        );
+        // Clearing twice is harmless.
+        clear_done(store, &read).await.expect("clear again");
+        assert_eq!(backlog(store, account_id).await.pending, HashSet::from([1]));
+
+        // A rebuild of an account without Emails queues a reset, which sorts first.
+        assert_eq!(
+            rebuild_account(store, account_id).await.expect("rebuild"),
+            0
+        );
+        let tasks = account_tasks(store, account_id).await;
+        assert_eq!(tasks[0].kind, TaskKind::ResetAccount);
+        assert!(backlog(store, account_id).await.rebuilding);
+        assert!(
+            !rebuilding_accounts(store)
+                .await
+                .expect("marks")
+                .contains(&account_id)
+        );
+        clear_done(store, &tasks).await.expect("clear");
+        let after = backlog(store, account_id).await;
+        assert!(!after.rebuilding && after.pending.is_empty());
+    }
+}

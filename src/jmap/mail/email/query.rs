@@ -2,7 +2,8 @@
 //! - a mailbox (or its unread Emails, or the whole account) by receivedAt: a bounded range read
 //!   of a store index (`fast.rs`), totals from the Mailbox counters;
 //! - anything else: the account's Email records filtered and sorted in memory (`general.rs`),
-//!   text conditions answered by the full-text index (`search`).
+//!   text conditions answered by the full-text index (`search`); when a text condition must
+//!   hold, only its index matches and the not-yet-indexed Emails are read (`text_first.rs`).
 //!
 //! Both order ties by id in the direction of the first comparator, so the two agree.
 
@@ -10,6 +11,7 @@ pub mod fast;
 pub mod filter;
 pub mod general;
 pub mod sort;
+pub mod text_first;
 
 use std::collections::HashSet;
 
@@ -94,7 +96,18 @@ impl EmailQuery {
                 .await?;
             return Ok(outcome);
         }
-        let snapshot = general::load_snapshot(&engine.store, account_id).await?;
+        let narrowed = text_first::load_candidates(
+            &engine.store,
+            engine.search(),
+            account_id,
+            self.filter.as_ref(),
+            &self.sort,
+        )
+        .await?;
+        let snapshot = match narrowed {
+            Some(snapshot) => snapshot,
+            None => general::load_snapshot(&engine.store, account_id).await?,
+        };
         let ids = general::results(
             &engine.store,
             &engine.blobs,
@@ -150,6 +163,26 @@ async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
                 account_id,
                 &email_query,
                 list,
+                None,
+                first,
+                window_len,
+                calculate_total,
+            )
+            .await?
+        }
+        (WindowStart::Position(first), None)
+            if *first >= 0
+                && let Some((list, matching)) =
+                    text_first::indexed_text_list(context.engine, account_id, &email_query)
+                        .await? =>
+        {
+            let first = usize::try_from(*first).unwrap_or(usize::MAX);
+            indexed_page(
+                context,
+                account_id,
+                &email_query,
+                list,
+                Some(std::sync::Arc::new(matching)),
                 first,
                 window_len,
                 calculate_total,
@@ -208,12 +241,14 @@ struct Page {
 
 /// A page of an indexed list from a non-negative position: reads only up to the page's end
 /// (plus one entry, to know whether more follow), unless a total is wanted that the counters
-/// do not hold.
+/// do not hold. With `matching`, only those Emails of the list count (a text condition).
+#[allow(clippy::too_many_arguments)]
 async fn indexed_page(
     context: &CallContext<'_>,
     account_id: u32,
     email_query: &EmailQuery,
     list: IndexedList,
+    matching: Option<std::sync::Arc<HashSet<u64>>>,
     first: usize,
     window_len: usize,
     calculate_total: bool,
@@ -226,7 +261,7 @@ async fn indexed_page(
         .read(|tx| {
             Box::pin(async move {
                 let state = read_state(tx, account_id, DataType::Email).await?;
-                let counted = if calculate_total {
+                let counted = if calculate_total && matching.is_none() {
                     fast::counted_total(tx, account_id, list, collapse).await?
                 } else {
                     None
@@ -238,6 +273,12 @@ async fn indexed_page(
                 let mut ids = Vec::with_capacity(window_len.min(1024));
                 let mut more_after = false;
                 fast::scan(tx, account_id, list, ascending, |email_id, thread_id| {
+                    if matching
+                        .as_ref()
+                        .is_some_and(|matching| !matching.contains(&email_id))
+                    {
+                        return true;
+                    }
                     if collapse && !threads.insert(thread_id) {
                         return true;
                     }
