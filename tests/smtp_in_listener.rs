@@ -1,113 +1,15 @@
 //! The SMTP listeners over real sockets, with a raw TCP client: acceptance policy (no open
 //! relay), durability before 250, BDAT, limits, timeouts, garbage and disconnects.
 
+mod smtp_in_common;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use tern::server::{RunningServer, Server};
+use smtp_in_common::{Client, Harness, start};
 use tern::smtp::incoming;
 use tern::store::blob::{BlobHash, BlobStore};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-pub struct Harness {
-    pub server: RunningServer,
-    pub alice_id: u32,
-    _dir: tempfile::TempDir,
-}
-
-fn testdata(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/http/testdata")
-        .join(name)
-}
-
-pub async fn start(adjust: impl FnOnce(&mut tern::config::Config)) -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = tern::config::Config::default();
-    config.server.data_dir = dir.path().to_path_buf();
-    config.server.http = "127.0.0.1:0".parse().unwrap();
-    config.server.shutdown_grace_seconds = 1;
-    config.admin.enabled = false;
-    config.smtp.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.smtp.submission = Some("127.0.0.1:0".parse().unwrap());
-    config.smtp.hostname = Some("mx.example.test".into());
-    adjust(&mut config);
-    let server = Server::start(config).await.expect("server starts");
-    let alice = server
-        .create_account("alice@example.test", "alice-password")
-        .await
-        .expect("alice");
-    server
-        .create_account("bob@example.test", "bob-password")
-        .await
-        .expect("bob");
-    Harness {
-        server,
-        alice_id: alice.account_id,
-        _dir: dir,
-    }
-}
-
-pub fn tls_paths() -> (PathBuf, PathBuf) {
-    (testdata("cert.pem"), testdata("key.pem"))
-}
-
-/// A raw SMTP client: sends lines, reads multi-line replies.
-pub struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    pub async fn connect(address: SocketAddr) -> (Client, String) {
-        let stream = TcpStream::connect(address).await.expect("connect");
-        let mut client = Client {
-            reader: BufReader::new(stream),
-        };
-        let greeting = client.reply().await;
-        (client, greeting)
-    }
-
-    /// One reply (all its lines, joined by '\n'); "" when the server closed.
-    pub async fn reply(&mut self) -> String {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let read =
-                tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
-                    .await
-                    .expect("a reply within 10 s")
-                    .unwrap_or(0);
-            if read == 0 {
-                return lines.join("\n");
-            }
-            let line = line.trim_end().to_owned();
-            let last = line.len() < 4 || line.as_bytes()[3] == b' ';
-            lines.push(line);
-            if last {
-                return lines.join("\n");
-            }
-        }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).await.expect("write");
-    }
-
-    pub async fn command(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.reply().await
-    }
-
-    pub async fn closed(&mut self) -> bool {
-        let mut rest = Vec::new();
-        matches!(
-            tokio::time::timeout(Duration::from_secs(5), self.reader.read_to_end(&mut rest)).await,
-            Ok(Ok(_))
-        )
-    }
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Whether the message with content `body` is durably held: still in the incoming queue,
 /// or already delivered (linked into alice's account by the delivery actor).

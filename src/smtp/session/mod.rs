@@ -646,7 +646,8 @@ impl Session {
         if !self.transaction_ready() {
             return Step::Continue;
         }
-        replies::start_data().write_to(&mut self.output);
+        // 354 carries no enhanced status code (RFC 3463 applies to completion replies).
+        replies::start_data().write_plain(&mut self.output);
         self.body = Vec::new();
         self.state = State::Data(DataScanner::new(self.config.max_message_size));
         Step::Continue
