@@ -8,7 +8,7 @@
 //! ```
 //! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query; push ones in
 //! `push.rs`: ws-echo, push-latency, push-idle, eventsource-latency; search ones in `search.rs`:
-//! search-query, search-freshness, search-rebuild):
+//! search-query, search-freshness, search-rebuild, search-layout):
 //! - `echo-latency`: Core/echo over ONE keep-alive connection, `--requests N` sequential calls;
 //!   p50/p90/p99/max in ms.
 //! - `echo-throughput`: `--connections C` (default 32) keep-alive connections for
@@ -29,7 +29,6 @@ mod mail;
 mod process;
 mod push;
 mod search;
-mod submission;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -653,9 +652,6 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("mail-populate", Some(target)) => mail::populate(options, target).await?,
             ("mail-import", Some(target)) => mail::import(options, target).await?,
             ("mail-query", Some(target)) => mail::query(options, target).await?,
-            ("submission-latency", Some(target)) => {
-                submission::submission_latency(options, target, run).await?
-            }
             ("search-query", Some(target)) => search::query(options, target).await?,
             ("search-freshness", Some(target)) => search::freshness(options, target).await?,
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
