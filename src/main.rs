@@ -36,6 +36,46 @@ enum Command {
     /// Manage the full-text search index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// The outbound mail queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Mail domains.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued messages, with each recipient's state (the error queue included).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Retry a message now (also takes it out of the error queue).
+    Retry {
+        id: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Remove a message from the queue (no bounce is sent).
+    Cancel {
+        id: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// Make a domain local, generate its DKIM key and print the DNS records to publish.
+    Add {
+        domain: String,
+        /// The DKIM key type.
+        #[arg(long, value_parser = ["rsa", "ed25519"], default_value = "rsa")]
+        algorithm: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Args)]
@@ -64,6 +104,9 @@ struct ServeArgs {
     /// TLS private key, PEM (overrides server.tls_key).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Smarthost for all non-local mail, HOST:PORT (overrides outbound.relay).
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<String>,
     /// The DNS server for SPF/DKIM/DMARC and MX lookups, IP:PORT (overrides dns.nameserver).
     #[arg(long, value_name = "ADDR")]
     dns: Option<SocketAddr>,
@@ -254,6 +297,33 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Index(IndexCommand::Rebuild { account, data }) => {
             let config = load_config(&data)?;
             rebuild_index(&config, account).await
+        }
+        Command::Queue(command) => {
+            let (data, operation) = match command {
+                QueueCommand::List { data } => (data, tern::outbound::cli::Operation::List),
+                QueueCommand::Retry { id, data } => (data, tern::outbound::cli::Operation::Retry(id)),
+                QueueCommand::Cancel { id, data } => {
+                    (data, tern::outbound::cli::Operation::Cancel(id))
+                }
+            };
+            let config = load_config(&data)?;
+            println!("{}", tern::outbound::cli::run(&config, operation).await?);
+            Ok(())
+        }
+        Command::Domain(DomainCommand::Add {
+            domain,
+            algorithm,
+            data,
+        }) => {
+            let config = load_config(&data)?;
+            let algorithm = if algorithm == "ed25519" {
+                tern::outbound::dkim::KeyAlgorithm::Ed25519
+            } else {
+                tern::outbound::dkim::KeyAlgorithm::Rsa
+            };
+            let operation = tern::outbound::cli::Operation::AddDomain { domain, algorithm };
+            println!("{}", tern::outbound::cli::run(&config, operation).await?);
+            Ok(())
         }
         Command::Token(TokenCommand::Create { email, data }) => {
             let config = load_config(&data)?;
@@ -460,6 +530,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(key) = args.tls_key {
         config.server.tls_key = Some(key);
+    }
+    if let Some(relay) = args.relay {
+        config.outbound.relay = Some(relay);
     }
     if let Some(dns) = args.dns {
         config.dns.nameserver = Some(dns);

@@ -24,7 +24,6 @@
 //! runs on one thread by default (`--client-threads`) so it leaves the other core(s) to the
 //! server.
 
-mod delivery;
 mod mail;
 mod process;
 mod push;
@@ -69,9 +68,6 @@ struct Options {
     message_size: usize,
     /// search-freshness / search-rebuild: the Tern server's data directory (admin endpoint).
     data_dir: Option<String>,
-    /// smtp-push-latency: the SMTP (MX) address to send to, and the recipient (`--user`).
-    smtp: Option<SocketAddr>,
-    user: Option<String>,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
@@ -79,7 +75,7 @@ const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --b
 [--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--data-dir DIR] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
-ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)>";
+ws-echo|push-latency|push-idle|eventsource-latency>";
 
 fn parse_options() -> Result<Options, String> {
     let mut arguments = std::env::args().skip(1);
@@ -105,8 +101,6 @@ fn parse_options() -> Result<Options, String> {
         messages: 100_000,
         message_size: 20 * 1024,
         data_dir: None,
-        smtp: None,
-        user: None,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -153,10 +147,6 @@ fn parse_options() -> Result<Options, String> {
                     .clamp(256, 64 * 1024 * 1024)
             }
             "--data-dir" => options.data_dir = Some(value()?),
-            "--smtp" => {
-                let address: SocketAddr = value()?.parse().map_err(|_| "--smtp: not IP:PORT")?;
-                options.smtp = Some(address);
-            }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"));
@@ -166,7 +156,6 @@ fn parse_options() -> Result<Options, String> {
     }
     options.session_url = session_url.ok_or(USAGE)?;
     options.scenario = scenario.ok_or(USAGE)?;
-    options.user = user.clone();
     options.authorization = match (bearer, user, password) {
         (Some(token), _, _) => format!("Bearer {token}"),
         (None, Some(user), Some(password)) => format!(
@@ -656,7 +645,6 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("search-freshness", Some(target)) => search::freshness(options, target).await?,
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
             ("search-layout", Some(_)) => search::layout(options).await?,
-            ("smtp-push-latency", Some(_)) => delivery::smtp_push_latency(options).await?,
             ("ws-echo", Some(_)) => push::ws_echo(options).await?,
             ("push-latency", Some(target)) => push::push_latency(options, target).await?,
             ("push-idle", Some(target)) => push::push_idle(options, target).await?,

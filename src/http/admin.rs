@@ -277,6 +277,24 @@ async fn route_admin_request(
                 Err(error) => directory_problem(&error),
             }
         }
+        (method, ["admin", "outbound", rest @ ..]) => {
+            let body = if method == Method::POST {
+                match read_json::<serde_json::Value>(request).await {
+                    Ok(body) => body,
+                    Err(response) => return response,
+                }
+            } else {
+                serde_json::Value::Null
+            };
+            match crate::outbound::admin::route(directory, method.as_str(), rest, body).await {
+                Ok(value) => ok_json(StatusCode::OK, &value),
+                Err((status, message)) => admin_problem(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    "outbound",
+                    &message,
+                ),
+            }
+        }
         (Method::POST, ["admin", "accounts", email, "tokens"]) => {
             match directory.create_token(email).await {
                 Ok(token) => ok_json(StatusCode::CREATED, &json!({ "token": token })),

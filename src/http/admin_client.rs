@@ -168,6 +168,17 @@ impl AdminClient {
         })
     }
 
+    /// Any admin route answering JSON (`tern queue …`, `tern domain add`).
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, AdminClientError> {
+        let (_, bytes) = self.send(method, path, body).await?;
+        AdminClient::parse(&bytes)
+    }
+
     fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminClientError> {
         serde_json::from_slice(bytes).map_err(|error| AdminClientError::Refused {
             kind: None,

@@ -4,7 +4,9 @@
 //! `schema/outbound.md`.
 
 pub mod actor;
+pub mod admin;
 mod attempt;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dkim;

@@ -2,10 +2,10 @@
 //! postfix's `smtp-sink`, dnsmasq for MX records, a manual clock for the retry timeline, and
 //! a `kill -9` of the server binary in the middle of a send.
 
+mod cli;
 #[path = "../common/mod.rs"]
 #[allow(dead_code)]
 mod common;
-mod crash;
 mod peer;
 mod timeline;
 
@@ -269,14 +269,14 @@ async fn a_permanent_failure_bounces_into_the_senders_inbox() {
 }
 
 /// A free UDP port for dnsmasq.
-fn free_udp_port() -> u16 {
+pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|socket| socket.local_addr())
         .expect("udp port")
         .port()
 }
 
-struct Child(std::process::Child);
+pub struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -285,7 +285,7 @@ impl Drop for Child {
     }
 }
 
-fn dnsmasq(port: u16, records: &[String]) -> Child {
+pub fn dnsmasq(port: u16, records: &[String]) -> Child {
     let mut command = std::process::Command::new("/usr/sbin/dnsmasq");
     command.args([
         format!("--port={port}"),
