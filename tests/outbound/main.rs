@@ -6,6 +6,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+mod crash;
 mod peer;
 mod timeline;
 

@@ -17,6 +17,8 @@ pub struct Script {
     pub data: Option<String>,
     /// Offer PIPELINING.
     pub pipelining: bool,
+    /// Never answer the end of data of a message to a recipient containing this.
+    pub hang_for: Option<String>,
 }
 
 /// One accepted message.
@@ -143,7 +145,11 @@ impl Peer {
                     .data
                     .clone()
                     .unwrap_or_else(|| "250 2.0.0 queued".to_owned());
-                if reply == "HANG" {
+                let hang = script
+                    .hang_for
+                    .as_deref()
+                    .is_some_and(|pattern| recipients.iter().any(|r| r.contains(pattern)));
+                if reply == "HANG" || hang {
                     // Keeps the connection open without an answer.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return Ok(());
