@@ -64,10 +64,10 @@ pub async fn is_duplicate(
 ) -> StoreResult<bool> {
     let today = day_of(now);
     for day in [today, today.saturating_sub(1)] {
-        if let Some(value) = tx.get(&seen_key(account_id, day, fingerprint)).await? {
-            if be_u64(&value) != Some(queue_id) {
-                return Ok(true);
-            }
+        if let Some(value) = tx.get(&seen_key(account_id, day, fingerprint)).await?
+            && be_u64(&value) != Some(queue_id)
+        {
+            return Ok(true);
         }
     }
     Ok(false)

@@ -43,16 +43,16 @@ pub fn tokenize_message(message: &Message<'_>) -> BTreeSet<u64> {
             add("s", &word);
         }
     }
-    if let Some(from) = message.from().and_then(|from| from.first()) {
-        if let Some((_, domain)) = from.address().and_then(|a| a.rsplit_once('@')) {
-            add("fd", &domain.to_lowercase());
-        }
+    if let Some(from) = message.from().and_then(|from| from.first())
+        && let Some((_, domain)) = from.address().and_then(|a| a.rsplit_once('@'))
+    {
+        add("fd", &domain.to_lowercase());
     }
     for header in message.headers() {
-        if let HeaderName::Other(name) = &header.name {
-            if name.len() <= 40 {
-                add("h", &name.to_lowercase());
-            }
+        if let HeaderName::Other(name) = &header.name
+            && name.len() <= 40
+        {
+            add("h", &name.to_lowercase());
         }
     }
     let mut text = String::new();

@@ -65,18 +65,19 @@ pub async fn on_email_updated(
     } else {
         None
     };
-    if class.is_none() && before.mailbox_ids != after.mailbox_ids {
-        if let Some(junk) = mailbox_with_role(tx, account_id, "junk").await? {
-            let was_junk = before.mailbox_ids.contains(&junk);
-            let is_junk = after.mailbox_ids.contains(&junk);
-            if !was_junk && is_junk {
-                class = Some(Class::Spam);
-            } else if was_junk && !is_junk {
-                // Deleting spam (Junk → Trash) says nothing about it being ham.
-                let trash = mailbox_with_role(tx, account_id, "trash").await?;
-                if !trash.is_some_and(|trash| after.mailbox_ids.contains(&trash)) {
-                    class = Some(Class::Ham);
-                }
+    if class.is_none()
+        && before.mailbox_ids != after.mailbox_ids
+        && let Some(junk) = mailbox_with_role(tx, account_id, "junk").await?
+    {
+        let was_junk = before.mailbox_ids.contains(&junk);
+        let is_junk = after.mailbox_ids.contains(&junk);
+        if !was_junk && is_junk {
+            class = Some(Class::Spam);
+        } else if was_junk && !is_junk {
+            // Deleting spam (Junk → Trash) says nothing about it being ham.
+            let trash = mailbox_with_role(tx, account_id, "trash").await?;
+            if !trash.is_some_and(|trash| after.mailbox_ids.contains(&trash)) {
+                class = Some(Class::Ham);
             }
         }
     }
