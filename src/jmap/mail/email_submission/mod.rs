@@ -94,8 +94,8 @@ impl ObjectType for EmailSubmission {
         submission::list_ids(tx, account_id)
     }
 
-    async fn load<'a>(
-        tx: &'a mut dyn Transaction,
+    async fn load(
+        tx: &mut dyn Transaction,
         account_id: u32,
         id: u64,
     ) -> StoreResult<Option<Map<String, Value>>> {
