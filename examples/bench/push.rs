@@ -242,6 +242,9 @@ impl Committer {
     }
 }
 
+/// What marks a StateChange in the raw bytes of a server frame (unmasked, not compressed).
+const STATE_CHANGE_MARK: &[u8] = b"\"StateChange\"";
+
 /// Opens `count` sockets with push enabled; each reports the instant of every StateChange.
 async fn listeners(
     url: &str,
@@ -274,7 +277,7 @@ async fn listeners(
             }
             .await;
             drop(permit);
-            let mut socket = match socket {
+            let socket = match socket {
                 Ok(socket) => {
                     let _ = ready_sender.send(Ok(()));
                     socket
@@ -284,15 +287,31 @@ async fn listeners(
                     return;
                 }
             };
-            // Timestamped as the frame arrives; a substring test instead of a JSON parse keeps
-            // the client's own cost per socket small (it shares the cores with the server).
-            while let Some(Ok(message)) = socket.next().await {
-                let at = Instant::now();
-                if let Message::Text(text) = message
-                    && text.as_str().contains("\"StateChange\"")
-                    && sender.send((index, at)).is_err()
-                {
+            // Once push is on, the socket only receives: read it raw, one `read` per wake-up,
+            // timestamp as the bytes arrive and look for the type name instead of decoding the
+            // frame and parsing JSON. This keeps the client's own cost per socket small (it
+            // shares the cores with the server); pings go unanswered, which the server allows
+            // until its idle timeout (90 s by default, longer than a run).
+            let stream = socket.into_inner();
+            let mut buffer = vec![0u8; 4096];
+            loop {
+                if stream.readable().await.is_err() {
                     return;
+                }
+                match stream.try_read(&mut buffer) {
+                    Ok(0) => return,
+                    Ok(read) => {
+                        let at = Instant::now();
+                        if buffer[..read]
+                            .windows(STATE_CHANGE_MARK.len())
+                            .any(|window| window == STATE_CHANGE_MARK)
+                            && sender.send((index, at)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => return,
                 }
             }
         }));
