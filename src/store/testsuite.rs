@@ -60,6 +60,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
     tests.extend(super::blob::suite::tests());
     tests.extend(crate::outbound::suite::tests());
     tests.extend(crate::smtp::incoming::suite::tests());
+    tests.extend(crate::smtp::delivery::suite::tests());
     tests.extend([
         suite_test!(super::commit::suite::change_log_round_trip),
         suite_test!(super::commit::suite::change_log_pruning),

@@ -21,6 +21,7 @@
 pub mod deliver;
 pub mod duplicate;
 pub mod prepared;
+pub mod suite;
 pub mod trace;
 
 use std::collections::HashSet;
