@@ -14,6 +14,7 @@ pub mod http;
 pub mod matcher;
 mod raw;
 mod session;
+pub mod smtp;
 
 use std::time::Duration;
 
