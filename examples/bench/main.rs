@@ -28,6 +28,7 @@ mod mail;
 mod process;
 mod push;
 mod search;
+mod submission;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ struct Options {
     message_size: usize,
     /// search-freshness / search-rebuild: the Tern server's data directory (admin endpoint).
     data_dir: Option<String>,
+    /// smtp-push-latency, submission-latency: an SMTP address (`--smtp ADDR`).
+    smtp: Option<SocketAddr>,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
@@ -101,6 +104,7 @@ fn parse_options() -> Result<Options, String> {
         messages: 100_000,
         message_size: 20 * 1024,
         data_dir: None,
+        smtp: None,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -147,6 +151,10 @@ fn parse_options() -> Result<Options, String> {
                     .clamp(256, 64 * 1024 * 1024)
             }
             "--data-dir" => options.data_dir = Some(value()?),
+            "--smtp" => {
+                let address: SocketAddr = value()?.parse().map_err(|_| "--smtp: not IP:PORT")?;
+                options.smtp = Some(address);
+            }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"));
@@ -641,6 +649,9 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("mail-populate", Some(target)) => mail::populate(options, target).await?,
             ("mail-import", Some(target)) => mail::import(options, target).await?,
             ("mail-query", Some(target)) => mail::query(options, target).await?,
+            ("submission-latency", Some(target)) => {
+                submission::submission_latency(options, target, run).await?
+            }
             ("search-query", Some(target)) => search::query(options, target).await?,
             ("search-freshness", Some(target)) => search::freshness(options, target).await?,
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
