@@ -24,6 +24,7 @@
 //! runs on one thread by default (`--client-threads`) so it leaves the other core(s) to the
 //! server.
 
+mod delivery;
 mod mail;
 mod process;
 mod push;
@@ -71,6 +72,8 @@ struct Options {
     data_dir: Option<String>,
     /// smtp-push-latency, submission-latency: an SMTP address (`--smtp ADDR`).
     smtp: Option<SocketAddr>,
+    /// smtp-push-latency: the recipient (`--user`).
+    user: Option<String>,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
@@ -78,7 +81,7 @@ const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --b
 [--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--data-dir DIR] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
-ws-echo|push-latency|push-idle|eventsource-latency>";
+ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)>";
 
 fn parse_options() -> Result<Options, String> {
     let mut arguments = std::env::args().skip(1);
@@ -105,6 +108,7 @@ fn parse_options() -> Result<Options, String> {
         message_size: 20 * 1024,
         data_dir: None,
         smtp: None,
+        user: None,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -164,6 +168,7 @@ fn parse_options() -> Result<Options, String> {
     }
     options.session_url = session_url.ok_or(USAGE)?;
     options.scenario = scenario.ok_or(USAGE)?;
+    options.user = user.clone();
     options.authorization = match (bearer, user, password) {
         (Some(token), _, _) => format!("Bearer {token}"),
         (None, Some(user), Some(password)) => format!(
@@ -656,6 +661,7 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("search-freshness", Some(target)) => search::freshness(options, target).await?,
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
             ("search-layout", Some(_)) => search::layout(options).await?,
+            ("smtp-push-latency", Some(_)) => delivery::smtp_push_latency(options).await?,
             ("ws-echo", Some(_)) => push::ws_echo(options).await?,
             ("push-latency", Some(target)) => push::push_latency(options, target).await?,
             ("push-idle", Some(target)) => push::push_idle(options, target).await?,

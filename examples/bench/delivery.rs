@@ -1,0 +1,196 @@
+//! `smtp-push-latency`: how long after the SMTP `250` a JMAP client learns of the new mail.
+//! One WebSocket (RFC 8887) with push enabled for `--user`, one SMTP connection to `--smtp`
+//! sending `--requests` messages (`--message-size` bytes each, after `--warmup` unmeasured
+//! ones) to that same user, one at a time: for each, the time from reading the `250` after
+//! DATA to the arrival of the Email StateChange on the socket. Works with any server that
+//! speaks SMTP and JMAP over WebSocket.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use super::{Options, RunFigures, Samples, build_request, loopback_endpoint};
+
+/// A line-oriented SMTP client, enough for one message at a time.
+struct Smtp {
+    reader: BufReader<TcpStream>,
+}
+
+impl Smtp {
+    async fn connect(address: std::net::SocketAddr) -> Result<Smtp, String> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("SMTP connect {address}: {error}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| error.to_string())?;
+        let mut smtp = Smtp {
+            reader: BufReader::new(stream),
+        };
+        smtp.expect(220).await?;
+        smtp.command("EHLO bench.example\r\n", 250).await?;
+        Ok(smtp)
+    }
+
+    /// Reads one (possibly multi-line) reply and checks its code.
+    async fn expect(&mut self, code: u16) -> Result<(), String> {
+        loop {
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+                    .await
+                    .map_err(|_| "SMTP reply timed out".to_owned())?
+                    .map_err(|error| error.to_string())?;
+            if read == 0 {
+                return Err("SMTP connection closed".to_owned());
+            }
+            if !line.starts_with(&code.to_string()) {
+                return Err(format!("expected {code}, got {line:?}"));
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn command(&mut self, text: &str, code: u16) -> Result<(), String> {
+        self.reader
+            .get_mut()
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|error| error.to_string())?;
+        self.expect(code).await
+    }
+
+    /// Sends one message; returns when the `250` after DATA was read.
+    async fn send(&mut self, to: &str, body: &[u8]) -> Result<Instant, String> {
+        self.command("MAIL FROM:<bench@remote.example>\r\n", 250)
+            .await?;
+        self.command(&format!("RCPT TO:<{to}>\r\n"), 250).await?;
+        self.command("DATA\r\n", 354).await?;
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(body)
+            .await
+            .map_err(|error| error.to_string())?;
+        stream
+            .write_all(b".\r\n")
+            .await
+            .map_err(|error| error.to_string())?;
+        self.expect(250).await?;
+        Ok(Instant::now())
+    }
+}
+
+fn message(index: u64, size: usize) -> Vec<u8> {
+    let mut text = format!(
+        "From: bench@remote.example\r\nTo: bench\r\nSubject: bench {index}\r\nMessage-ID: <{index}.{}@bench.example>\r\nDate: Sun, 22 Nov 2026 08:00:00 +0000\r\n\r\n",
+        rand::random::<u64>()
+    );
+    // Lines of 76 characters; a leading dot would need stuffing, so none starts with one.
+    while text.len() < size {
+        text.push_str(&"x".repeat(76));
+        text.push_str("\r\n");
+    }
+    text.into_bytes()
+}
+
+async fn websocket_url(options: &Options) -> Result<String, String> {
+    let endpoint = loopback_endpoint(&options.session_url)?;
+    let mut connection = super::Connection::open(endpoint.address).await?;
+    let request = build_request(
+        "GET",
+        &endpoint,
+        &endpoint.path_and_query,
+        &options.authorization,
+        None,
+        bytes::Bytes::new(),
+    )?;
+    let (_, body) = connection.exchange(request).await?;
+    let session: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
+    session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the session has no WebSocket url".to_owned())
+}
+
+pub async fn smtp_push_latency(options: &Options) -> Result<RunFigures, String> {
+    let smtp_address = options
+        .smtp
+        .ok_or("smtp-push-latency needs --smtp ADDR (the MX listener)")?;
+    let user = options
+        .user
+        .clone()
+        .ok_or("smtp-push-latency needs --user (the recipient)")?;
+    let url = websocket_url(options).await?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|error| format!("{url}: {error}"))?;
+    request.headers_mut().insert(
+        "authorization",
+        options
+            .authorization
+            .parse()
+            .map_err(|_| "bad authorization")?,
+    );
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "jmap".parse().map_err(|_| "bad")?);
+    let host = request.uri().host().ok_or("no host")?.to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| error.to_string())?;
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|error| format!("WebSocket handshake: {error}"))?;
+    socket
+        .send(Message::text(
+            json!({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}).to_string(),
+        ))
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut smtp = Smtp::connect(smtp_address).await?;
+    let mut samples = Samples::default();
+    let body = |index| message(index, options.message_size.min(10 * 1024 * 1024));
+    for index in 0..options.warmup + options.requests {
+        let accepted = smtp.send(&user, &body(index)).await?;
+        let arrived = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .map_err(|_| format!("message {index}: no StateChange within 10 s"))?
+                .ok_or("socket closed")?
+                .map_err(|error| error.to_string())?;
+            if let Message::Text(text) = frame
+                && text.as_str().contains("\"StateChange\"")
+                && text.as_str().contains("\"Email\"")
+            {
+                break Instant::now();
+            }
+        };
+        if index >= options.warmup {
+            samples.push(arrived.saturating_duration_since(accepted));
+        }
+    }
+    let _ = smtp.command("QUIT\r\n", 221).await;
+    let summary = samples.summary();
+    println!(
+        "smtp-push-latency ({} B messages): SMTP 250 → Email StateChange {summary}",
+        options.message_size
+    );
+    Ok(RunFigures {
+        headline: summary.p50,
+        headline_unit: "ms from the SMTP 250 to the StateChange (p50)",
+        p50: summary.p50,
+        p99: summary.p99,
+    })
+}
