@@ -47,6 +47,10 @@ struct Arguments {
     /// Per-request timeout in seconds
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
+    /// Also replay the SMTP C:/S: transcripts (conformance/cases/smtp-*.json) against this
+    /// SMTP server (IP:PORT), delivering to --user
+    #[arg(long)]
+    smtp: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -60,6 +64,30 @@ async fn main() -> ExitCode {
         config.second_user = Some(Credentials { user, password });
     }
     let report = tern_conformance::run(&config).await;
+    let mut smtp_failed = 0;
+    if let Some(address) = arguments.smtp {
+        match tern_conformance::smtp::run(address, &config.credentials.user).await {
+            Ok(outcomes) => {
+                for outcome in &outcomes {
+                    match &outcome.failure {
+                        None => eprintln!("pass  SMTP {}: {}", outcome.section, outcome.name),
+                        Some(why) => {
+                            smtp_failed += 1;
+                            eprintln!("FAIL  SMTP {}: {}: {why}", outcome.section, outcome.name);
+                        }
+                    }
+                }
+                eprintln!(
+                    "SMTP: {} passed, {smtp_failed} failed",
+                    outcomes.len() - smtp_failed
+                );
+            }
+            Err(error) => {
+                eprintln!("SMTP cases: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if arguments.json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),
@@ -72,7 +100,7 @@ async fn main() -> ExitCode {
     } else {
         print!("{}", report.render_text());
     }
-    if report.failed() > 0 {
+    if report.failed() > 0 || smtp_failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
