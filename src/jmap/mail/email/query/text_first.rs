@@ -5,9 +5,10 @@
 //! runs on them unchanged. A query whose text matches much of the account, that needs thread
 //! keywords, or whose account is being rebuilt, takes the general path.
 //!
-//! A text condition alone (or with inMailbox) sorted by receivedAt walks the store's
-//! receivedAt list instead (`indexed_text_list`), keeping the matching Emails: a page of a
-//! word that most Emails hold costs a page, not a sort of the whole account.
+//! A text condition alone (or with inMailbox) sorted by receivedAt, matching more Emails than
+//! that, walks the store's receivedAt list instead (`indexed_text_list`), keeping the matching
+//! Emails: a page of a word that most Emails hold costs a page (or one walk of the list for a
+//! total), not loading and sorting every record.
 
 use std::collections::HashSet;
 
@@ -157,6 +158,11 @@ pub async fn indexed_text_list(
     let Some((backlog, mut matching)) = known else {
         return Ok(None);
     };
+    // Few candidates: reading just them (`load_candidates`) beats walking the whole list,
+    // which a total would need.
+    if matching.len() + backlog.pending.len() <= MAX_CANDIDATES {
+        return Ok(None);
+    }
     // The Emails the index does not know yet are decided by their own text.
     for email_id in &backlog.pending {
         matching.remove(email_id);
