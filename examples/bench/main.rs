@@ -29,6 +29,7 @@ mod mail;
 mod process;
 mod push;
 mod search;
+mod smtp;
 mod submission;
 
 use std::net::{IpAddr, SocketAddr};
@@ -662,6 +663,8 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
             ("search-layout", Some(_)) => search::layout(options).await?,
             ("smtp-push-latency", Some(_)) => delivery::smtp_push_latency(options).await?,
+            ("smtp-ingress", Some(_)) => smtp::ingress(options).await?,
+            ("smtp-idle", Some(_)) => smtp::idle(options).await?,
             ("ws-echo", Some(_)) => push::ws_echo(options).await?,
             ("push-latency", Some(target)) => push::push_latency(options, target).await?,
             ("push-idle", Some(target)) => push::push_idle(options, target).await?,

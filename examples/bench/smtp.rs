@@ -1,0 +1,167 @@
+//! SMTP ingress scenarios, against any SMTP server (`--smtp ADDR`, recipient `--user`):
+//! - `smtp-ingress`: `--connections` sessions (16 by default in BENCHMARKS.md) each send
+//!   messages of `--message-size` bytes back to back (MAIL/RCPT/DATA pipelined) until
+//!   `--messages` were accepted in all; reports accepted messages/s and the latency from
+//!   sending a message to its `250` (p50/p99).
+//! - `smtp-idle`: opens `--connections` sessions, says EHLO on each and leaves them idle;
+//!   reports the server's RSS growth per session (`--server-pid`), in KB.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+use super::{Options, RunFigures, Samples};
+
+struct Session {
+    reader: BufReader<TcpStream>,
+}
+
+impl Session {
+    async fn open(address: std::net::SocketAddr) -> Result<Session, String> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("SMTP connect {address}: {error}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| error.to_string())?;
+        let mut session = Session {
+            reader: BufReader::new(stream),
+        };
+        session.reply(220).await?;
+        session.write(b"EHLO bench.example\r\n").await?;
+        session.reply(250).await?;
+        Ok(session)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn reply(&mut self, code: u16) -> Result<(), String> {
+        loop {
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(60), self.reader.read_line(&mut line))
+                    .await
+                    .map_err(|_| "SMTP reply timed out".to_owned())?
+                    .map_err(|error| error.to_string())?;
+            if read == 0 {
+                return Err("SMTP connection closed".to_owned());
+            }
+            if !line.starts_with(&code.to_string()) {
+                return Err(format!("expected {code}, got {line:?}"));
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A message of about `size` bytes in lines of 78 characters, unique per (session, number).
+fn message(recipient: &str, session: usize, number: u64, size: usize) -> Vec<u8> {
+    let mut text = format!(
+        "MAIL FROM:<bench@remote.example>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n\
+         From: bench@remote.example\r\nTo: {recipient}\r\nSubject: ingress {session}-{number}\r\n\
+         Message-ID: <ingress-{session}-{number}-{}@remote.example>\r\n\r\n",
+        std::process::id()
+    );
+    let line = "The quick brown fox jumps over the lazy dog; SMTP ingress bench filler text.\r\n";
+    while text.len() < size {
+        text.push_str(line);
+    }
+    text.push_str(".\r\n");
+    text.into_bytes()
+}
+
+pub async fn ingress(options: &Options) -> Result<RunFigures, String> {
+    let address = options.smtp.ok_or("smtp-ingress needs --smtp ADDR")?;
+    let recipient = options
+        .user
+        .clone()
+        .ok_or("smtp-ingress needs --user (the recipient)")?;
+    let total = options.messages;
+    let claimed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut sessions = Vec::new();
+    for index in 0..options.connections {
+        let claimed = Arc::clone(&claimed);
+        let recipient = recipient.clone();
+        let size = options.message_size;
+        sessions.push(tokio::spawn(async move {
+            let mut session = Session::open(address).await?;
+            let mut samples = Samples::default();
+            loop {
+                let number = claimed.fetch_add(1, Ordering::Relaxed);
+                if number >= total {
+                    break;
+                }
+                let bytes = message(&recipient, index, number, size);
+                let sent = Instant::now();
+                session.write(&bytes).await?;
+                session.reply(250).await?;
+                session.reply(250).await?;
+                session.reply(354).await?;
+                session.reply(250).await?;
+                samples.push(sent.elapsed());
+            }
+            session.write(b"QUIT\r\n").await?;
+            Ok::<Samples, String>(samples)
+        }));
+    }
+    let mut all = Samples::default();
+    for session in sessions {
+        let samples = session.await.map_err(|error| error.to_string())??;
+        all.nanos.extend(samples.nanos);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = all.nanos.len();
+    let summary = all.summary();
+    let rate = accepted as f64 / elapsed;
+    println!(
+        "smtp-ingress: {accepted} messages of {} bytes over {} sessions in {elapsed:.2} s: \
+         {rate:.0} messages/s; 250 latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        options.message_size, options.connections, summary.p50, summary.p99, summary.max
+    );
+    Ok(RunFigures {
+        headline: rate,
+        headline_unit: "messages/s",
+        p50: summary.p50,
+        p99: summary.p99,
+    })
+}
+
+pub async fn idle(options: &Options) -> Result<RunFigures, String> {
+    let address = options.smtp.ok_or("smtp-idle needs --smtp ADDR")?;
+    let pid = options.server_pid.ok_or("smtp-idle needs --server-pid")?;
+    let before = super::process::read_rss(pid)?.0;
+    let mut sessions = Vec::with_capacity(options.connections);
+    for _ in 0..options.connections {
+        sessions.push(Session::open(address).await?);
+    }
+    // Let the server settle (allocator, task wake-ups) before measuring.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = super::process::read_rss(pid)?.0;
+    // /proc reports kB.
+    let per_session_kb = after.saturating_sub(before) as f64 / sessions.len() as f64;
+    println!(
+        "smtp-idle: {} idle sessions: server RSS {:.1} MB → {:.1} MB, {per_session_kb:.1} KB per session",
+        sessions.len(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    drop(sessions);
+    Ok(RunFigures {
+        headline: per_session_kb,
+        headline_unit: "KB per idle session",
+        p50: f64::NAN,
+        p99: f64::NAN,
+    })
+}
