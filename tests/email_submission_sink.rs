@@ -179,7 +179,7 @@ async fn wait_for(
 fn delivered(submission: &EmailSubmission, address: &str) -> Option<Delivered> {
     submission
         .delivery_status_email(address)
-        .map(|status| status.delivered().clone())
+        .map(|status| *status.delivered())
 }
 
 #[tokio::test]
