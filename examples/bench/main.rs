@@ -26,6 +26,7 @@
 
 mod delivery;
 mod mail;
+mod outbound;
 mod process;
 mod push;
 mod search;
@@ -658,6 +659,8 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("submission-latency", Some(target)) => {
                 submission::submission_latency(options, target, run).await?
             }
+            ("outbound-throughput", _) => outbound::throughput(options).await?,
+            ("outbound-schedule", _) => outbound::schedule(options).await?,
             ("search-query", Some(target)) => search::query(options, target).await?,
             ("search-freshness", Some(target)) => search::freshness(options, target).await?,
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
