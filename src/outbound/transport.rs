@@ -53,9 +53,9 @@ pub async fn route(settings: &TransportSettings, domain: &str) -> Result<Vec<Hop
         .await;
     let records = match mx {
         Ok(records) => records,
-        Err(mail_auth::Error::Dns(DnsError::RecordNotFound(code)))
-            if code == mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain =>
-        {
+        Err(mail_auth::Error::Dns(DnsError::RecordNotFound(
+            mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain,
+        ))) => {
             return Err(Reply::local(
                 550,
                 [5, 1, 2],

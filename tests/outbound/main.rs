@@ -4,7 +4,6 @@
 
 mod cli;
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 mod crash;
 mod peer;
