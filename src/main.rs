@@ -301,7 +301,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queue(command) => {
             let (data, operation) = match command {
                 QueueCommand::List { data } => (data, tern::outbound::cli::Operation::List),
-                QueueCommand::Retry { id, data } => (data, tern::outbound::cli::Operation::Retry(id)),
+                QueueCommand::Retry { id, data } => {
+                    (data, tern::outbound::cli::Operation::Retry(id))
+                }
                 QueueCommand::Cancel { id, data } => {
                     (data, tern::outbound::cli::Operation::Cancel(id))
                 }

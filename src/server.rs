@@ -309,16 +309,17 @@ impl Server {
         } else {
             None
         };
-        let smtp_sockets = crate::smtp::listener::bind(&config.smtp)
-            .await
-            .map_err(|(in_use, message)| {
-                let kind = if in_use {
-                    StartErrorKind::PortInUse
-                } else {
-                    StartErrorKind::Io
-                };
-                StartError::new(kind, message)
-            })?;
+        let smtp_sockets =
+            crate::smtp::listener::bind(&config.smtp)
+                .await
+                .map_err(|(in_use, message)| {
+                    let kind = if in_use {
+                        StartErrorKind::PortInUse
+                    } else {
+                        StartErrorKind::Io
+                    };
+                    StartError::new(kind, message)
+                })?;
         let store = open_store(&config).await.map_err(|error| {
             let kind = if error.kind == StoreErrorKind::Locked {
                 StartErrorKind::Locked

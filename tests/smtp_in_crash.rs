@@ -80,7 +80,8 @@ async fn sender(smtp: SocketAddr, worker: usize, acked: Arc<Mutex<Vec<String>>>)
         let message = format!(
             "MAIL FROM:<load@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n\
              Subject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\n\r\n{}\r\n.\r\n",
-            "0123456789 abcdefghijklmnopqrstuvwxyz 0123456789 abcdefghijklmnopqrstuvwxyz\r\n".repeat(27)
+            "0123456789 abcdefghijklmnopqrstuvwxyz 0123456789 abcdefghijklmnopqrstuvwxyz\r\n"
+                .repeat(27)
         );
         if stream
             .get_mut()

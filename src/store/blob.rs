@@ -265,7 +265,10 @@ pub async fn link(
 /// The step [`BlobStore::put_with`] runs inside the blob's last transaction (it may run more
 /// than once: transactions retry, so it must only write through `tx`).
 pub type FinishStep = std::sync::Arc<
-    dyn for<'a> Fn(&'a mut dyn Transaction, BlobInfo) -> super::BoxFuture<'a, Result<(), StoreError>>
+    dyn for<'a> Fn(
+            &'a mut dyn Transaction,
+            BlobInfo,
+        ) -> super::BoxFuture<'a, Result<(), StoreError>>
         + Send
         + Sync,
 >;
