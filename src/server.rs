@@ -302,24 +302,13 @@ impl Server {
             ),
             _ => None,
         };
-        // Listeners first: a taken port is reported before the store is touched.
+        // HTTP and admin listeners first: a taken port is reported before the store is touched.
         let http_listener = bind(config.server.http, "JMAP HTTP listener").await?;
         let admin_listener = if config.admin.enabled {
             Some(bind(config.admin.addr, "admin endpoint").await?)
         } else {
             None
         };
-        let smtp_sockets =
-            crate::smtp::listener::bind(&config.smtp)
-                .await
-                .map_err(|(in_use, message)| {
-                    let kind = if in_use {
-                        StartErrorKind::PortInUse
-                    } else {
-                        StartErrorKind::Io
-                    };
-                    StartError::new(kind, message)
-                })?;
         let store = open_store(&config).await.map_err(|error| {
             let kind = if error.kind == StoreErrorKind::Locked {
                 StartErrorKind::Locked
@@ -328,6 +317,22 @@ impl Server {
             };
             StartError::new(kind, error.message)
         })?;
+        // SMTP after the store: its default MX address may be taken (only a warning), and a
+        // data directory held by another server must be the one error a second start reports.
+        let smtp_sockets = match crate::smtp::listener::bind(&config.smtp).await {
+            Ok(sockets) => sockets,
+            Err((in_use, message)) => {
+                let kind = if in_use {
+                    StartErrorKind::PortInUse
+                } else {
+                    StartErrorKind::Io
+                };
+                if let Err(close_error) = store.close().await {
+                    tracing::warn!(%close_error, "closing the store after a failed start");
+                }
+                return Err(StartError::new(kind, message));
+            }
+        };
         let listeners = Listeners {
             http: http_listener,
             admin: admin_listener,

@@ -114,8 +114,12 @@ async fn the_session_advertises_submission_and_vacation_response() {
         );
     }
     let submission = &session["accounts"][&alice.account_id]["accountCapabilities"]["urn:ietf:params:jmap:submission"];
-    assert_eq!(submission["maxDelayedSend"], 0);
-    assert!(submission["submissionExtensions"].is_object());
+    // Delayed send (FUTURERELEASE) up to 30 days, now that EmailSubmission sends.
+    assert_eq!(submission["maxDelayedSend"], 30 * 24 * 3600);
+    assert!(
+        submission["submissionExtensions"]["FUTURERELEASE"].is_array(),
+        "{submission}"
+    );
     server.shutdown().await;
 }
 

@@ -20,6 +20,7 @@ pub mod embedded;
 pub mod fdb;
 pub mod keys;
 pub mod purge;
+pub mod record_codec;
 pub mod testsuite;
 
 use std::future::Future;

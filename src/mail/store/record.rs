@@ -4,6 +4,7 @@
 
 use crate::store::StoreError;
 use crate::store::blob::BlobHash;
+use crate::store::record_codec::{RecordReader, put_len, put_text};
 
 /// Format version byte at the start of every record; bump when the layout changes.
 const RECORD_FORMAT: u8 = 1;
@@ -74,7 +75,7 @@ impl EmailRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<EmailRecord, StoreError> {
-        let mut reader = Reader { bytes, at: 0 };
+        let mut reader = RecordReader::new(bytes, "Email record");
         if reader.u8()? != RECORD_FORMAT {
             return Err(StoreError::corrupt("unknown Email record format"));
         }
@@ -82,12 +83,12 @@ impl EmailRecord {
         let thread_id = reader.u64()?;
         let received_at = reader.u64()? as i64;
         let size = reader.u64()?;
-        let mailbox_count = reader.len()?;
+        let mailbox_count = reader.length_prefix()?;
         let mut mailbox_ids = Vec::with_capacity(mailbox_count);
         for _ in 0..mailbox_count {
             mailbox_ids.push(reader.u64()?);
         }
-        let keyword_count = reader.len()?;
+        let keyword_count = reader.length_prefix()?;
         let mut keywords = Vec::with_capacity(keyword_count);
         for _ in 0..keyword_count {
             keywords.push(reader.text()?);
@@ -164,62 +165,6 @@ impl ThreadRecord {
             })
             .collect();
         Ok(ThreadRecord { members })
-    }
-}
-
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
-}
-
-/// Length-prefixed UTF-8, cut (on a character boundary) to 65,535 bytes.
-fn put_text(out: &mut Vec<u8>, text: &str) {
-    let mut end = text.len().min(usize::from(u16::MAX));
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    put_len(out, end);
-    out.extend_from_slice(&text.as_bytes()[..end]);
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, count: usize) -> Result<&[u8], StoreError> {
-        let end = self.at + count;
-        let slice = self
-            .bytes
-            .get(self.at..end)
-            .ok_or_else(|| StoreError::corrupt("truncated Email record"))?;
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn u8(&mut self) -> Result<u8, StoreError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
-        let slice = self.take(N)?;
-        slice
-            .try_into()
-            .map_err(|_| StoreError::corrupt("truncated Email record"))
-    }
-
-    fn len(&mut self) -> Result<usize, StoreError> {
-        Ok(usize::from(u16::from_be_bytes(self.array()?)))
-    }
-
-    fn text(&mut self) -> Result<String, StoreError> {
-        let len = self.len()?;
-        String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| StoreError::corrupt("Email record text is not UTF-8"))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::store::StoreError;
 use crate::store::blob::BlobHash;
+use crate::store::record_codec::{RecordReader, put_len, put_text};
 
 /// Format version byte at the start of every record; bump when the layout changes.
 const RECORD_FORMAT: u8 = 1;
@@ -197,7 +198,7 @@ impl SubmissionRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SubmissionRecord, StoreError> {
-        let mut reader = Reader { bytes, at: 0 };
+        let mut reader = RecordReader::new(bytes, "EmailSubmission record");
         if reader.u8()? != RECORD_FORMAT {
             return Err(StoreError::corrupt("unknown EmailSubmission record format"));
         }
@@ -211,13 +212,13 @@ impl SubmissionRecord {
             0 => None,
             _ => Some(reader.u64()?),
         };
-        let mail_from = reader.address()?;
-        let rcpt_count = reader.len()?;
+        let mail_from = read_address(&mut reader)?;
+        let rcpt_count = reader.length_prefix()?;
         let mut rcpt_to = Vec::with_capacity(rcpt_count);
         for _ in 0..rcpt_count {
-            rcpt_to.push(reader.address()?);
+            rcpt_to.push(read_address(&mut reader)?);
         }
-        let status_count = reader.len()?;
+        let status_count = reader.length_prefix()?;
         let mut delivery_status = Vec::with_capacity(status_count);
         for _ in 0..status_count {
             let address = reader.text()?;
@@ -234,7 +235,7 @@ impl SubmissionRecord {
         }
         let mut blob_lists = [Vec::new(), Vec::new()];
         for list in &mut blob_lists {
-            let count = reader.len()?;
+            let count = reader.length_prefix()?;
             for _ in 0..count {
                 list.push(BlobHash(reader.array()?));
             }
@@ -276,80 +277,25 @@ fn put_address(out: &mut Vec<u8>, address: &EnvelopeAddress) {
     }
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
-}
-
-/// Length-prefixed UTF-8, cut (on a character boundary) to 65,535 bytes.
-fn put_text(out: &mut Vec<u8>, text: &str) {
-    let mut end = text.len().min(usize::from(u16::MAX));
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    put_len(out, end);
-    out.extend_from_slice(&text.as_bytes()[..end]);
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, count: usize) -> Result<&[u8], StoreError> {
-        let end = self.at + count;
-        let slice = self
-            .bytes
-            .get(self.at..end)
-            .ok_or_else(|| StoreError::corrupt("truncated EmailSubmission record"))?;
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn u8(&mut self) -> Result<u8, StoreError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
-        self.take(N)?
-            .try_into()
-            .map_err(|_| StoreError::corrupt("truncated EmailSubmission record"))
-    }
-
-    fn len(&mut self) -> Result<usize, StoreError> {
-        Ok(usize::from(u16::from_be_bytes(self.array()?)))
-    }
-
-    fn text(&mut self) -> Result<String, StoreError> {
-        let len = self.len()?;
-        String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| StoreError::corrupt("EmailSubmission record text is not UTF-8"))
-    }
-
-    fn address(&mut self) -> Result<EnvelopeAddress, StoreError> {
-        let email = self.text()?;
-        let parameters = match self.u8()? {
-            0 => None,
-            _ => {
-                let count = self.len()?;
-                let mut parameters = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let name = self.text()?;
-                    let value = match self.u8()? {
-                        0 => None,
-                        _ => Some(self.text()?),
-                    };
-                    parameters.push((name, value));
-                }
-                Some(parameters)
+fn read_address(reader: &mut RecordReader<'_>) -> Result<EnvelopeAddress, StoreError> {
+    let email = reader.text()?;
+    let parameters = match reader.u8()? {
+        0 => None,
+        _ => {
+            let count = reader.length_prefix()?;
+            let mut parameters = Vec::with_capacity(count);
+            for _ in 0..count {
+                let name = reader.text()?;
+                let value = match reader.u8()? {
+                    0 => None,
+                    _ => Some(reader.text()?),
+                };
+                parameters.push((name, value));
             }
-        };
-        Ok(EnvelopeAddress { email, parameters })
-    }
+            Some(parameters)
+        }
+    };
+    Ok(EnvelopeAddress { email, parameters })
 }
 
 #[cfg(test)]

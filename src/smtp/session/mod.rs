@@ -15,8 +15,10 @@
 //! never crosses a network in clear).
 
 mod data;
+mod envelope;
 mod reply;
 mod sasl;
+mod security;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +35,9 @@ use smtp_proto::{
 
 pub use data::MAX_TEXT_LINE;
 use data::{DataScanner, Scan};
+pub use envelope::{
+    Envelope, ReceivedMessage, Recipient, RecipientDecision, RecipientQuery, SessionConfig,
+};
 pub use reply::{Reply, replies};
 
 use super::incoming::{BodyType, DsnNotify, DsnRet};
@@ -42,95 +47,6 @@ pub const MAX_COMMAND_LINE: usize = 512;
 /// RFC 3461 §5 (ENVID, ORCPT) and RFC 4954 §5 (AUTH=) raise the MAIL and RCPT limits; these
 /// are the extra octets allowed on those lines.
 pub const MAIL_RCPT_EXTRA: usize = 600;
-
-/// How one listener's sessions behave.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// The name in the greeting and the EHLO reply.
-    pub hostname: String,
-    /// A submission listener (587/465): AUTH offered and required before MAIL.
-    pub submission: bool,
-    /// STARTTLS offered (a certificate is configured and the connection is not TLS yet).
-    pub starttls: bool,
-    /// AUTH allowed on an unencrypted connection (loopback clients only).
-    pub auth_without_tls: bool,
-    /// The SIZE limit (RFC 1870), in octets.
-    pub max_message_size: usize,
-    /// Accepted recipients per message; more get `452 4.5.3`.
-    pub max_recipients: usize,
-    /// Errors (4xx/5xx replies to commands) before the session closes with `421`.
-    pub max_errors: usize,
-}
-
-impl Default for SessionConfig {
-    fn default() -> SessionConfig {
-        SessionConfig {
-            hostname: "localhost".to_owned(),
-            submission: false,
-            starttls: false,
-            auth_without_tls: false,
-            max_message_size: 25 * 1024 * 1024,
-            max_recipients: 100,
-            max_errors: 20,
-        }
-    }
-}
-
-/// A recipient the policy accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recipient {
-    pub address: String,
-    /// The local account, or `None` for a recipient to relay (authenticated submission).
-    pub account_id: Option<u32>,
-    pub notify: Option<DsnNotify>,
-    pub orcpt: Option<String>,
-}
-
-/// The envelope of one mail transaction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Envelope {
-    /// `""` for the null reverse-path.
-    pub mail_from: String,
-    /// The SIZE the client declared (0: none).
-    pub declared_size: usize,
-    pub body_type: BodyType,
-    pub smtputf8: bool,
-    pub ret: Option<DsnRet>,
-    pub env_id: Option<String>,
-    pub recipients: Vec<Recipient>,
-    /// RCPT commands tried in this transaction, accepted or not.
-    pub recipients_tried: usize,
-}
-
-/// A complete message: envelope, body and what is known about the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceivedMessage {
-    pub envelope: Envelope,
-    /// The message exactly as received (dot-stuffing removed).
-    pub body: Vec<u8>,
-    pub helo: String,
-    pub tls: bool,
-    pub authenticated_as: Option<String>,
-    pub client_ip: IpAddr,
-}
-
-/// A RCPT TO the policy must decide.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecipientQuery {
-    pub address: String,
-    pub mail_from: String,
-    pub authenticated_as: Option<String>,
-}
-
-/// What the policy answers to a [`RecipientQuery`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecipientDecision {
-    /// A local account (`Some`) or, for an authenticated submission, a relay (`None`).
-    Accept {
-        account_id: Option<u32>,
-    },
-    Reject(Reply),
-}
 
 /// What the listener must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -785,157 +701,6 @@ impl Session {
                 format!("OK queued as {queue_id}"),
             )),
             Err(reply) => self.reply(reply),
-        }
-    }
-
-    fn starttls(&mut self) -> Step {
-        if !self.config.starttls || self.tls {
-            self.reply(replies::not_implemented());
-            return Step::Continue;
-        }
-        if self.envelope.is_some() {
-            self.reply(replies::bad_sequence("STARTTLS during a mail transaction"));
-            return Step::Continue;
-        }
-        replies::ready_for_tls().write_to(&mut self.output);
-        // RFC 3207 §4.2 / §5: anything pipelined after STARTTLS came in clear and is dropped.
-        self.input = Vec::new();
-        Step::Event(Event::StartTls)
-    }
-
-    /// The TLS handshake after [`Event::StartTls`] finished: the session starts over
-    /// (RFC 3207 §4.2: the client must EHLO again; nothing learned before counts).
-    pub fn tls_started(&mut self) {
-        self.tls = true;
-        self.helo = None;
-        self.esmtp = false;
-        self.authenticated_as = None;
-        self.reset_transaction();
-        self.input = Vec::new();
-        self.state = State::Command;
-    }
-
-    fn auth(&mut self, mechanism: u64, initial: String) -> Step {
-        if !self.config.submission {
-            self.reply(replies::not_implemented());
-            return Step::Continue;
-        }
-        if self.helo.is_none() || !self.esmtp {
-            self.reply(replies::bad_sequence("Send EHLO first"));
-            return Step::Continue;
-        }
-        if self.authenticated_as.is_some() {
-            self.reply(replies::bad_sequence("Already authenticated"));
-            return Step::Continue;
-        }
-        if self.envelope.is_some() {
-            self.reply(replies::bad_sequence("AUTH during a mail transaction"));
-            return Step::Continue;
-        }
-        if !self.tls && !self.config.auth_without_tls {
-            self.reply(replies::encryption_required());
-            return Step::Continue;
-        }
-        match mechanism {
-            AUTH_PLAIN if initial.is_empty() => {
-                Reply::new(334, (0, 0, 0), "").write_plain(&mut self.output);
-                self.state = State::AuthPlain;
-                Step::Continue
-            }
-            AUTH_PLAIN => self.auth_plain(&initial),
-            AUTH_LOGIN if initial.is_empty() => {
-                Reply::new(334, (0, 0, 0), sasl::encode("Username:")).write_plain(&mut self.output);
-                self.state = State::AuthLoginUser;
-                Step::Continue
-            }
-            AUTH_LOGIN => self.auth_login_user(&initial),
-            _ => {
-                self.reply(Reply::new(
-                    504,
-                    (5, 5, 4),
-                    "Unrecognized authentication type",
-                ));
-                Step::Continue
-            }
-        }
-    }
-
-    fn auth_step(&mut self) -> Step {
-        let line = match self.take_line() {
-            Line::Incomplete => return Step::NeedInput,
-            Line::Skipped => return Step::Continue,
-            Line::TooLong => {
-                self.state = State::Command;
-                self.reply(replies::line_too_long());
-                return Step::Continue;
-            }
-            Line::Complete(line) => line,
-        };
-        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if text == "*" {
-            // RFC 4954 §4: the client cancels the exchange.
-            self.state = State::Command;
-            self.reply(replies::auth_cancelled());
-            return Step::Continue;
-        }
-        match std::mem::replace(&mut self.state, State::Command) {
-            State::AuthPlain => self.auth_plain(&text),
-            State::AuthLoginUser => self.auth_login_user(&text),
-            State::AuthLoginPassword { login } => match sasl::decode_line(&text) {
-                Some(password) => Step::Event(Event::Authenticate {
-                    login,
-                    password: String::from_utf8_lossy(&password).into_owned(),
-                }),
-                None => {
-                    self.reply(Reply::new(501, (5, 5, 2), "Invalid base64"));
-                    Step::Continue
-                }
-            },
-            _ => Step::Continue,
-        }
-    }
-
-    fn auth_plain(&mut self, text: &str) -> Step {
-        let credentials = if text == "=" {
-            None
-        } else {
-            sasl::decode_line(text).and_then(|bytes| sasl::parse_plain(&bytes))
-        };
-        match credentials {
-            Some((login, password)) => Step::Event(Event::Authenticate { login, password }),
-            None => {
-                self.reply(Reply::new(501, (5, 5, 2), "Invalid PLAIN response"));
-                Step::Continue
-            }
-        }
-    }
-
-    fn auth_login_user(&mut self, text: &str) -> Step {
-        match sasl::decode_line(text).and_then(|bytes| String::from_utf8(bytes).ok()) {
-            Some(login) if !login.is_empty() => {
-                Reply::new(334, (0, 0, 0), sasl::encode("Password:")).write_plain(&mut self.output);
-                self.state = State::AuthLoginPassword { login };
-                Step::Continue
-            }
-            _ => {
-                self.reply(Reply::new(501, (5, 5, 2), "Invalid base64"));
-                Step::Continue
-            }
-        }
-    }
-
-    /// The outcome of the last [`Event::Authenticate`]: the account login, or `None`.
-    pub fn answer_auth(&mut self, account: Option<String>) {
-        if !matches!(self.state, State::Waiting(Event::Authenticate { .. })) {
-            return;
-        }
-        self.state = State::Command;
-        match account {
-            Some(login) => {
-                self.authenticated_as = Some(login);
-                self.reply(replies::auth_ok());
-            }
-            None => self.reply(replies::auth_failed()),
         }
     }
 }
