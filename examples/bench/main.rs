@@ -640,7 +640,8 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
         );
         return Ok(());
     }
-    let target = if options.scenario == "startup" {
+    // startup and the in-process outbound scenarios need no server.
+    let target = if options.scenario == "startup" || options.scenario.starts_with("outbound-") {
         None
     } else {
         Some(discover(options).await?)
