@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::clock::SharedClock;
 use super::config::OutboundConfig;
+use super::outcome::Finisher;
 use super::queue::{self, OutboundMessage};
-use super::transport::TransportSettings;
+use super::transport::{ConnectionPool, TransportSettings};
 use crate::auth::Directory;
 use crate::store::blob::BlobStore;
 use crate::store::{Store, StoreResult};
@@ -44,6 +45,10 @@ pub struct Context {
     /// This process's claim owner id.
     pub owner: u64,
     domain_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Open SMTP sessions kept for the next message to the same host.
+    pub(super) connections: ConnectionPool,
+    /// Commits the ends of attempts together (set when the actor starts).
+    pub(super) finisher: Option<Finisher>,
 }
 
 impl Context {
@@ -65,6 +70,8 @@ impl Context {
             hostname,
             owner: rand::random(),
             domain_limits: Mutex::new(HashMap::new()),
+            connections: ConnectionPool::default(),
+            finisher: None,
         }
     }
 
@@ -107,7 +114,7 @@ impl OutboundHandle {
 
 /// Starts the actor. `single_process`: the store is the embedded one, so claims left by an
 /// earlier process are dead and released at once (crash recovery without waiting).
-pub async fn start(context: Context, single_process: bool) -> StoreResult<OutboundHandle> {
+pub async fn start(mut context: Context, single_process: bool) -> StoreResult<OutboundHandle> {
     let settings = super::rate::RateSettings {
         per_hour: context.config.rate_per_hour,
         burst: context.config.rate_burst,
@@ -126,6 +133,10 @@ pub async fn start(context: Context, single_process: bool) -> StoreResult<Outbou
             );
         }
     }
+    context.finisher = Some(Finisher::start(
+        context.store.clone(),
+        context.config.clone(),
+    ));
     let (mailbox, receiver) = mpsc::channel(16);
     let task = tokio::spawn(run(Arc::new(context), receiver));
     Ok(OutboundHandle { mailbox, task })
@@ -171,6 +182,7 @@ async fn run(context: Arc<Context>, mut mailbox: mpsc::Receiver<Command>) {
             }
         }
         while attempts.try_join_next().is_some() {}
+        context.connections.sweep();
         let next = context
             .store
             .read(|tx| Box::pin(async move { queue::next_wakeup(tx).await }))

@@ -9,8 +9,15 @@
 //!    message again to those recipients (at-least-once, as every MTA);
 //! 2. local recipients: the ingress entry and their delivered state commit together, so they
 //!    are handed over exactly once;
-//! 3. a last commit sends the bounce / delay notice (once: `reported`, `delay_notified`),
-//!    drops the claim and reschedules the message or removes it.
+//! 3. the last destination's answer is not committed alone: the attempt's final commit holds
+//!    it together with the dropped claim and the removal or rescheduling of the entry
+//!    (`outcome::finish`, shared by attempts ending together); when a bounce or delay notice
+//!    is owed, [`finish_attempt`] sends it (once: `reported`, `delay_notified`) in the last
+//!    commit instead.
+//!
+//! While the attempt runs, its claim is renewed (`renew_claim`), so a long transaction (a big
+//! message to a slow server) is never taken over by another worker whose claim check sees an
+//! expired lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,24 +27,73 @@ use futures_util::stream::FuturesUnordered;
 
 use super::actor::Context;
 use super::dsn::{self, DsnAction, RecipientStatus};
+use super::outcome::{Finished, Outcome, finish, record};
 use super::queue::{self, OutboundMessage, RecipientState};
 use super::smtp_client::{Envelope, EnvelopeDsn, Reply};
 use super::transport;
-use crate::mail::submission::{Delivered, DeliveryReport, RecipientReport, apply_delivery_report};
+use crate::mail::submission::{DeliveryReport, apply_delivery_report};
 use crate::smtp::incoming::{self, IncomingMessage, IncomingRecipient};
 use crate::store::blob::{BlobErrorKind, BlobHash};
 use crate::store::commit::commit_account;
 use crate::store::{StoreError, StoreResult};
 
-/// What one destination said about some recipients (indexes into the message's list).
-struct Outcome {
-    replies: Vec<(usize, Reply)>,
-    /// Handed to the local delivery queue (reported as delivered: yes).
-    local: bool,
+/// Runs one attempt; errors are store errors (the caller reschedules). The claim is renewed
+/// while it runs.
+pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreResult<()> {
+    let id = message.id;
+    tokio::select! {
+        result = send_and_record(context, message) => result,
+        never = renew_while_running(context, id) => match never {},
+    }
 }
 
-/// Runs one attempt; errors are store errors (the caller reschedules).
-pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreResult<()> {
+/// Extends the claim of message `id` by a whole lease every third of one, for as long as the
+/// attempt runs (the future is dropped when it ends). An attempt slower than the lease (a big
+/// message, a server slow to answer the end of data) keeps its message, so no other worker
+/// takes it over and sends it a second time; a dead process renews nothing, and its claim
+/// lapses as before.
+async fn renew_while_running(context: &Context, id: u64) -> std::convert::Infallible {
+    let lease_ms = i64::try_from(context.config.claim_seconds.max(1).saturating_mul(1_000))
+        .unwrap_or(i64::MAX);
+    loop {
+        let at = context.clock.now().saturating_add(lease_ms / 3);
+        context.clock.sleep_until(at).await;
+        match renew_claim(context, id, lease_ms).await {
+            Ok(true) => tracing::debug!(queue_id = id, "outbound: claim renewed"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(queue_id = id, %error, "outbound: renewing the claim failed")
+            }
+        }
+    }
+}
+
+/// Moves the claim's expiry (and so the entry's schedule key) to a lease from now, if this
+/// process still holds it.
+async fn renew_claim(context: &Context, id: u64, lease_ms: i64) -> StoreResult<bool> {
+    let owner = context.owner;
+    let until = context.clock.now().saturating_add(lease_ms);
+    context
+        .store
+        .transact(|tx| {
+            Box::pin(async move {
+                let Some(mut entry) = queue::load(tx, id).await? else {
+                    return Ok(false);
+                };
+                match entry.claim {
+                    Some(claim) if claim.owner == owner && claim.until < until => {
+                        entry.claim = Some(queue::Claim { owner, until });
+                        queue::save(tx, &mut entry)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+        })
+        .await
+}
+
+async fn send_and_record(context: &Context, message: OutboundMessage) -> StoreResult<()> {
     let now = context.clock.now();
     let raw = match context
         .blobs
@@ -103,10 +159,12 @@ pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreRes
         }
     }
 
+    // Follows the stored entry as this attempt's commits change it.
+    let mut current = message.clone();
     if !immediate.is_empty() {
         record(
             context,
-            &message,
+            &mut current,
             Outcome {
                 replies: immediate,
                 local: false,
@@ -149,7 +207,7 @@ pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreRes
             .collect();
         record(
             context,
-            &message,
+            &mut current,
             Outcome {
                 replies,
                 local: true,
@@ -170,19 +228,25 @@ pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreRes
             indexes.into_iter().zip(replies).collect::<Vec<_>>()
         });
     }
+    // Every answer but the last is committed as it comes; the last one goes into the
+    // attempt's final commit (shared with other attempts ending at the same time).
+    let mut last = None;
     while let Some(replies) = sessions.next().await {
-        record(
-            context,
-            &message,
-            Outcome {
-                replies,
-                local: false,
-            },
-            None,
-        )
-        .await?;
+        let outcome = Outcome {
+            replies,
+            local: false,
+        };
+        if sessions.is_empty() {
+            last = Some(outcome);
+        } else {
+            record(context, &mut current, outcome, None).await?;
+        }
     }
-    finish_attempt(context, message.id, &raw).await
+    drop(sessions);
+    match finish(context, &current, last).await? {
+        Finished::Done => Ok(()),
+        Finished::NeedsReport => finish_attempt(context, message.id, &raw).await,
+    }
 }
 
 /// A message the queue cannot send as it is: the error queue (`tern queue list`).
@@ -248,7 +312,14 @@ async fn send_to_domain(
                 .collect(),
         }),
     };
-    let replies = transport::send(&context.transport, &hops, &envelope, raw).await;
+    let replies = transport::send(
+        &context.transport,
+        &context.connections,
+        &hops,
+        &envelope,
+        raw,
+    )
+    .await;
     tracing::info!(
         queue_id = message.id,
         domain,
@@ -268,96 +339,6 @@ pub(super) fn backoff(context: &Context, attempts: u32) -> Duration {
     let base = initial.saturating_mul(1u64 << exponent).min(cap);
     let jitter = 0.8 + rand::random::<f64>() * 0.4;
     Duration::from_millis((base as f64 * 1_000.0 * jitter) as u64)
-}
-
-/// Commits what one destination said: recipient states (+ the local hand-over) and the
-/// EmailSubmission report, in one transaction.
-async fn record(
-    context: &Context,
-    message: &OutboundMessage,
-    outcome: Outcome,
-    incoming: Option<IncomingMessage>,
-) -> StoreResult<()> {
-    let now = context.clock.now();
-    let lifetime_ms =
-        i64::try_from(context.config.lifetime_seconds.saturating_mul(1_000)).unwrap_or(i64::MAX);
-    // Decided once, outside the retried closure, so every retry writes the same thing.
-    let waits: Vec<Duration> = outcome
-        .replies
-        .iter()
-        .map(|(index, _)| backoff(context, message.recipients[*index].attempts + 1))
-        .collect();
-    let id = message.id;
-    let account_id = message.account_id;
-    let submission_id = message.submission_id;
-    let outcome = Arc::new(outcome);
-    let incoming = Arc::new(incoming);
-    commit_account(&context.store, account_id, |tx, changes| {
-        let outcome = Arc::clone(&outcome);
-        let incoming = Arc::clone(&incoming);
-        let waits = waits.clone();
-        Box::pin(async move {
-            let Some(mut entry) = queue::load(tx, id).await? else {
-                return Ok(());
-            };
-            if let Some(incoming) = incoming.as_ref() {
-                incoming::enqueue(tx, incoming).await?;
-            }
-            let mut reports = Vec::new();
-            for ((index, reply), wait) in outcome.replies.iter().zip(waits) {
-                let Some(recipient) = entry.recipients.get_mut(*index) else {
-                    continue;
-                };
-                if recipient.state != RecipientState::Pending {
-                    continue;
-                }
-                recipient.attempts += 1;
-                recipient.last_reply = Some(reply.to_string());
-                let delivered = if reply.is_positive() {
-                    recipient.state = RecipientState::Delivered;
-                    if outcome.local {
-                        Delivered::Yes
-                    } else {
-                        // RFC 8621 §7: relayed to another server, the final status is unknown.
-                        Delivered::Unknown
-                    }
-                } else if reply.is_permanent() {
-                    recipient.state = RecipientState::Failed;
-                    Delivered::No
-                } else if now.saturating_sub(entry.created_at) >= lifetime_ms {
-                    recipient.state = RecipientState::Failed;
-                    recipient.last_reply = Some(format!(
-                        "{reply} (gave up after {} attempts)",
-                        recipient.attempts
-                    ));
-                    Delivered::No
-                } else {
-                    let wait = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-                    recipient.next_attempt_at = now.saturating_add(wait);
-                    Delivered::Queued
-                };
-                reports.push(RecipientReport {
-                    address: recipient.address.clone(),
-                    delivered,
-                    smtp_reply: recipient.last_reply.clone().unwrap_or_default(),
-                    displayed: None,
-                });
-            }
-            queue::save(tx, &mut entry)?;
-            if let Some(submission_id) = submission_id {
-                let report = DeliveryReport {
-                    recipients: reports,
-                    undo_final: true,
-                    dsn_blob: None,
-                    mdn_blob: None,
-                };
-                apply_delivery_report(tx, changes, account_id, submission_id, &report).await?;
-            }
-            Ok(())
-        })
-    })
-    .await?;
-    Ok(())
 }
 
 /// The status of a failed or delayed recipient for the DSN.

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod dkim;
 mod dsn;
+mod outcome;
 pub mod queue;
 pub mod rate;
 pub mod smtp_client;

@@ -1,6 +1,10 @@
 //! The SMTP client session, sans-IO: bytes from the server go in ([`ClientSession::receive`]),
 //! what to do next comes out ([`Output`]: bytes to write, start TLS, finished). Replies are
-//! parsed by `smtp-proto`. One session sends one message to the recipients of one destination.
+//! parsed by `smtp-proto`. One transaction sends one message to the recipients of one
+//! destination; a session opened with [`ClientSession::keep_open`] stays usable after it, and
+//! [`ClientSession::next_transaction`] sends the next message over the same connection
+//! (RFC 5321 §3.3 allows several transactions per session; RSET first, §4.1.1.5, which also
+//! shows that a cached connection is still alive before anything of the message is sent).
 //!
 //! - EHLO (HELO when EHLO is refused, RFC 5321 §4.1.1.1); opportunistic STARTTLS when offered
 //!   and wanted (RFC 3207), then EHLO again (RFC 3207 §4.2: forget what was learned before);
@@ -103,6 +107,7 @@ enum Command {
     Rcpt(usize),
     Data,
     Body,
+    Rset,
 }
 
 /// The protocol went wrong in a way no reply describes.
@@ -126,6 +131,15 @@ pub struct ClientSession {
     accepted: Vec<bool>,
     finished: bool,
     transaction_started: bool,
+    /// Leave the connection open after the transaction instead of QUIT.
+    keep_open: bool,
+    /// The transaction ended with the session in a state another one may follow.
+    reusable: bool,
+    /// This transaction runs on a session that already carried one.
+    resumed: bool,
+    /// Replies received since the transaction began (0 on a resumed session means the cached
+    /// connection was dead before anything of this message was accepted).
+    replies_in_transaction: usize,
 }
 
 impl ClientSession {
@@ -148,7 +162,57 @@ impl ClientSession {
             accepted: vec![false; count],
             finished: false,
             transaction_started: false,
+            keep_open: false,
+            reusable: false,
+            resumed: false,
+            replies_in_transaction: 0,
         }
+    }
+
+    /// Keeps the connection open after the transaction (no QUIT) so that
+    /// [`next_transaction`](Self::next_transaction) can reuse it.
+    pub fn keep_open(mut self) -> Self {
+        self.keep_open = true;
+        self
+    }
+
+    /// Whether the transaction ended cleanly on an open session that another may reuse.
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// A resumed session that ended without a single reply: the cached connection was closed
+    /// by the server while idle. Nothing of the message was accepted, so a fresh connection
+    /// may send it at once.
+    pub fn died_idle(&self) -> bool {
+        self.resumed && self.replies_in_transaction == 0
+    }
+
+    /// Starts the next transaction on a reusable session: RSET, then (pipelined with it when
+    /// PIPELINING was offered) MAIL, RCPT… and DATA.
+    pub fn next_transaction(&mut self, envelope: Envelope, message: Vec<u8>) -> Vec<Output> {
+        let count = envelope.recipients.len();
+        self.envelope = envelope;
+        self.message = message;
+        self.results = vec![None; count];
+        self.accepted = vec![false; count];
+        self.awaiting.clear();
+        self.finished = false;
+        self.reusable = false;
+        self.resumed = true;
+        self.replies_in_transaction = 0;
+        self.transaction_started = false;
+        self.awaiting.push_back(Command::Rset);
+        let mut outputs = vec![Output::Send(b"RSET\r\n".to_vec())];
+        if self.pipelining {
+            // RFC 2920 §3.1: RSET may lead the group.
+            self.start_transaction(&mut outputs);
+            if let [Output::Send(first), Output::Send(second)] = outputs.as_mut_slice() {
+                first.extend_from_slice(second);
+                outputs.truncate(1);
+            }
+        }
+        outputs
     }
 
     pub fn is_tls(&self) -> bool {
@@ -225,6 +289,19 @@ impl ClientSession {
         self.quit(outputs);
     }
 
+    /// The end of a transaction that leaves the session in a known state: kept open when
+    /// asked, else QUIT.
+    fn end_transaction(&mut self, outputs: &mut Vec<Output>) {
+        if self.keep_open && !self.finished {
+            self.awaiting.clear();
+            outputs.push(Output::Finished);
+            self.finished = true;
+            self.reusable = true;
+        } else {
+            self.quit(outputs);
+        }
+    }
+
     fn quit(&mut self, outputs: &mut Vec<Output>) {
         if !self.finished {
             self.awaiting.clear();
@@ -238,7 +315,15 @@ impl ClientSession {
         let Some(command) = self.awaiting.pop_front() else {
             return Err(ProtocolError(format!("unexpected reply {reply}")));
         };
+        self.replies_in_transaction += 1;
         match command {
+            Command::Rset => {
+                if reply.code != 250 {
+                    self.fail_all(&reply, outputs);
+                } else if !self.pipelining {
+                    self.start_transaction(outputs);
+                }
+            }
             Command::Greeting => {
                 if reply.code != 220 {
                     self.fail_all(&reply, outputs);
@@ -303,7 +388,7 @@ impl ClientSession {
                         self.awaiting.push_back(Command::Data);
                         outputs.push(Output::Send(b"DATA\r\n".to_vec()));
                     } else {
-                        self.quit(outputs);
+                        self.end_transaction(outputs);
                     }
                 }
             }
@@ -321,7 +406,7 @@ impl ClientSession {
                 } else if self.accepted.iter().any(|accepted| *accepted) {
                     self.fail_all(&reply, outputs);
                 } else {
-                    self.quit(outputs);
+                    self.end_transaction(outputs);
                 }
             }
             Command::Body => {
@@ -332,7 +417,7 @@ impl ClientSession {
                         }
                     }
                 }
-                self.quit(outputs);
+                self.end_transaction(outputs);
             }
         }
         Ok(())
@@ -560,5 +645,67 @@ mod tests {
         let out = session.receive(b"554 go away\r\n").expect("greeting");
         assert_eq!(sent(&out), "QUIT\r\n");
         assert_eq!(session.results()[0].as_ref().map(|r| r.code), Some(554));
+    }
+
+    #[test]
+    fn a_kept_session_sends_the_next_message_after_rset_in_one_group() {
+        let mut session = session(&["x@example.net"], b"one").keep_open();
+        session.receive(b"220 mx\r\n").expect("greeting");
+        session
+            .receive(b"250-mx\r\n250 PIPELINING\r\n")
+            .expect("ehlo");
+        session
+            .receive(b"250 ok\r\n250 ok\r\n354 go\r\n")
+            .expect("envelope");
+        let out = session.receive(b"250 2.0.0 queued\r\n").expect("body");
+        assert_eq!(out, vec![Output::Finished], "no QUIT: the session is kept");
+        assert!(session.is_reusable());
+
+        let out = session.next_transaction(
+            Envelope {
+                mail_from: "b@example.test".into(),
+                recipients: vec!["y@example.net".into()],
+                dsn: None,
+            },
+            b"two".to_vec(),
+        );
+        assert_eq!(
+            sent(&out),
+            "RSET\r\nMAIL FROM:<b@example.test>\r\nRCPT TO:<y@example.net>\r\nDATA\r\n"
+        );
+        assert_eq!(out.len(), 1, "one write");
+        let out = session
+            .receive(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+            .expect("envelope 2");
+        assert_eq!(sent(&out), "two\r\n.\r\n");
+        session.receive(b"250 2.0.0 queued\r\n").expect("body 2");
+        assert_eq!(session.results()[0].as_ref().map(|r| r.code), Some(250));
+        assert!(!session.died_idle());
+    }
+
+    #[test]
+    fn a_kept_session_closed_while_idle_is_reported_as_died_idle() {
+        let mut session = session(&["x@example.net"], b"one").keep_open();
+        session.receive(b"220 mx\r\n").expect("greeting");
+        session.receive(b"250 mx\r\n").expect("ehlo");
+        session.receive(b"250 ok\r\n").expect("mail");
+        session.receive(b"250 ok\r\n").expect("rcpt");
+        session.receive(b"354 go\r\n").expect("data");
+        session.receive(b"250 ok\r\n").expect("body");
+        let out = session.next_transaction(
+            Envelope {
+                mail_from: "b@example.test".into(),
+                recipients: vec!["y@example.net".into()],
+                dsn: None,
+            },
+            b"two".to_vec(),
+        );
+        // Without PIPELINING, RSET goes alone and MAIL waits for its answer.
+        assert_eq!(sent(&out), "RSET\r\n");
+        session.abort(&Reply::local(451, [4, 4, 2], "closed"));
+        assert!(
+            session.died_idle(),
+            "nothing was answered on the reused session"
+        );
     }
 }

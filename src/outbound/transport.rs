@@ -3,9 +3,10 @@
 //! and one SMTP transaction over TCP with opportunistic STARTTLS, driving the sans-IO
 //! [`ClientSession`].
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mail_auth::common::cache::NoCache;
 use mail_auth::{DnsError, IpLookupStrategy, MX, RecordSet};
@@ -165,11 +166,97 @@ async fn hop(settings: &TransportSettings, host: &str, port: u16) -> Result<Hop,
     })
 }
 
+/// How long an open session may wait unused for the next message to the same host (Postfix's
+/// `smtp_connection_cache_time_limit` default), and how long one may be reused in all.
+const IDLE_LIMIT: Duration = Duration::from_secs(2);
+const REUSE_LIMIT: Duration = Duration::from_secs(300);
+/// Open sessions kept per host address.
+const MAX_IDLE_PER_ADDRESS: usize = 32;
+
+/// A session kept open after a transaction, for the next message to the same host.
+struct IdleSession {
+    connection: Connection,
+    session: ClientSession,
+    opened: Instant,
+    idle_since: Instant,
+}
+
+/// Open SMTP sessions by host, reused for later messages (RFC 5321 §3.3: a session may carry
+/// several transactions). Dropped after [`IDLE_LIMIT`] unused; a session the server closed
+/// meanwhile is noticed at its RSET, before anything of the message is sent, and replaced.
+#[derive(Default)]
+pub struct ConnectionPool {
+    idle: Mutex<HashMap<(String, SocketAddr), Vec<IdleSession>>>,
+}
+
+impl ConnectionPool {
+    fn take(&self, host: &str, address: SocketAddr) -> Option<IdleSession> {
+        let mut idle = self.lock();
+        let sessions = idle.get_mut(&(host.to_owned(), address))?;
+        while let Some(candidate) = sessions.pop() {
+            if candidate.idle_since.elapsed() < IDLE_LIMIT
+                && candidate.opened.elapsed() < REUSE_LIMIT
+            {
+                return Some(candidate);
+            }
+            close(candidate);
+        }
+        None
+    }
+
+    fn put(&self, host: &str, address: SocketAddr, session: IdleSession) {
+        let mut idle = self.lock();
+        let sessions = idle.entry((host.to_owned(), address)).or_default();
+        if sessions.len() >= MAX_IDLE_PER_ADDRESS {
+            close(sessions.remove(0));
+        }
+        sessions.push(session);
+    }
+
+    /// Closes the sessions idle for longer than [`IDLE_LIMIT`] (the actor calls this as it
+    /// goes round, so an idle server is not held open).
+    pub fn sweep(&self) {
+        let mut idle = self.lock();
+        for sessions in idle.values_mut() {
+            let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(sessions)
+                .into_iter()
+                .partition(|session| session.idle_since.elapsed() < IDLE_LIMIT);
+            *sessions = keep;
+            expired.into_iter().for_each(close);
+        }
+        idle.retain(|_, sessions| !sessions.is_empty());
+    }
+
+    /// Open sessions waiting for reuse.
+    pub fn idle_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, SocketAddr), Vec<IdleSession>>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Ends an idle session politely (RFC 5321 §4.1.1.10 QUIT), without waiting for it.
+fn close(idle: IdleSession) {
+    let mut connection = idle.connection;
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection.write_all(b"QUIT\r\n"))
+                .await;
+        });
+    }
+}
+
 /// Sends `message` to `envelope.recipients` through the first of `hops` that answers; one
 /// reply per recipient (in envelope order). Connection failures move on to the next address
-/// and host (RFC 5321 §5.1); a session that ran reports what the server said.
+/// and host (RFC 5321 §5.1); a session that ran reports what the server said. An open session
+/// to the host from `pool` is used first, and the session goes back to it afterwards.
 pub async fn send(
     settings: &TransportSettings,
+    pool: &ConnectionPool,
     hops: &[Hop],
     envelope: &Envelope,
     message: &[u8],
@@ -177,6 +264,30 @@ pub async fn send(
     let mut last_error = Reply::local(451, [4, 4, 1], "no host to connect to");
     for hop in hops {
         for address in &hop.addresses {
+            while let Some(idle) = pool.take(&hop.name, *address) {
+                let mut session = idle.session;
+                let mut connection = Some(idle.connection);
+                let first = session.next_transaction(envelope.clone(), message.to_vec());
+                run_session(settings, &mut connection, &hop.name, &mut session, first).await;
+                if session.died_idle() {
+                    // Closed by the server while idle: nothing was accepted; try another.
+                    continue;
+                }
+                let results = results_of(&session);
+                if let Some(connection) = connection.filter(|_| session.is_reusable()) {
+                    pool.put(
+                        &hop.name,
+                        *address,
+                        IdleSession {
+                            connection,
+                            session,
+                            opened: idle.opened,
+                            idle_since: Instant::now(),
+                        },
+                    );
+                }
+                return results;
+            }
             let connected =
                 tokio::time::timeout(settings.connect_timeout, TcpStream::connect(address)).await;
             let stream = match connected {
@@ -198,23 +309,25 @@ pub async fn send(
                     continue;
                 }
             };
+            let opened = Instant::now();
             let _ = stream.set_nodelay(true);
             let mut session = ClientSession::new(
                 &settings.helo_name,
                 envelope.clone(),
                 message.to_vec(),
                 settings.starttls,
-            );
-            run_session(settings, stream, &hop.name, &mut session).await;
-            let results: Vec<Reply> = session
-                .results()
-                .iter()
-                .map(|reply| {
-                    reply.clone().unwrap_or_else(|| {
-                        Reply::local(451, [4, 4, 2], "the session ended without an answer")
-                    })
-                })
-                .collect();
+            )
+            .keep_open();
+            let mut connection = Some(Connection::Plain(stream));
+            run_session(
+                settings,
+                &mut connection,
+                &hop.name,
+                &mut session,
+                Vec::new(),
+            )
+            .await;
+            let results = results_of(&session);
             // A server that refused the whole session temporarily (busy greeting, say):
             // another MX may do better.
             let all_transient = results.iter().all(Reply::is_transient);
@@ -223,10 +336,35 @@ pub async fn send(
                 last_error = results.into_iter().next().unwrap_or(last_error);
                 continue;
             }
+            if let Some(connection) = connection.filter(|_| session.is_reusable()) {
+                pool.put(
+                    &hop.name,
+                    *address,
+                    IdleSession {
+                        connection,
+                        session,
+                        opened,
+                        idle_since: Instant::now(),
+                    },
+                );
+            }
             return results;
         }
     }
     vec![last_error; envelope.recipients.len()]
+}
+
+/// One reply per recipient; a missing one (the session ended first) is a transient failure.
+fn results_of(session: &ClientSession) -> Vec<Reply> {
+    session
+        .results()
+        .iter()
+        .map(|reply| {
+            reply.clone().unwrap_or_else(|| {
+                Reply::local(451, [4, 4, 2], "the session ended without an answer")
+            })
+        })
+        .collect()
 }
 
 enum Connection {
@@ -253,13 +391,19 @@ impl Connection {
     }
 }
 
+/// Drives `session` over `connection` until its transaction ends: first the `initial`
+/// outputs (a resumed session's RSET and commands), then reply after reply. `connection` is
+/// `None` afterwards when it failed or was given up.
 async fn run_session(
     settings: &TransportSettings,
-    stream: TcpStream,
+    connection: &mut Option<Connection>,
     host: &str,
     session: &mut ClientSession,
+    initial: Vec<Output>,
 ) {
-    let mut connection = Some(Connection::Plain(stream));
+    if !apply_outputs(settings, connection, host, session, initial).await {
+        return;
+    }
     let mut buffer = vec![0u8; 16 * 1024];
     while !session.is_finished() {
         let Some(current) = connection.as_mut() else {
@@ -273,6 +417,7 @@ async fn run_session(
                     [4, 4, 2],
                     format!("{host} closed the connection"),
                 ));
+                *connection = None;
                 break;
             }
             Ok(Ok(count)) => count,
@@ -282,10 +427,12 @@ async fn run_session(
                     [4, 4, 2],
                     format!("reading from {host}: {error}"),
                 ));
+                *connection = None;
                 break;
             }
             Err(_) => {
                 session.abort(&Reply::local(451, [4, 4, 2], format!("{host} timed out")));
+                *connection = None;
                 break;
             }
         };
@@ -293,55 +440,74 @@ async fn run_session(
             Ok(outputs) => outputs,
             Err(error) => {
                 session.abort(&Reply::local(451, [4, 5, 0], format!("{host}: {error}")));
+                *connection = None;
                 break;
             }
         };
-        let mut pending: std::collections::VecDeque<Output> = outputs.into();
-        while let Some(output) = pending.pop_front() {
-            let Some(current) = connection.as_mut() else {
-                break;
-            };
-            match output {
-                Output::Send(bytes) => {
-                    let written =
-                        tokio::time::timeout(settings.io_timeout, current.write_all(&bytes)).await;
-                    if !matches!(written, Ok(Ok(()))) {
+        if !apply_outputs(settings, connection, host, session, outputs).await {
+            return;
+        }
+    }
+}
+
+/// Carries out what the session asked; `false` when the session is over.
+async fn apply_outputs(
+    settings: &TransportSettings,
+    connection: &mut Option<Connection>,
+    host: &str,
+    session: &mut ClientSession,
+    outputs: Vec<Output>,
+) -> bool {
+    let mut pending: std::collections::VecDeque<Output> = outputs.into();
+    while let Some(output) = pending.pop_front() {
+        let Some(current) = connection.as_mut() else {
+            return false;
+        };
+        match output {
+            Output::Send(bytes) => {
+                let written =
+                    tokio::time::timeout(settings.io_timeout, current.write_all(&bytes)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    session.abort(&Reply::local(
+                        451,
+                        [4, 4, 2],
+                        format!("writing to {host} failed"),
+                    ));
+                    *connection = None;
+                    return false;
+                }
+            }
+            Output::StartTls => {
+                let Some(Connection::Plain(plain)) = connection.take() else {
+                    session.abort(&Reply::local(451, [4, 5, 0], "STARTTLS twice"));
+                    return false;
+                };
+                match start_tls(plain, host, settings.io_timeout).await {
+                    Ok(tls) => {
+                        *connection = Some(Connection::Tls(Box::new(tls)));
+                        pending.extend(session.tls_started());
+                    }
+                    Err(error) => {
+                        // Opportunistic TLS that failed mid-handshake leaves the
+                        // connection unusable: retry later (RFC 3207 §4.1).
                         session.abort(&Reply::local(
                             451,
-                            [4, 4, 2],
-                            format!("writing to {host} failed"),
+                            [4, 7, 5],
+                            format!("TLS with {host} failed: {error}"),
                         ));
-                        return;
+                        return false;
                     }
                 }
-                Output::StartTls => {
-                    let Some(Connection::Plain(plain)) = connection.take() else {
-                        session.abort(&Reply::local(451, [4, 5, 0], "STARTTLS twice"));
-                        return;
-                    };
-                    match start_tls(plain, host, settings.io_timeout).await {
-                        Ok(tls) => {
-                            connection = Some(Connection::Tls(Box::new(tls)));
-                            pending.extend(session.tls_started());
-                        }
-                        Err(error) => {
-                            // Opportunistic TLS that failed mid-handshake leaves the
-                            // connection unusable: retry later (RFC 3207 §4.1).
-                            session.abort(&Reply::local(
-                                451,
-                                [4, 7, 5],
-                                format!("TLS with {host} failed: {error}"),
-                            ));
-                            return;
-                        }
-                    }
+            }
+            Output::Finished => {
+                if !session.is_reusable() {
+                    *connection = None;
                 }
-                Output::Finished => {
-                    return;
-                }
+                return false;
             }
         }
     }
+    true
 }
 
 async fn start_tls(

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod crash;
 mod peer;
+mod sessions;
 mod timeline;
 
 use std::time::Duration;
@@ -382,6 +383,80 @@ async fn mx_records_from_dnsmasq_route_the_mail_and_a_missing_domain_bounces() {
     assert_eq!(
         subjects,
         ["Undelivered Mail Returned to Sender [multipart/report]"]
+    );
+    server.shutdown().await;
+}
+
+/// The raw text of the first message in alice's Inbox.
+async fn first_inbox_message(server: &TestServer) -> String {
+    let alice = server.alice();
+    let answer = server
+        .post_api(
+            alice,
+            &json!({
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                "methodCalls": [
+                    ["Email/query", {"accountId": alice.account_id}, "q"],
+                    ["Email/get", {"accountId": alice.account_id, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                        "properties": ["blobId"]}, "g"]
+                ]
+            }),
+        )
+        .await
+        .json();
+    let blob_id = answer["methodResponses"][1][1]["list"][0]["blobId"]
+        .as_str()
+        .expect("blobId")
+        .to_owned();
+    server
+        .download(alice, &alice.account_id, &blob_id)
+        .await
+        .text()
+}
+
+#[tokio::test]
+async fn a_null_mx_fails_at_once_into_a_bounce_without_retries() {
+    let dns_port = free_udp_port();
+    // RFC 7505: `nullmx.example. MX 0 .` (preference 0, the root as exchange), written as
+    // raw RDATA since dnsmasq's --mx-host cannot name the root.
+    let _dns = dnsmasq(dns_port, &["--dns-rr=nullmx.example,15,000000".into()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Any connection attempt would land on this peer (the A/AAAA fallback must not happen).
+    let peer = Peer::start(Script::default()).await;
+    let server = TestServer::start_with(|config| {
+        config.dns.nameserver = Some(format!("127.0.0.1:{dns_port}").parse().unwrap());
+        config.outbound.mx_port = peer.port;
+        config.outbound.connect_timeout_seconds = 2;
+    })
+    .await;
+    let store = server.running().store().clone();
+    let id = enqueue(
+        &store,
+        alice_id(&server).await,
+        MESSAGE,
+        &["user@nullmx.example"],
+        |_| {},
+    )
+    .await;
+    // Gone after its first attempt: a temporary failure would stay queued for minutes.
+    wait_gone(&store, id).await;
+    let subjects = inbox_subjects(&server, 0, 1).await;
+    assert_eq!(
+        subjects,
+        ["Undelivered Mail Returned to Sender [multipart/report]"]
+    );
+    let raw = first_inbox_message(&server).await;
+    assert!(
+        raw.contains("Final-Recipient: rfc822; user@nullmx.example"),
+        "{raw}"
+    );
+    assert!(raw.contains("Action: failed"), "{raw}");
+    // RFC 7505 §4.3 / RFC 7504: 556 5.1.10 "recipient address has null MX".
+    assert!(raw.contains("Status: 5.1.10"), "{raw}");
+    assert!(raw.contains("556"), "{raw}");
+    assert_eq!(
+        peer.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
     );
     server.shutdown().await;
 }

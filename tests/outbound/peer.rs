@@ -2,6 +2,7 @@
 //! (per RCPT address, or for the end of data), records what it accepted, and can hang after
 //! accepting DATA (to kill the sender mid-send).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,11 @@ pub struct Script {
     pub pipelining: bool,
     /// Never answer the end of data of a message to a recipient containing this.
     pub hang_for: Option<String>,
+    /// Wait this long before answering the end of data (a slow server, a big message).
+    pub data_delay: Option<Duration>,
+    /// Close the connection right after answering the end of data (a server that keeps no
+    /// idle sessions).
+    pub close_after_data: bool,
 }
 
 /// One accepted message.
@@ -36,6 +42,9 @@ pub struct Peer {
     received: Arc<Mutex<Vec<Received>>>,
     /// Every RCPT TO seen (accepted or not), to count attempts.
     pub rcpt_seen: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted, and RSET commands received (session reuse).
+    pub connections: Arc<AtomicUsize>,
+    pub resets: Arc<AtomicUsize>,
 }
 
 impl Peer {
@@ -47,10 +56,13 @@ impl Peer {
             script: Arc::new(Mutex::new(script)),
             received: Arc::default(),
             rcpt_seen: Arc::default(),
+            connections: Arc::default(),
+            resets: Arc::default(),
         };
         let serving = peer.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                serving.connections.fetch_add(1, Ordering::SeqCst);
                 let peer = serving.clone();
                 tokio::spawn(async move {
                     let _ = peer.session(stream).await;
@@ -154,6 +166,9 @@ impl Peer {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return Ok(());
                 }
+                if let Some(delay) = script.data_delay {
+                    tokio::time::sleep(delay).await;
+                }
                 if reply.starts_with('2') {
                     self.received.lock().unwrap().push(Received {
                         mail_from: mail_from.clone(),
@@ -162,10 +177,17 @@ impl Peer {
                     });
                 }
                 write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                if script.close_after_data {
+                    return Ok(());
+                }
             } else if upper == "QUIT" {
                 write.write_all(b"221 2.0.0 bye\r\n").await?;
                 return Ok(());
-            } else if upper == "RSET" || upper == "NOOP" {
+            } else if upper == "RSET" {
+                self.resets.fetch_add(1, Ordering::SeqCst);
+                recipients.clear();
+                write.write_all(b"250 2.0.0 ok\r\n").await?;
+            } else if upper == "NOOP" {
                 write.write_all(b"250 2.0.0 ok\r\n").await?;
             } else {
                 write.write_all(b"502 5.5.2 not implemented\r\n").await?;
