@@ -576,6 +576,192 @@ async fn every_structural_filter_combines_with_a_text_filter() {
     server.shutdown().await;
 }
 
+/// One Email of the model the next test checks the server against.
+struct Modelled {
+    id: String,
+    received_at: i64,
+    in_inbox: bool,
+    has_word: bool,
+}
+
+/// The Emails of `model` a query keeps, newest first (what the server must answer).
+fn expected(model: &[Modelled], inbox_only: bool, word: bool) -> Vec<String> {
+    let mut kept: Vec<&Modelled> = model
+        .iter()
+        .filter(|email| email.has_word == word && (!inbox_only || email.in_inbox))
+        .collect();
+    kept.sort_by_key(|email| std::cmp::Reverse(email.received_at));
+    kept.iter().map(|email| email.id.clone()).collect()
+}
+
+/// Pages (limit 3) with their totals, newest first.
+async fn pages_with_total(
+    client: &Client,
+    filter: Filter<EmailFilter>,
+    positions: &[i32],
+) -> Vec<(Vec<String>, Option<usize>)> {
+    let mut pages = Vec::new();
+    for position in positions {
+        let mut request = mail(client);
+        request
+            .query_email()
+            .filter(filter.clone())
+            .sort([email::query::Comparator::received_at().is_ascending(false)])
+            .position(*position)
+            .limit(3)
+            .calculate_total(true);
+        let mut response = request
+            .send_single::<QueryResponse>()
+            .await
+            .expect("Email/query answered");
+        let total = response.total();
+        pages.push((response.take_ids(), total));
+    }
+    pages
+}
+
+/// A word most Emails hold is answered along the receivedAt list, its total counted by the
+/// index (or the Mailbox counter minus the Emails without it): exact with imports and destroys
+/// still pending (the indexer held), and again once they are indexed.
+#[tokio::test]
+async fn common_word_totals_are_exact_with_pending_imports_and_destroys() {
+    let server = TestServer::start().await;
+    let alice = server.alice();
+    let client = connect_as(&server.base_url(), &alice.email, &alice.password).await;
+    let inbox = mailbox_with_role(&client, Role::Inbox).await;
+    let archive = mailbox_with_role(&client, Role::Archive).await;
+    let search = server
+        .running()
+        .engine()
+        .search()
+        .expect("the index runs")
+        .clone();
+    let mut model = Vec::new();
+    // 11 Emails with "heron", 5 with "wren" instead; two thirds in the Inbox.
+    for number in 0..16i64 {
+        let has_word = number % 3 != 2;
+        let in_inbox = number % 4 != 3;
+        let body = if has_word {
+            "heron sighted"
+        } else {
+            "wren seen"
+        };
+        let id = import(
+            &client,
+            message(&format!("h{number}@x"), None, "Birds", body),
+            if in_inbox { &inbox } else { &archive },
+            &[],
+            10_000 + number * 100,
+        )
+        .await;
+        model.push(Modelled {
+            id,
+            received_at: 10_000 + number * 100,
+            in_inbox,
+            has_word,
+        });
+    }
+    search.flush().await.expect("flush");
+    search.hold_indexing(true).await.expect("hold");
+    // Pending: 4 imports (3 with "heron", two of them newest), 3 destroys (one "wren").
+    for (number, has_word, in_inbox, received_at) in [
+        (20i64, true, true, 20_000i64),
+        (21, true, false, 10_050),
+        (22, false, true, 19_000),
+        (23, true, true, 10_250),
+    ] {
+        let body = if has_word {
+            "heron again"
+        } else {
+            "wren again"
+        };
+        let id = import(
+            &client,
+            message(&format!("h{number}@x"), None, "Birds", body),
+            if in_inbox { &inbox } else { &archive },
+            &[],
+            received_at,
+        )
+        .await;
+        model.push(Modelled {
+            id,
+            received_at,
+            in_inbox,
+            has_word,
+        });
+    }
+    let destroyed: Vec<String> = [15usize, 4, 5]
+        .iter()
+        .map(|index| model[*index].id.clone())
+        .collect();
+    let mut request = mail(&client);
+    request
+        .set_email()
+        .destroy(destroyed.iter().map(String::as_str));
+    let mut answer = request
+        .send_single::<jmap_client::core::response::EmailSetResponse>()
+        .await
+        .expect("Email/set answered");
+    for id in &destroyed {
+        answer.destroyed(id).expect("destroyed");
+    }
+    model.retain(|email| !destroyed.contains(&email.id));
+    let pending = tern::search::queue::pending_count(server.running().store())
+        .await
+        .expect("queue");
+    assert_eq!(pending, 7, "the indexer holds the 4 imports and 3 destroys");
+
+    for indexed in [false, true] {
+        if indexed {
+            search.hold_indexing(false).await.expect("release");
+            search.flush().await.expect("flush");
+        }
+        // Most Emails hold "heron" (the index's non-matching Emails are kept), a third "wren"
+        // (its matching ones are kept).
+        let cases: Vec<(&str, Filter<EmailFilter>, bool, bool)> = vec![
+            ("text heron", EmailFilter::text("heron").into(), false, true),
+            (
+                "inMailbox AND text heron",
+                Filter::and([EmailFilter::in_mailbox(&inbox), EmailFilter::text("heron")]),
+                true,
+                true,
+            ),
+            (
+                "body heron AND inMailbox",
+                Filter::and([EmailFilter::body("heron"), EmailFilter::in_mailbox(&inbox)]),
+                true,
+                true,
+            ),
+            ("text wren", EmailFilter::text("wren").into(), false, false),
+            (
+                "inMailbox AND text wren",
+                Filter::and([EmailFilter::in_mailbox(&inbox), EmailFilter::text("wren")]),
+                true,
+                false,
+            ),
+        ];
+        for (name, filter, inbox_only, word) in cases {
+            let all = expected(&model, inbox_only, word);
+            let positions = [0, 3, all.len() as i32 - 1, all.len() as i32 + 5];
+            for ((ids, total), position) in pages_with_total(&client, filter, &positions)
+                .await
+                .into_iter()
+                .zip(positions)
+            {
+                let start = (position.max(0) as usize).min(all.len());
+                let end = (start + 3).min(all.len());
+                assert_eq!(
+                    ids,
+                    all[start..end].to_vec(),
+                    "{name} at {position} (indexed: {indexed})"
+                );
+                assert_eq!(total, Some(all.len()), "{name} total (indexed: {indexed})");
+            }
+        }
+    }
+    server.shutdown().await;
+}
+
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
 fn tern(args: &[&str], data_dir: &Path) -> std::process::Output {

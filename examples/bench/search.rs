@@ -2,7 +2,8 @@
 //! - `search-query`: `--requests N` times each (limit 50, receivedAt descending): a text query
 //!   matching one sender of 200 (~0.5% of the mail), a header query matching one message, a
 //!   from query within the Inbox, and a text query on a word nearly every message holds (the
-//!   worst case). Percentiles per operation; the headline is the first.
+//!   worst case), alone and within the Inbox. Percentiles per operation; the headline is the
+//!   first.
 //! - `search-freshness`: `--requests N` sequential imports of one message each; for each, the
 //!   time from the Email/import answer until the index has committed it (no search task left,
 //!   read from Tern's loopback admin endpoint: needs `--data-dir DIR` of the server).
@@ -51,6 +52,12 @@ pub async fn query(options: &Options, target: &Target) -> Result<RunFigures, Str
         (
             "text: a word in nearly every message",
             query(json!({"text": "budget"})),
+        ),
+        (
+            "inMailbox Inbox AND text: a word in nearly every message",
+            query(
+                json!({"operator": "AND", "conditions": [{"inMailbox": inbox}, {"text": "budget"}]}),
+            ),
         ),
     ];
     let mut headline = f64::NAN;

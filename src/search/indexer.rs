@@ -39,6 +39,32 @@ pub const MAX_COMMIT_LATENCY: Duration = Duration::from_millis(400);
 pub enum Command {
     /// Answer once the queue is empty and everything applied is committed and visible.
     Flush(oneshot::Sender<()>),
+    /// `true`: apply no task until `Hold(false)` (what is applied is committed first), so
+    /// tasks stay pending — for tests of exactness with a backlog, and for operators.
+    /// Answered once in effect.
+    Hold(bool, oneshot::Sender<()>),
+}
+
+/// Who waits for what.
+#[derive(Default)]
+struct Waiters {
+    flush: Vec<oneshot::Sender<()>>,
+    hold: Vec<oneshot::Sender<()>>,
+}
+
+/// Takes one command from the mailbox.
+fn accept(command: Command, held: &mut bool, waiters: &mut Waiters) {
+    match command {
+        Command::Flush(waiter) => waiters.flush.push(waiter),
+        Command::Hold(true, waiter) => {
+            *held = true;
+            waiters.hold.push(waiter);
+        }
+        Command::Hold(false, waiter) => {
+            *held = false;
+            let _ = waiter.send(());
+        }
+    }
 }
 
 enum Operation {
@@ -112,8 +138,28 @@ impl Indexer {
         let mut cursor: Option<Vec<u8>> = None;
         let mut uncommitted: Vec<Task> = Vec::new();
         let mut oldest: Option<Instant> = None;
-        let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut waiters = Waiters::default();
+        let mut held = false;
         loop {
+            if held {
+                if !uncommitted.is_empty() {
+                    self.commit_and_clear(&uncommitted).await;
+                    uncommitted.clear();
+                    oldest = None;
+                    cursor = None;
+                }
+                for waiter in waiters.hold.drain(..) {
+                    let _ = waiter.send(());
+                }
+                tokio::select! {
+                    command = commands.recv() => match command {
+                        Some(command) => accept(command, &mut held, &mut waiters),
+                        None => return,
+                    },
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+                continue;
+            }
             // Registered before reading, so a task written meanwhile still wakes us.
             let wake = self.store.watch(&queue::version_key());
             let batch = match queue::load(&self.store, cursor.as_deref(), READ_BATCH).await {
@@ -157,16 +203,16 @@ impl Indexer {
                 // Start over: tasks written meanwhile under smaller keys are found too.
                 cursor = None;
             }
-            while let Ok(Command::Flush(waiter)) = commands.try_recv() {
-                flush_waiters.push(waiter);
+            while let Ok(command) = commands.try_recv() {
+                accept(command, &mut held, &mut waiters);
             }
             if stopping {
                 return;
             }
-            if !(drained && uncommitted.is_empty()) {
+            if held || !(drained && uncommitted.is_empty()) {
                 continue;
             }
-            for waiter in flush_waiters.drain(..) {
+            for waiter in waiters.flush.drain(..) {
                 let _ = waiter.send(());
             }
             tokio::select! {
@@ -177,7 +223,7 @@ impl Indexer {
                     }
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Flush(waiter)) => flush_waiters.push(waiter),
+                    Some(command) => accept(command, &mut held, &mut waiters),
                     None => return,
                 },
                 _ = stop.wait_for(|stop| *stop) => return,
@@ -210,10 +256,12 @@ impl Indexer {
                         Err(error) if error.kind.is_retryable() => {
                             return Err(error.to_string());
                         }
-                        // One unreadable Email must not block the queue behind it.
+                        // One unreadable Email must not block the queue behind it. It gets a
+                        // document without words: no text finds it, and the index still
+                        // holds one document per Email (counts from the index stay exact).
                         Err(error) => {
-                            tracing::error!(account_id, email_id, %error, "Email not indexable; left out of the index");
-                            None
+                            tracing::error!(account_id, email_id, %error, "Email not indexable; indexed without text");
+                            Some(EmailContent::default())
                         }
                     };
                     match loaded {

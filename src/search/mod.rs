@@ -10,6 +10,8 @@
 //!   by scanning its text from the store (`query::ScannedEmail`) with the same words and the
 //!   same rules, never silently left out.
 //! - Every query carries its account term: no query can see another account's documents.
+//! - Every Email without a pending task has exactly one document (an Email whose text cannot
+//!   be read gets one without words), so counts from the index are counts of Emails.
 
 pub mod document;
 pub mod indexer;
@@ -17,6 +19,7 @@ pub mod query;
 pub mod queue;
 pub mod rebuild;
 pub mod schema;
+pub mod snapshot;
 pub mod snippet;
 
 use std::collections::HashSet;
@@ -117,6 +120,22 @@ impl SearchHandle {
         self.shared
             .commands
             .send(Command::Flush(sender))
+            .await
+            .map_err(|_| stopped())?;
+        receiver.await.map_err(|_| stopped())
+    }
+
+    /// Holds the indexer (`true`: tasks stay pending, queries scan those Emails) or lets it
+    /// go on (`false`). Returns once in effect.
+    pub async fn hold_indexing(&self, hold: bool) -> Result<(), SearchError> {
+        let stopped = || SearchError {
+            kind: SearchErrorKind::Stopped,
+            message: "the indexer has stopped".to_owned(),
+        };
+        let (sender, receiver) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Hold(hold, sender))
             .await
             .map_err(|_| stopped())?;
         receiver.await.map_err(|_| stopped())

@@ -3,7 +3,9 @@
 //!   of a store index (`fast.rs`), totals from the Mailbox counters;
 //! - anything else: the account's Email records filtered and sorted in memory (`general.rs`),
 //!   text conditions answered by the full-text index (`search`); when a text condition must
-//!   hold, only its index matches and the not-yet-indexed Emails are read (`text_first.rs`).
+//!   hold, only its index matches and the not-yet-indexed Emails are read (`text_first.rs`);
+//! - a word many Emails hold, alone or within a mailbox, by receivedAt: the receivedAt list
+//!   walked until the page is full, the total counted by the index (`text_list.rs`).
 //!
 //! Both order ties by id in the direction of the first comparator, so the two agree.
 
@@ -12,6 +14,7 @@ pub mod filter;
 pub mod general;
 pub mod sort;
 pub mod text_first;
+pub mod text_list;
 
 use std::collections::HashSet;
 
@@ -23,11 +26,12 @@ use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::generic::query::{WindowStart, window_start};
 use crate::jmap::types::{Id, State};
-use crate::store::BoxFuture;
 use crate::store::commit::{DataType, read_state};
+use crate::store::{BoxFuture, StoreResult, Transaction};
 use fast::IndexedList;
 use filter::Filter;
 use sort::{EmailComparator, SortKey};
+use text_list::Membership;
 
 pub fn handle<'a, 'r>(
     context: &'a mut CallContext<'r>,
@@ -152,42 +156,27 @@ async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
     let window_len = usize::try_from(limit).unwrap_or(usize::MAX);
     let account_id = account.number();
 
+    let window = |first: &i64| Window {
+        first: usize::try_from(*first).unwrap_or(usize::MAX),
+        len: window_len,
+        ascending: email_query.sort[0].is_ascending,
+        collapse: email_query.collapse_threads,
+        calculate_total,
+    };
     let page = match (
         &start,
         fast::indexed_list(email_query.filter.as_ref(), &email_query.sort),
     ) {
         (WindowStart::Position(first), Some(list)) if *first >= 0 => {
-            let first = usize::try_from(*first).unwrap_or(usize::MAX);
-            indexed_page(
-                context,
-                account_id,
-                &email_query,
-                list,
-                None,
-                first,
-                window_len,
-                calculate_total,
-            )
-            .await?
+            indexed_page(context, account_id, list, window(first)).await?
         }
         (WindowStart::Position(first), None)
             if *first >= 0
-                && let Some((list, matching)) =
-                    text_first::indexed_text_list(context.engine, account_id, &email_query)
+                && let Some(page) =
+                    text_list::page(context.engine, account_id, &email_query, window(first))
                         .await? =>
         {
-            let first = usize::try_from(*first).unwrap_or(usize::MAX);
-            indexed_page(
-                context,
-                account_id,
-                &email_query,
-                list,
-                Some(std::sync::Arc::new(matching)),
-                first,
-                window_len,
-                calculate_total,
-            )
-            .await?
+            page
         }
         _ => {
             let (state, ids) = email_query.all_results(context, account_id).await?;
@@ -231,82 +220,105 @@ async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
     Ok(Value::Object(response))
 }
 
-struct Page {
-    state: u64,
-    position: usize,
-    ids: Vec<u64>,
-    total: Option<u64>,
-    more_after: bool,
+/// One page of a query's results.
+pub struct Page {
+    pub state: u64,
+    pub position: usize,
+    pub ids: Vec<u64>,
+    pub total: Option<u64>,
+    pub more_after: bool,
 }
 
-/// A page of an indexed list from a non-negative position: reads only up to the page's end
-/// (plus one entry, to know whether more follow), unless a total is wanted that the counters
-/// do not hold. With `matching`, only those Emails of the list count (a text condition).
-#[allow(clippy::too_many_arguments)]
+/// Where a page of an indexed list starts and how it is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// A non-negative position.
+    pub first: usize,
+    pub len: usize,
+    pub ascending: bool,
+    pub collapse: bool,
+    pub calculate_total: bool,
+}
+
+/// A page of an indexed list: reads only up to the page's end (plus one entry, to know
+/// whether more follow), unless a total is wanted that the counters do not hold.
 async fn indexed_page(
     context: &CallContext<'_>,
     account_id: u32,
-    email_query: &EmailQuery,
     list: IndexedList,
-    matching: Option<std::sync::Arc<HashSet<u64>>>,
-    first: usize,
-    window_len: usize,
-    calculate_total: bool,
+    window: Window,
 ) -> Result<Page, MethodError> {
-    let ascending = email_query.sort[0].is_ascending;
-    let collapse = email_query.collapse_threads;
     let page = context
         .engine
         .store
         .read(|tx| {
             Box::pin(async move {
-                let state = read_state(tx, account_id, DataType::Email).await?;
-                let counted = if calculate_total && matching.is_none() {
-                    fast::counted_total(tx, account_id, list, collapse).await?
+                let counted = if window.calculate_total {
+                    fast::counted_total(tx, account_id, list, window.collapse).await?
                 } else {
                     None
                 };
-                let scan_everything = calculate_total && counted.is_none();
-                let stop_after = first.saturating_add(window_len).saturating_add(1);
-                let mut threads = HashSet::new();
-                let mut index = 0usize;
-                let mut ids = Vec::with_capacity(window_len.min(1024));
-                let mut more_after = false;
-                fast::scan(tx, account_id, list, ascending, |email_id, thread_id| {
-                    if matching
-                        .as_ref()
-                        .is_some_and(|matching| !matching.contains(&email_id))
-                    {
-                        return true;
-                    }
-                    if collapse && !threads.insert(thread_id) {
-                        return true;
-                    }
-                    if index >= first && ids.len() < window_len {
-                        ids.push(email_id);
-                    } else if index >= first {
-                        more_after = true;
-                    }
-                    index += 1;
-                    scan_everything || index < stop_after
-                })
-                .await?;
-                let total = counted.or(scan_everything.then_some(index as u64));
-                // Past the end, the position is the total (as for the general path).
-                let position = if ids.is_empty() {
-                    first.min(index)
-                } else {
-                    first
-                };
-                Ok(Page {
-                    state,
-                    position,
-                    ids,
-                    total,
-                    more_after,
-                })
+                read_page(tx, account_id, list, window, None, counted).await
             })
         })
         .await?;
     Ok(page)
+}
+
+/// Reads a page of `list` in `tx`. With `matching`, only those Emails of the list count (a
+/// text condition). The list is walked to its end only when a total is wanted and not
+/// `known_total`.
+pub async fn read_page(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    list: IndexedList,
+    window: Window,
+    matching: Option<&Membership>,
+    known_total: Option<u64>,
+) -> StoreResult<Page> {
+    let state = read_state(tx, account_id, DataType::Email).await?;
+    let Window {
+        first,
+        len,
+        ascending,
+        collapse,
+        calculate_total,
+    } = window;
+    let known_total = known_total.filter(|_| calculate_total);
+    let scan_everything = calculate_total && known_total.is_none();
+    let stop_after = first.saturating_add(len).saturating_add(1);
+    let mut threads = HashSet::new();
+    let mut index = 0usize;
+    let mut ids = Vec::with_capacity(len.min(1024));
+    let mut more_after = false;
+    fast::scan(tx, account_id, list, ascending, |email_id, thread_id| {
+        if matching.is_some_and(|matching| !matching.contains(email_id)) {
+            return true;
+        }
+        if collapse && !threads.insert(thread_id) {
+            return true;
+        }
+        if index >= first && ids.len() < len {
+            ids.push(email_id);
+        } else if index >= first {
+            more_after = true;
+        }
+        index += 1;
+        scan_everything || index < stop_after
+    })
+    .await?;
+    let total = known_total.or(scan_everything.then_some(index as u64));
+    // Past the end, the position is the total (as for the general path).
+    let position = if ids.is_empty() {
+        first.min(index)
+    } else {
+        first
+    };
+    Ok(Page {
+        state,
+        position,
+        ids,
+        total,
+        more_after,
+    })
 }

@@ -6,24 +6,19 @@
 //! keywords, or whose account is being rebuilt, takes the general path.
 //!
 //! A text condition alone (or with inMailbox) sorted by receivedAt, matching more Emails than
-//! that, walks the store's receivedAt list instead (`indexed_text_list`), keeping the matching
-//! Emails: a page of a word that most Emails hold costs a page (or one walk of the list for a
-//! total), not loading and sorting every record.
+//! that, walks the store's receivedAt list instead (`text_list.rs`), keeping the matching
+//! Emails: a page of a word that most Emails hold costs a page, and its total a count in the
+//! index, not loading and sorting every record.
 
-use std::collections::HashSet;
-
-use super::EmailQuery;
-use super::fast::IndexedList;
 use super::filter::{Condition, Filter, uses_thread_keywords};
 use super::general::Snapshot;
 use super::sort::EmailComparator;
-use crate::jmap::EngineShared;
 use crate::mail::store as mail_store;
 use crate::search::SearchHandle;
-use crate::search::query::{ScannedEmail, TextMatch};
+use crate::search::query::TextMatch;
 use crate::search::queue::account_backlog;
 use crate::store::commit::{DataType, read_state};
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{Store, StoreResult};
 
 /// Above this many candidates, point reads cost more than reading the whole record range.
 const MAX_CANDIDATES: usize = 4_000;
@@ -91,88 +86,4 @@ pub async fn load_candidates(
             })
         })
         .await
-}
-
-/// The receivedAt list and the matching Emails, when the query is one text condition (or it
-/// and inMailbox) sorted by receivedAt alone, and the index can answer.
-pub async fn indexed_text_list(
-    engine: &EngineShared,
-    account_id: u32,
-    query: &EmailQuery,
-) -> Result<Option<(IndexedList, HashSet<u64>)>, StoreError> {
-    let Some(search) = engine.search() else {
-        return Ok(None);
-    };
-    if query.sort.len() != 1 || query.sort[0].key != super::sort::SortKey::ReceivedAt {
-        return Ok(None);
-    }
-    let text = |filter: &Filter| match filter {
-        Filter::Condition(Condition::Text(condition)) => Some(condition.clone()),
-        _ => None,
-    };
-    let mailbox = |filter: &Filter| match filter {
-        Filter::Condition(Condition::InMailbox(mailbox_id)) => Some(*mailbox_id),
-        _ => None,
-    };
-    let (list, condition) = match &query.filter {
-        Some(Filter::Condition(Condition::Text(condition))) => {
-            (IndexedList::All, condition.clone())
-        }
-        Some(Filter::And(children)) if children.len() == 2 => {
-            match (
-                mailbox(&children[0]),
-                text(&children[1]),
-                text(&children[0]),
-                mailbox(&children[1]),
-            ) {
-                (Some(mailbox_id), Some(condition), _, _)
-                | (_, _, Some(condition), Some(mailbox_id)) => {
-                    (IndexedList::Mailbox(mailbox_id), condition)
-                }
-                _ => return Ok(None),
-            }
-        }
-        _ => return Ok(None),
-    };
-    let search = search.clone();
-    let searched = condition.clone();
-    let known = engine
-        .store
-        .read(|tx| {
-            Box::pin(async move {
-                let backlog = account_backlog(tx, account_id).await?;
-                if backlog.rebuilding {
-                    return Ok(None);
-                }
-                // After the snapshot: an Email without a pending task in it is in this reader.
-                match search.search(account_id, &searched) {
-                    Ok(matched) => Ok(Some((backlog, matched))),
-                    Err(error) => {
-                        tracing::warn!(account_id, %error, "search index query failed; scanning");
-                        Ok(None)
-                    }
-                }
-            })
-        })
-        .await?;
-    let Some((backlog, mut matching)) = known else {
-        return Ok(None);
-    };
-    // Few candidates: reading just them (`load_candidates`) beats walking the whole list,
-    // which a total would need.
-    if matching.len() + backlog.pending.len() <= MAX_CANDIDATES {
-        return Ok(None);
-    }
-    // The Emails the index does not know yet are decided by their own text.
-    for email_id in &backlog.pending {
-        matching.remove(email_id);
-        if let Some(content) =
-            crate::search::document::load(&engine.store, &engine.blobs, account_id, *email_id)
-                .await?
-            && ScannedEmail::new(&content).matches(&condition)
-        {
-            matching.insert(*email_id);
-        }
-    }
-    Ok(Some((list, matching)))
 }
