@@ -12,6 +12,7 @@ pub mod fixtures;
 mod flows;
 pub mod http;
 pub mod matcher;
+pub mod outbound;
 mod raw;
 mod session;
 pub mod smtp;

@@ -51,6 +51,10 @@ struct Arguments {
     /// SMTP server (IP:PORT), delivering to --user
     #[arg(long)]
     smtp: Option<std::net::SocketAddr>,
+    /// Also run the sending cases (conformance/cases/email-submission-outbound.json): listen
+    /// on this IP:PORT as the server's next hop (the server must relay there)
+    #[arg(long)]
+    next_hop: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -63,7 +67,11 @@ async fn main() -> ExitCode {
     if let (Some(user), Some(password)) = (arguments.user2, arguments.password2) {
         config.second_user = Some(Credentials { user, password });
     }
-    let report = tern_conformance::run(&config).await;
+    let mut report = tern_conformance::run(&config).await;
+    if let Some(address) = arguments.next_hop {
+        let sending = tern_conformance::outbound::run(&config, address).await;
+        report.results.extend(sending.results);
+    }
     let mut smtp_failed = 0;
     if let Some(address) = arguments.smtp {
         match tern_conformance::smtp::run(address, &config.credentials.user).await {
