@@ -3,10 +3,19 @@
 //! `examples/BENCHMARKS.md` (logical bytes versus raw message bytes, and file bytes versus
 //! logical bytes, which is the engine's own overhead).
 //!
+//! Three sizes of the file are reported against the raw message bytes: its length, the disk
+//! blocks it occupies (redb grows the file by doubling, up to 4 GiB, with `set_len`: the
+//! reserved tail is a hole that takes no disk until pages are written there), and redb's
+//! allocated pages (what a compaction leaves). Run it on a stopped server's directory: "as
+//! found" is what the server's close left (it compacts a sparse file), "after close" what a
+//! restarted server finds. The live file of a running server is measured with `ls -l` and
+//! `du -B1` while it runs (the store is locked then).
+//!
 //! `cargo run --release --example store_usage -- DATA_DIR`
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tern::store::embedded::EmbeddedBackend;
@@ -31,13 +40,19 @@ fn section_name(key: &[u8]) -> String {
     }
 }
 
+/// The file's length and the bytes of disk its blocks take.
+fn file_sizes(path: &Path) -> std::io::Result<(u64, u64)> {
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.len(), metadata.blocks() * 512))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir: PathBuf = std::env::args()
         .nth(1)
         .ok_or("usage: store_usage DATA_DIR")?
         .into();
-    let file_bytes = std::fs::metadata(dir.join("tern.redb"))?.len();
+    let (file_bytes, disk_bytes) = file_sizes(&dir.join("tern.redb"))?;
     let store = Store::new(Arc::new(EmbeddedBackend::open(&dir)?));
     let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     // Content bytes of every blob (BLOB_META: tag, storage id, size, ...), and stored chunk
@@ -106,10 +121,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     store.close().await?;
     // Closing compacts a sparse file (`store::embedded`): what a restarted server finds.
+    let (closed_file_bytes, closed_disk_bytes) = file_sizes(&dir.join("tern.redb"))?;
+    let raw = raw_blob_bytes.max(1) as f64;
     println!(
-        "file after close {:.1} MB ({:.2}x blob content)",
-        std::fs::metadata(dir.join("tern.redb"))?.len() as f64 / 1e6,
-        std::fs::metadata(dir.join("tern.redb"))?.len() as f64 / raw_blob_bytes.max(1) as f64
+        "file as found {:.1} MB ({:.2}x blob content), on disk {:.1} MB ({:.2}x)",
+        file_bytes as f64 / 1e6,
+        file_bytes as f64 / raw,
+        disk_bytes as f64 / 1e6,
+        disk_bytes as f64 / raw
+    );
+    println!(
+        "file after close {:.1} MB ({:.2}x blob content), on disk {:.1} MB ({:.2}x)",
+        closed_file_bytes as f64 / 1e6,
+        closed_file_bytes as f64 / raw,
+        closed_disk_bytes as f64 / 1e6,
+        closed_disk_bytes as f64 / raw
     );
     // The engine's own view: bytes in leaves versus pages, and free pages.
     let database = redb::Database::open(dir.join("tern.redb"))?;
@@ -128,6 +154,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.metadata_bytes() as f64 / 1e6,
         stats.fragmented_bytes() as f64 / 1e6,
         stats.allocated_pages() as f64 * page / 1e6,
+    );
+    println!(
+        "allocated pages / blob content {:.2}x",
+        stats.allocated_pages() as f64 * page / raw
     );
     Ok(())
 }

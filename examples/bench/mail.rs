@@ -3,7 +3,9 @@
 //!   about `--message-size` bytes in 20 mailboxes, with realistic threads (a third are
 //!   replies to a recent message) and keywords (70% `$seen`), over `--connections C`
 //!   connections (upload, then Email/import in batches of 50). Prints the rate and the raw
-//!   bytes stored, for the store-overhead figure.
+//!   bytes stored, for the store-overhead figure. `--corpus realistic` draws the messages from
+//!   `corpus.rs` instead (large vocabulary, varied headers, HTML, incompressible attachments;
+//!   their sizes vary, `--message-size` is ignored).
 //! - `mail-import`: `--requests N` sequential upload + Email/import of one `--message-size`
 //!   message each (durable, one at a time): messages/s and latency.
 //! - `mail-query`: on a populated account, `--requests N` times each: Email/query inMailbox,
@@ -17,6 +19,27 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Connection, MAX_DURATION, Options, RunFigures, Samples, Target, build_request};
+
+mod corpus;
+
+/// Which messages `mail-populate` generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corpus {
+    /// About `--message-size` bytes of text from 25 words (LZ4 shrinks it to 0.44 ×).
+    Words,
+    /// `corpus.rs`: what real mail looks like to the store.
+    Realistic,
+}
+
+impl Corpus {
+    pub fn parse(name: &str) -> Result<Corpus, String> {
+        match name {
+            "words" => Ok(Corpus::Words),
+            "realistic" => Ok(Corpus::Realistic),
+            other => Err(format!("--corpus: words or realistic, not {other}")),
+        }
+    }
+}
 
 const MAIL_USING: [&str; 2] = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"];
 const MAILBOX_COUNT: usize = 20;
@@ -79,7 +102,7 @@ pub(crate) async fn upload(
 }
 
 /// A deterministic pseudo-random sequence (xorshift), so runs are comparable.
-struct Sequence(u64);
+pub(crate) struct Sequence(pub(crate) u64);
 
 impl Sequence {
     fn next(&mut self) -> u64 {
@@ -198,6 +221,8 @@ pub async fn populate(options: &Options, target: &Target) -> Result<RunFigures, 
         .ok_or("no inbox")?;
     let total = options.messages;
     let workers = options.connections.min(16);
+    let vocabulary =
+        std::sync::Arc::new((options.corpus == Corpus::Realistic).then(corpus::Vocabulary::load));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..workers {
@@ -206,8 +231,13 @@ pub async fn populate(options: &Options, target: &Target) -> Result<RunFigures, 
         let inbox = inbox.clone();
         let size = options.message_size;
         let share = total / workers as u64 + u64::from((worker as u64) < total % workers as u64);
+        let vocabulary = vocabulary.clone();
         tasks.push(tokio::spawn(async move {
-            populate_worker(target, worker as u64, share, size, mailboxes, inbox).await
+            let generate = Generator {
+                size,
+                vocabulary: vocabulary.as_ref().as_ref(),
+            };
+            populate_worker(target, worker as u64, share, generate, mailboxes, inbox).await
         }));
     }
     let mut raw_bytes = 0u64;
@@ -228,12 +258,33 @@ pub async fn populate(options: &Options, target: &Target) -> Result<RunFigures, 
     })
 }
 
+/// Makes the messages of one populate worker.
+struct Generator<'a> {
+    size: usize,
+    /// The realistic corpus's words; `None`: the 25-word corpus.
+    vocabulary: Option<&'a corpus::Vocabulary>,
+}
+
+impl Generator<'_> {
+    fn message(
+        &self,
+        sequence: &mut Sequence,
+        number: u64,
+        parent: Option<(u64, &str)>,
+    ) -> (Vec<u8>, String) {
+        match self.vocabulary {
+            Some(vocabulary) => corpus::message(vocabulary, sequence, number, parent),
+            None => message(sequence, number, parent, self.size),
+        }
+    }
+}
+
 /// Imports `count` messages; answers the raw bytes sent.
 async fn populate_worker(
     target: Target,
     worker: u64,
     count: u64,
-    size: usize,
+    generate: Generator<'_>,
     mailboxes: Vec<String>,
     inbox: String,
 ) -> Result<u64, String> {
@@ -250,13 +301,12 @@ async fn populate_worker(
             let number = worker * 10_000_000 + done + index;
             let parent = (!recent.is_empty() && sequence.below(3) == 0)
                 .then(|| recent[sequence.below(recent.len() as u64) as usize].clone());
-            let (raw, subject) = message(
+            let (raw, subject) = generate.message(
                 &mut sequence,
                 number,
                 parent
                     .as_ref()
                     .map(|(parent, subject, _)| (*parent, subject.as_str())),
-                size,
             );
             // Half the mail is in the Inbox, the rest spread over the other mailboxes;
             // replies go where their thread is.

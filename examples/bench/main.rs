@@ -70,6 +70,8 @@ struct Options {
     messages: u64,
     /// mail-populate / mail-import: bytes per message.
     message_size: usize,
+    /// mail-populate: which messages (`--corpus words|realistic`).
+    corpus: mail::Corpus,
     /// search-freshness / search-rebuild: the Tern server's data directory (admin endpoint).
     data_dir: Option<String>,
     /// smtp-push-latency, submission-latency: an SMTP address (`--smtp ADDR`).
@@ -80,7 +82,7 @@ struct Options {
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
-[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--data-dir DIR] \
+[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
 ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)>";
@@ -108,6 +110,7 @@ fn parse_options() -> Result<Options, String> {
         server_cmd: None,
         messages: 100_000,
         message_size: 20 * 1024,
+        corpus: mail::Corpus::Words,
         data_dir: None,
         smtp: None,
         user: None,
@@ -156,6 +159,7 @@ fn parse_options() -> Result<Options, String> {
                     .unwrap_or(1)
                     .clamp(256, 64 * 1024 * 1024)
             }
+            "--corpus" => options.corpus = mail::Corpus::parse(&value()?)?,
             "--data-dir" => options.data_dir = Some(value()?),
             "--smtp" => {
                 let address: SocketAddr = value()?.parse().map_err(|_| "--smtp: not IP:PORT")?;
