@@ -19,6 +19,7 @@ pub mod listener;
 pub mod response;
 mod slots;
 pub mod websocket;
+pub mod websocket_wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -373,21 +374,44 @@ async fn api(
             );
         }
     };
+    let received = Instant::now();
     match state.engine.handle_api(principal, &body).await {
         Ok(value) => {
+            let handled = received.elapsed();
             let mut response = json_response(StatusCode::OK, &value);
-            response
-                .headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(SERVER_TIMING, server_timing(handled));
             response
         }
         Err(details) => jmap_problem(&details),
     }
 }
 
+/// W3C Server-Timing (`Server-Timing` response header): how long the method calls took, from
+/// the request body being read until every call finished — for a /set, until its commit was
+/// durable (the push hub is told of a commit before the commit returns). A client that knows
+/// when it sent the request can place the commit instant no later than `sent + dur` (the
+/// request's trip is not subtracted), which lets a bench measure commit → StateChange without
+/// a shared clock.
+const SERVER_TIMING: http::header::HeaderName =
+    http::header::HeaderName::from_static("server-timing");
+
+fn server_timing(handled: std::time::Duration) -> HeaderValue {
+    // Milliseconds with microsecond precision, as the spec's examples use.
+    let text = format!("commit;dur={:.3}", handled.as_secs_f64() * 1000.0);
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("commit"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_timing_is_a_metric_with_a_duration_in_milliseconds() {
+        let value = server_timing(std::time::Duration::from_micros(1_234));
+        assert_eq!(value.to_str().expect("ASCII"), "commit;dur=1.234");
+    }
 
     #[test]
     fn routes() {

@@ -8,7 +8,10 @@
 //! - a bad message gets a RequestError and the socket stays usable (RFC 8887 §4.3.4); only a
 //!   message over the hard frame cap, a protocol violation or a dead peer closes it;
 //! - a connection holds at most `max_in_flight` requests and one pending push value (the
-//!   hub's coalescing channel): a slow reader costs bounded memory and never blocks others;
+//!   slot in its [`Wire`]): a slow reader costs bounded memory and never blocks others;
+//! - pushes usually bypass the connection's task: the hub's fan-out writes the shared,
+//!   pre-encoded StateChange frame straight to an idle socket (`websocket_wire`); the task
+//!   is woken only when that cannot be done at once;
 //! - every send has a deadline; a peer that stops reading is closed, not waited for.
 
 use std::panic::AssertUnwindSafe;
@@ -20,7 +23,6 @@ use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPG
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -31,12 +33,13 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::AppState;
 use super::response::{ResponseBody, empty_response, problem};
+use super::websocket_wire::{PushWork, Wire, WireIo};
 use crate::auth::Principal;
 use crate::jmap::request::Request as JmapRequest;
 use crate::jmap::{Engine, ProblemDetails};
-use crate::push::hub::StatesReceiver;
+use crate::push::hub::{DirectRegistration, DirectTarget as _, StatesReceiver};
 use crate::push::state_change::websocket_state_change;
-use crate::push::{AccountStates, PushFilter, PushHub, PushState};
+use crate::push::{PushFilter, PushHub, PushState};
 
 /// The RFC 8887 subprotocol name.
 pub const SUBPROTOCOL: &str = "jmap";
@@ -158,13 +161,13 @@ pub fn upgrade(
     response
 }
 
-/// The push side of a connection once WebSocketPushEnable arrived.
+/// The push side of a connection once WebSocketPushEnable arrived; what the client was told
+/// and what is queued for it live in the connection's [`Wire`].
 struct PushListener {
+    /// Keeps the account's watcher running; read once at enable time.
     receiver: StatesReceiver,
-    filter: PushFilter,
-    /// The states the client has been told (through `filter`): what it knows is
-    /// `PushState::from_states(&told, &filter)`.
-    told: Arc<AccountStates>,
+    /// The hub offers every new value to the wire while this lives.
+    _registration: DirectRegistration,
 }
 
 struct Connection {
@@ -174,7 +177,7 @@ struct Connection {
     limits: WebSocketLimits,
 }
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<WireIo>;
 
 /// Why the connection loop ended.
 enum Ending {
@@ -191,19 +194,18 @@ impl Connection {
             .write_buffer_size(0)
             .max_message_size(Some(self.limits.hard_cap()))
             .max_frame_size(Some(self.limits.hard_cap()));
-        let socket =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let (wire, io) = Wire::from_upgraded(upgraded);
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let account_id = self.principal.account_id;
         tracing::debug!(account_id, "WebSocket connected");
-        let ending = self.serve(socket).await;
+        let ending = self.serve(socket, &wire).await;
         if let Ending::Close(code, reason) = &ending {
             tracing::debug!(account_id, ?code, reason, "WebSocket closed by the server");
         }
         tracing::debug!(account_id, "WebSocket ended");
     }
 
-    async fn serve(&self, socket: Socket) -> Ending {
+    async fn serve(&self, socket: Socket, wire: &Arc<Wire>) -> Ending {
         let (mut sink, mut stream) = socket.split();
         // Every in-flight request owns one slot, so a finished request never waits to report.
         let (done_sender, mut done) = mpsc::channel::<String>(self.limits.max_in_flight);
@@ -231,7 +233,7 @@ impl Connection {
                             };
                         }
                         Some(Ok(Message::Text(text))) => {
-                            self.on_text(text.as_str(), &mut in_flight, &done_sender, &mut push)
+                            self.on_text(text.as_str(), &mut in_flight, &done_sender, &mut push, wire)
                                 .await
                                 .map(Message::text)
                         }
@@ -251,11 +253,30 @@ impl Connection {
                     in_flight = in_flight.saturating_sub(1);
                     Some(Message::text(response))
                 }
-                changed = next_push(&mut push) => {
-                    match changed {
-                        Some(text) => Some(Message::text(text)),
-                        // The hub stopped: the server is shutting down.
-                        None => break Ending::Close(CloseCode::Away, "server shutting down"),
+                () = wire.woken() => {
+                    // First the rest of a frame the fan-out started, then queued states.
+                    let tail = std::future::poll_fn(|cx| wire.poll_flush_tail(cx));
+                    match tokio::time::timeout(self.limits.send_timeout, tail).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "WebSocket write failed");
+                            break Ending::Broken;
+                        }
+                        Err(_) => {
+                            tracing::debug!("WebSocket peer stopped reading; closing");
+                            break Ending::Broken;
+                        }
+                    }
+                    match wire.take_push() {
+                        Some(work) => match push_text(self.principal.account_id, &work) {
+                            Some(text) => Some(Message::text(text)),
+                            // Only types this client did not ask for changed.
+                            None => {
+                                wire.sent_push();
+                                None
+                            }
+                        },
+                        None => None,
                     }
                 }
                 _ = ping.tick() => {
@@ -268,7 +289,9 @@ impl Connection {
             };
             if let Some(message) = outgoing {
                 match tokio::time::timeout(self.limits.send_timeout, sink.send(message)).await {
-                    Ok(Ok(())) => {}
+                    // A push of this task's own (if that is what it was) is out: the fan-out
+                    // may write again.
+                    Ok(Ok(())) => wire.sent_push(),
                     Ok(Err(error)) => {
                         tracing::debug!(%error, "WebSocket write failed");
                         break Ending::Broken;
@@ -280,6 +303,9 @@ impl Connection {
                 }
             }
         };
+        // RFC 6455 §5.5.1: nothing after a Close frame.
+        wire.close();
+        drop(push);
         if let Ending::Close(code, reason) = &ending {
             let frame = CloseFrame {
                 code: *code,
@@ -302,6 +328,7 @@ impl Connection {
         in_flight: &mut usize,
         done: &mpsc::Sender<String>,
         push: &mut Option<PushListener>,
+        wire: &Arc<Wire>,
     ) -> Option<String> {
         if text.len() > self.limits.max_request_bytes {
             // RFC 8620 §2 maxSizeRequest applies to each WebSocket request too.
@@ -371,11 +398,12 @@ impl Connection {
                 None
             }
             "WebSocketPushEnable" => match push_enable_arguments(text) {
-                Ok((filter, push_state)) => self.enable_push(filter, push_state, push).await,
+                Ok((filter, push_state)) => self.enable_push(filter, push_state, push, wire).await,
                 Err(problem) => Some(request_error(&problem, request_id.as_deref())),
             },
             "WebSocketPushDisable" => {
                 *push = None;
+                wire.disable_push();
                 None
             }
             other => Some(request_error(
@@ -394,69 +422,65 @@ impl Connection {
         filter: PushFilter,
         push_state: Option<String>,
         push: &mut Option<PushListener>,
+        wire: &Arc<Wire>,
     ) -> Option<String> {
-        let mut receiver = match push.take() {
-            Some(listener) => listener.receiver,
-            None => self.hub.subscribe(self.principal.account_id),
+        let account_id = self.principal.account_id;
+        let mut listener = match push.take() {
+            Some(listener) => listener,
+            None => {
+                let receiver = self.hub.subscribe(account_id);
+                PushListener {
+                    receiver,
+                    _registration: self.hub.register_direct(account_id, wire.clone()),
+                }
+            }
         };
-        let current = PushHub::current(&mut receiver).await?;
+        let current = PushHub::current(&mut listener.receiver).await?;
         let up_to_date = PushState::from_states(&current, &filter);
-        let reply = push_state.map(|token| {
-            // A token we cannot read: the client is told every state.
-            let known = PushState::parse(&token).unwrap_or_default();
-            known.changed(&current, &filter)
-        });
-        *push = Some(PushListener {
-            receiver,
-            filter,
-            told: current,
-        });
-        match reply {
-            Some(changed) if !changed.is_empty() => Some(websocket_state_change(
-                self.principal.account_id,
-                &changed,
-                &up_to_date,
-            )),
-            _ => None,
+        let reply = push_state
+            .map(|token| {
+                // A token we cannot read: the client is told every state.
+                let known = PushState::parse(&token).unwrap_or_default();
+                known.changed(&current, &filter)
+            })
+            .filter(|changed| !changed.is_empty())
+            .map(|changed| websocket_state_change(account_id, &changed, &up_to_date));
+        // While the reply is on its way the fan-out queues instead of overtaking it.
+        wire.enable_push(filter, current, reply.is_some());
+        // A value published after `current` was read and before the registration took
+        // effect was not offered to the wire: offer it now (offers are idempotent).
+        let newest = listener.receiver.borrow_and_update().clone();
+        if let Some(newest) = newest {
+            wire.offer(&newest);
         }
+        *push = Some(listener);
+        reply
     }
 }
 
-/// Waits for the next StateChange worth sending; never resolves without push enabled.
-/// `None` when the hub stopped.
-async fn next_push(push: &mut Option<PushListener>) -> Option<Utf8Bytes> {
-    let Some(listener) = push.as_mut() else {
-        return std::future::pending().await;
-    };
-    loop {
-        listener.receiver.changed().await.ok()?;
-        let Some(states) = listener.receiver.borrow_and_update().clone() else {
-            continue;
-        };
-        // The common case: a client of every type that saw the previous value gets the
-        // text the hub encoded once for all of them.
-        if let Some(shared) = &states.shared
-            && shared.since_version == listener.told.version
-            && listener.filter == PushFilter::all()
-            && let Ok(text) = Utf8Bytes::try_from(shared.text.clone())
-        {
-            listener.told = states;
-            return Some(text);
-        }
-        let known = PushState::from_states(&listener.told, &listener.filter);
-        let changed = known.changed(&states, &listener.filter);
-        if changed.is_empty() {
-            // Only types this client did not ask for changed.
-            continue;
-        }
-        let push_state = PushState::from_states(&states, &listener.filter);
-        listener.told = states;
-        return Some(Utf8Bytes::from(websocket_state_change(
-            listener.told.account_id,
-            &changed,
-            &push_state,
-        )));
+/// The StateChange for queued push work; `None` when only types the client did not ask for
+/// changed.
+fn push_text(account_id: u32, work: &PushWork) -> Option<Utf8Bytes> {
+    // The common case: a client of every type that saw the previous value gets the text the
+    // hub encoded once for all of them.
+    if let Some(shared) = &work.states.shared
+        && shared.since_version == work.told.version
+        && work.filter == PushFilter::all()
+        && let Ok(text) = Utf8Bytes::try_from(shared.text.clone())
+    {
+        return Some(text);
     }
+    let known = PushState::from_states(&work.told, &work.filter);
+    let changed = known.changed(&work.states, &work.filter);
+    if changed.is_empty() {
+        return None;
+    }
+    let push_state = PushState::from_states(&work.states, &work.filter);
+    Some(Utf8Bytes::from(websocket_state_change(
+        account_id,
+        &changed,
+        &push_state,
+    )))
 }
 
 /// The members every client message has (RFC 8887 §4.3).
