@@ -262,6 +262,15 @@ impl Connection {
         &mut self,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<(u16, Bytes), String> {
+        let (status, _, body) = self.exchange_with_headers(request).await?;
+        Ok((status, body))
+    }
+
+    /// Like `exchange`, with the response headers (push.rs reads `Server-Timing`).
+    async fn exchange_with_headers(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
         self.sender
             .ready()
             .await
