@@ -281,13 +281,13 @@ impl Connection {
             .await
             .map_err(|error| format!("request failed: {error}"))?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
+        let (parts, body) = response.into_parts();
+        let body = body
             .collect()
             .await
             .map_err(|error| format!("reading body: {error}"))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, parts.headers, body))
     }
 }
 
