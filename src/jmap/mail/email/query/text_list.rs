@@ -4,8 +4,9 @@
 //! walk of the whole list:
 //! - whole account: the index's count of matching documents, corrected for the Emails with a
 //!   pending task (their stale documents out, their scanned verdicts in);
-//! - a Mailbox: its counter minus its Emails that do not match, read one by one when they are
-//!   few (a word most Emails hold); otherwise the Mailbox's list is walked.
+//! - a Mailbox: its matching Emails read one by one when they are few, or its counter minus
+//!   its Emails that do not match when those are few (a word most Emails hold); otherwise the
+//!   Mailbox's list is walked.
 //!
 //! Exactness rests on the index invariant (`search`): outside a rebuild, every Email without a
 //! pending task has exactly one document, so the index's counts are counts of Emails. Words
@@ -230,31 +231,35 @@ fn select_or_fail(
     }))
 }
 
-/// The Mailbox's counter minus its Emails that do not match, when those are few enough to
-/// read one by one; `None` otherwise (the list is then walked).
+/// The Mailbox's matching Emails, counted by reading the smaller set's records one by one
+/// when that is cheaper than walking the Mailbox's list: its matches, or its counter minus
+/// its non-matching Emails. `None`: the list is walked.
 async fn mailbox_total(
     tx: &mut dyn Transaction,
     account_id: u32,
     mailbox_id: u64,
     membership: &Membership,
 ) -> StoreResult<Option<u64>> {
-    let Membership::AllBut(others) = membership else {
-        return Ok(None);
-    };
     let in_mailbox = counters::read(tx, account_id, mailbox_id)
         .await?
         .total_emails;
-    let reads = others.len() as u64;
+    let set = match membership {
+        Membership::Only(set) | Membership::AllBut(set) => set,
+    };
+    let reads = set.len() as u64;
     if reads > FEW_POINT_READS && reads.saturating_mul(LIST_ENTRIES_PER_POINT_READ) > in_mailbox {
         return Ok(None);
     }
-    let mut skipped = 0u64;
-    for email_id in others {
+    let mut in_set = 0u64;
+    for email_id in set {
         if let Some(record) = mail_store::load_record(tx, account_id, *email_id).await?
             && record.mailbox_ids.contains(&mailbox_id)
         {
-            skipped += 1;
+            in_set += 1;
         }
     }
-    Ok(Some(in_mailbox.saturating_sub(skipped)))
+    Ok(Some(match membership {
+        Membership::Only(_) => in_set,
+        Membership::AllBut(_) => in_mailbox.saturating_sub(in_set),
+    }))
 }
