@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -33,6 +34,8 @@ use tern::store::{Store, StoreError};
 use super::{Options, RunFigures, Samples};
 
 const BATCH: usize = 200;
+/// Concurrent blob writers while enqueueing.
+const PUT_CONCURRENCY: usize = 32;
 
 fn open(options: &Options, name: &str) -> Result<(Store, Option<tempfile::TempDir>), String> {
     let (path, temp) = match &options.data_dir {
@@ -70,12 +73,26 @@ async fn enqueue_all(
     let mut queued = Vec::with_capacity(count as usize);
     let mut index = 0;
     while index < count {
+        // The blobs of a batch are stored by concurrent writers (as many clients submitting
+        // at once would), so the store shares their fsyncs; then one transaction queues them.
+        let indexes: Vec<u64> = (index..count.min(index + BATCH as u64)).collect();
+        index += indexes.len() as u64;
+        let stored: Vec<_> = futures_util::stream::iter(indexes.iter().copied())
+            .map(|index| {
+                let blobs = blobs.clone();
+                async move {
+                    blobs
+                        .put(1, Bytes::from(message_text(index)))
+                        .await
+                        .map(|info| (index, info))
+                }
+            })
+            .buffered(PUT_CONCURRENCY)
+            .collect()
+            .await;
         let mut batch = Vec::with_capacity(BATCH);
-        while batch.len() < BATCH && index < count {
-            let info = blobs
-                .put(1, Bytes::from(message_text(index)))
-                .await
-                .map_err(|error| error.to_string())?;
+        for result in stored {
+            let (index, info) = result.map_err(|error| error.to_string())?;
             let mut message = OutboundMessage::new(
                 1,
                 info.id,
@@ -86,7 +103,6 @@ async fn enqueue_all(
             );
             message.kind = MessageKind::Bounce;
             batch.push(message);
-            index += 1;
         }
         let batch = Arc::new(batch);
         let ids = store

@@ -140,6 +140,8 @@ pub struct ClientSession {
     /// Replies received since the transaction began (0 on a resumed session means the cached
     /// connection was dead before anything of this message was accepted).
     replies_in_transaction: usize,
+    /// The server refused the RSET that began a resumed transaction (shutting down, say).
+    rset_refused: bool,
 }
 
 impl ClientSession {
@@ -166,6 +168,7 @@ impl ClientSession {
             reusable: false,
             resumed: false,
             replies_in_transaction: 0,
+            rset_refused: false,
         }
     }
 
@@ -181,11 +184,11 @@ impl ClientSession {
         self.reusable
     }
 
-    /// A resumed session that ended without a single reply: the cached connection was closed
-    /// by the server while idle. Nothing of the message was accepted, so a fresh connection
-    /// may send it at once.
+    /// A resumed session that ended without a single reply, or whose RSET was refused: the
+    /// cached connection was closed (or is being closed) by the server while idle. Nothing of
+    /// the message was accepted, so a fresh connection may send it at once.
     pub fn died_idle(&self) -> bool {
-        self.resumed && self.replies_in_transaction == 0
+        self.resumed && (self.replies_in_transaction == 0 || self.rset_refused)
     }
 
     /// Starts the next transaction on a reusable session: RSET, then (pipelined with it when
@@ -201,6 +204,7 @@ impl ClientSession {
         self.reusable = false;
         self.resumed = true;
         self.replies_in_transaction = 0;
+        self.rset_refused = false;
         self.transaction_started = false;
         self.awaiting.push_back(Command::Rset);
         let mut outputs = vec![Output::Send(b"RSET\r\n".to_vec())];
@@ -319,6 +323,7 @@ impl ClientSession {
         match command {
             Command::Rset => {
                 if reply.code != 250 {
+                    self.rset_refused = true;
                     self.fail_all(&reply, outputs);
                 } else if !self.pipelining {
                     self.start_transaction(outputs);
