@@ -267,25 +267,30 @@ fn shared_state_change(
 }
 
 /// Offers `states` to every direct target, over both worker threads when there are many.
-/// One allocation per commit (the snapshot of the targets), none per target.
-fn fan_out(targets: &Targets, states: &Arc<AccountStates>) {
-    let snapshot: Vec<Arc<dyn DirectTarget>> = lock(targets).values().cloned().collect();
-    if snapshot.len() < PARALLEL_FAN_OUT_FROM {
-        for target in &snapshot {
+/// One allocation per commit (the snapshot of the targets), none per target. Yields between
+/// chunks so the committing request's own answer (woken by the same commit) is not held up
+/// behind a thousand pushes.
+async fn fan_out(targets: &Targets, states: &Arc<AccountStates>) {
+    let mut snapshot: Vec<Arc<dyn DirectTarget>> = lock(targets).values().cloned().collect();
+    if snapshot.len() >= PARALLEL_FAN_OUT_FROM {
+        let second_half = snapshot.split_off(snapshot.len() / 2);
+        let shared = Arc::clone(states);
+        tokio::spawn(async move { offer_all(&second_half, &shared).await });
+    }
+    offer_all(&snapshot, states).await;
+}
+
+/// Targets offered between two yields.
+const FAN_OUT_CHUNK: usize = 64;
+
+async fn offer_all(targets: &[Arc<dyn DirectTarget>], states: &Arc<AccountStates>) {
+    for (index, chunk) in targets.chunks(FAN_OUT_CHUNK).enumerate() {
+        if index > 0 {
+            tokio::task::yield_now().await;
+        }
+        for target in chunk {
             target.offer(states);
         }
-        return;
-    }
-    let mut snapshot = snapshot;
-    let second_half = snapshot.split_off(snapshot.len() / 2);
-    let shared = Arc::clone(states);
-    tokio::spawn(async move {
-        for target in &second_half {
-            target.offer(&shared);
-        }
-    });
-    for target in &snapshot {
-        target.offer(states);
     }
 }
 
@@ -317,7 +322,7 @@ async fn watch_account_states(
                     published = Some(Arc::clone(&states));
                     sender.send_replace(Some(Arc::clone(&states)));
                     // After the channel: a target registering now sees the value there.
-                    fan_out(&targets, &states);
+                    fan_out(&targets, &states).await;
                 }
             }
             Err(error) => {
