@@ -90,9 +90,11 @@ impl Wire {
         match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
             Ok(parts) => {
                 let wire = Wire::new(Some(parts.io.into_inner()));
+                // A copy: the bytes hyper read ahead are a slice of its whole read buffer,
+                // which would otherwise stay allocated for the life of an idle socket.
                 let io = WireIo::Shared {
                     wire: Arc::clone(&wire),
-                    unread: parts.read_buf,
+                    unread: Bytes::copy_from_slice(&parts.read_buf),
                 };
                 (wire, io)
             }
@@ -283,6 +285,10 @@ impl AsyncRead for WireIo {
                 if !unread.is_empty() {
                     let count = unread.len().min(buf.remaining());
                     buf.put_slice(&unread.split_to(count));
+                    if unread.is_empty() {
+                        // Let go of the allocation.
+                        *unread = Bytes::new();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 let Some(tcp) = &wire.tcp else {
