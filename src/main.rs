@@ -42,6 +42,30 @@ enum Command {
     /// Mail domains.
     #[command(subcommand)]
     Domain(DomainCommand),
+    /// Messages quarantined for a virus found after they were accepted.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined messages.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Deliver a quarantined message to its recipients after all.
+    Release {
+        id: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Delete a quarantined message.
+    Delete {
+        id: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -310,6 +334,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             };
             let config = load_config(&data)?;
             println!("{}", tern::outbound::cli::run(&config, operation).await?);
+            Ok(())
+        }
+        Command::Quarantine(command) => {
+            use tern::smtp::quarantine::Operation;
+            let (data, operation) = match command {
+                QuarantineCommand::List { data } => (data, Operation::List),
+                QuarantineCommand::Release { id, data } => (data, Operation::Release(id)),
+                QuarantineCommand::Delete { id, data } => (data, Operation::Delete(id)),
+            };
+            let config = load_config(&data)?;
+            println!("{}", tern::smtp::quarantine::run(&config, operation).await?);
             Ok(())
         }
         Command::Domain(DomainCommand::Add {

@@ -680,7 +680,7 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("search-rebuild", Some(_)) => search::rebuild(options).await?,
             ("search-layout", Some(_)) => search::layout(options).await?,
             ("smtp-push-latency", Some(_)) => delivery::smtp_push_latency(options).await?,
-            ("smtp-ingress", Some(_)) => smtp::ingress(options).await?,
+            ("smtp-ingress", Some(target)) => smtp::ingress(options, target).await?,
             ("smtp-idle", Some(_)) => smtp::idle(options).await?,
             ("ws-echo", Some(_)) => push::ws_echo(options).await?,
             ("push-latency", Some(target)) => push::push_latency(options, target).await?,

@@ -295,6 +295,16 @@ async fn route_admin_request(
                 ),
             }
         }
+        (method, ["admin", "quarantine", rest @ ..]) => {
+            match crate::smtp::quarantine::route(directory, method.as_str(), rest).await {
+                Ok(value) => ok_json(StatusCode::OK, &value),
+                Err((status, message)) => admin_problem(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    "quarantine",
+                    &message,
+                ),
+            }
+        }
         (Method::POST, ["admin", "accounts", email, "tokens"]) => {
             match directory.create_token(email).await {
                 Ok(token) => ok_json(StatusCode::CREATED, &json!({ "token": token })),

@@ -7,8 +7,10 @@
 //!
 //! Two callers: the SMTP session scans at DATA, before the `250`, so that infected mail is
 //! refused with `554 5.7.1` when `action = "reject"`; the delivery actor scans what was not
-//! scanned there (a local hand-over, or clamd unavailable at DATA) and quarantines infected
-//! mail, since it can no longer refuse it.
+//! scanned there (a local hand-over, `action = "quarantine"`, or clamd unavailable at DATA) and
+//! quarantines infected mail, since it can no longer refuse it. A message scanned clean at DATA
+//! carries a marker (`delivery::prepared::mark_scanned`, in its enqueue transaction), so it is
+//! scanned once.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -151,7 +153,8 @@ impl crate::smtp::policy::DataFilter for Antivirus {
                     (5, 7, 1),
                     format!("message refused: virus {name} found"),
                 )),
-                Verdict::Clean | Verdict::Unavailable(_) => DataVerdict::Accept,
+                Verdict::Clean => DataVerdict::Scanned,
+                Verdict::Unavailable(_) => DataVerdict::Accept,
             }
         })
     }

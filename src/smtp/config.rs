@@ -44,6 +44,9 @@ pub struct SmtpConfig {
     /// Allow AUTH without TLS on the submission listeners for loopback clients (local tools
     /// and tests). Never for remote clients.
     pub loopback_auth_without_tls: bool,
+    /// The address whose account receives mail for `postmaster` (RFC 5321 §4.5.1) when no
+    /// account has the address `postmaster@<domain>`; unset: the domain's first account.
+    pub postmaster: Option<String>,
 }
 
 fn optional_address<'de, D>(deserializer: D) -> Result<Option<SocketAddr>, D::Error>
@@ -76,6 +79,7 @@ impl Default for SmtpConfig {
             data_timeout_seconds: 180,
             max_errors: 20,
             loopback_auth_without_tls: true,
+            postmaster: None,
         }
     }
 }

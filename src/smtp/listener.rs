@@ -526,7 +526,8 @@ pub async fn launch(
         antivirus.map(|antivirus| Arc::new(antivirus) as Arc<dyn crate::smtp::policy::DataFilter>),
         config.auth.failed_login_burst,
         Duration::from_secs(config.auth.failed_login_refill_seconds),
-    );
+    )
+    .with_postmaster(config.smtp.postmaster.clone());
     let hostname = config
         .smtp
         .hostname

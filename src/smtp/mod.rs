@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod incoming;
 pub mod listener;
 pub mod policy;
+pub mod quarantine;
 pub mod session;
 pub mod spam;
 pub mod vacation;

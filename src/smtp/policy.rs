@@ -34,7 +34,10 @@ pub trait DataFilter: Send + Sync {
 /// What a [`DataFilter`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataVerdict {
+    /// Not checked (no check applies, or the checker was unavailable).
     Accept,
+    /// Checked and found clean: delivery need not check it again.
+    Scanned,
     /// Refuse the message with this reply (e.g. `554 5.7.1` for a virus); nothing is queued.
     Reject(Reply),
 }
@@ -52,6 +55,8 @@ pub struct Policy {
     blobs: BlobStore,
     filter: Option<Arc<dyn DataFilter>>,
     auth_failures: FailedLoginLimiter,
+    /// Where `postmaster` goes when no account has that address (`[smtp] postmaster`).
+    postmaster: Option<String>,
 }
 
 impl Policy {
@@ -67,11 +72,84 @@ impl Policy {
             blobs,
             filter,
             auth_failures: FailedLoginLimiter::new(auth_failure_burst, auth_failure_refill),
+            postmaster: None,
+        }
+    }
+
+    /// Routes `postmaster` to the account of `address` when no account has that address.
+    pub fn with_postmaster(mut self, address: Option<String>) -> Policy {
+        self.postmaster = address;
+        self
+    }
+
+    /// RFC 5321 §4.5.1: `postmaster` (any case), bare or at a local domain, MUST be accepted.
+    /// It goes to the account with that address if there is one, else to the account of
+    /// `[smtp] postmaster`, else to the domain's first account (the oldest: on a small server,
+    /// its owner); `None` when `address` is not a local postmaster.
+    async fn postmaster(&self, address: &str) -> Option<RecipientDecision> {
+        let (local, domain) = match address.rsplit_once('@') {
+            Some((local, domain)) => (local, Some(domain)),
+            None => (address, None),
+        };
+        if !local.eq_ignore_ascii_case("postmaster") {
+            return None;
+        }
+        let accept = |account: crate::auth::directory::AccountInfo| {
+            Some(RecipientDecision::Accept {
+                account_id: Some(account.account_id),
+            })
+        };
+        let lookup_failed = |error: crate::auth::directory::DirectoryError| {
+            tracing::warn!(%error, "postmaster lookup failed");
+            Some(RecipientDecision::Reject(replies::local_error()))
+        };
+        if let Some(domain) = domain {
+            match self.directory.is_local_domain(domain).await {
+                Ok(true) => {}
+                // Someone else's postmaster: the usual relay rules.
+                Ok(false) => return None,
+                Err(error) => return lookup_failed(error),
+            }
+            match self.directory.account_for_address(address).await {
+                Ok(Some(account)) => return accept(account),
+                Ok(None) => {}
+                Err(error) => return lookup_failed(error),
+            }
+        }
+        if let Some(configured) = &self.postmaster {
+            match self.directory.account_for_address(configured).await {
+                Ok(Some(account)) => return accept(account),
+                Ok(None) => {
+                    tracing::warn!(postmaster = %configured, "smtp.postmaster names no account")
+                }
+                Err(error) => return lookup_failed(error),
+            }
+        }
+        let accounts = match self.directory.list_accounts().await {
+            Ok(accounts) => accounts,
+            Err(error) => return lookup_failed(error),
+        };
+        let in_domain = |email: &str| match domain {
+            Some(domain) => email
+                .rsplit_once('@')
+                .is_some_and(|(_, own)| own.eq_ignore_ascii_case(domain)),
+            None => true,
+        };
+        match accounts
+            .into_iter()
+            .filter(|account| in_domain(&account.email))
+            .min_by_key(|account| account.account_id)
+        {
+            Some(account) => accept(account),
+            None => Some(RecipientDecision::Reject(replies::unknown_user())),
         }
     }
 
     /// Decides one RCPT TO.
     pub async fn recipient(&self, query: &RecipientQuery) -> RecipientDecision {
+        if let Some(decision) = self.postmaster(&query.address).await {
+            return decision;
+        }
         let Some((_, domain)) = query.address.rsplit_once('@') else {
             return RecipientDecision::Reject(Reply::new(
                 501,
@@ -149,11 +227,16 @@ impl Policy {
         message: ReceivedMessage,
         submitter: Option<&Submitter>,
     ) -> Result<String, Reply> {
-        if let Some(filter) = &self.filter
-            && let DataVerdict::Reject(reply) = filter.check(&message.body).await
-        {
-            tracing::info!(client_ip = %message.client_ip, %reply, "message refused by the content filter");
-            return Err(reply);
+        let mut scanned = false;
+        if let Some(filter) = &self.filter {
+            match filter.check(&message.body).await {
+                DataVerdict::Reject(reply) => {
+                    tracing::info!(client_ip = %message.client_ip, %reply, "message refused by the content filter");
+                    return Err(reply);
+                }
+                DataVerdict::Scanned => scanned = true,
+                DataVerdict::Accept => {}
+            }
         }
         let ReceivedMessage {
             envelope,
@@ -254,6 +337,9 @@ impl Policy {
             Box::pin(async move {
                 if let Some(entry) = incoming_entry.as_ref() {
                     incoming::enqueue(tx, entry).await?;
+                    if scanned {
+                        crate::smtp::delivery::prepared::mark_scanned(tx, entry.queue_id)?;
+                    }
                 }
                 if let Some(entry) = outbound_entry.as_ref()
                     && let Err(error) = outbound_queue::enqueue(tx, entry).await

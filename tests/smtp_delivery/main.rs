@@ -2,6 +2,7 @@
 //! into the recipients' mailboxes, looked at through jmap-client. SPF/DKIM/DMARC against a local
 //! dnsmasq are in `auth.rs`, clamd and spamd in `scanners.rs`.
 
+mod admin;
 mod auth;
 #[path = "../common/mod.rs"]
 mod common;
@@ -297,5 +298,61 @@ async fn vacation_replies_once_per_sender_and_never_to_lists() {
     assert!(text.contains("Auto-Submitted: auto-replied"), "{text}");
     assert!(text.contains("In-Reply-To: <"), "{text}");
     assert!(text.contains("Subject: Away"), "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_burst_to_one_account_is_filed_exactly_once_in_shared_commits() {
+    let server = start_server(None, |_| {}).await;
+    let (alice, bob) = (server.alice().clone(), server.bob().clone());
+    let (alice_id, bob_id) = (
+        account_number(&server, &alice).await,
+        account_number(&server, &bob).await,
+    );
+    let to_alice = Envelope {
+        mail_from: "carol@remote.example",
+        recipients: vec![(alice.email.as_str(), alice_id)],
+        client_ip: remote(),
+        helo: "client.remote.example",
+    };
+    let to_both = Envelope {
+        recipients: vec![
+            (alice.email.as_str(), alice_id),
+            (bob.email.as_str(), bob_id),
+        ],
+        ..to_alice
+    };
+    // Queued faster than delivered: the filer groups them per account (and the ones to both
+    // accounts meet commits of both).
+    let burst = 120;
+    for number in 0..burst {
+        let envelope = if number % 10 == 0 {
+            &to_both
+        } else {
+            &to_alice
+        };
+        let raw = message(
+            "carol@remote.example",
+            &alice.email,
+            &format!("Burst {number}"),
+            "one of many",
+        );
+        enqueue(&server, envelope, &raw).await;
+    }
+    wait_until_delivered(&server).await;
+    let client = connect(&server, &alice).await;
+    let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
+    assert_eq!(inbox.len(), burst, "every message once");
+    let bob_client = connect(&server, &bob).await;
+    let bob_inbox = emails_in(
+        &bob_client,
+        &mailbox_with_role(&bob_client, Role::Inbox).await,
+    )
+    .await;
+    assert_eq!(bob_inbox.len(), burst / 10);
+    let queued = tern::smtp::incoming::count(server.running().store())
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "every entry finished");
     server.shutdown().await;
 }

@@ -1,29 +1,29 @@
-//! Stage two: one `commit_account` per recipient. The commit marks the recipient delivered in
-//! the queue entry AND imports the Email (Inbox, or Junk with `$junk`), so a crash or a replay
-//! never delivers twice; the last recipient's commit also removes the entry and the prepared
-//! record (releasing their blob holds — the Emails hold their own links). Push follows from the
-//! commit itself: the account version it bumps is what the push hub watches.
+//! Stage two: per recipient, a `commit_account` (shared with other deliveries to the same
+//! account by the `filer`) marks the recipient delivered in the queue entry AND imports the
+//! Email (Inbox, or Junk with `$junk`), so a crash or a replay never delivers twice; the last
+//! recipient's commit also removes the entry and the prepared record (releasing their blob
+//! holds — the Emails hold their own links). Push follows from the commit itself: the account
+//! version it bumps is what the push hub watches.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mail_parser::MessageParser;
-use serde::Serialize;
 
 use super::duplicate::{self, Fingerprint};
 use super::prepared::{self, Prepared, prepare};
-use super::{DeliveryContext, DeliveryError};
+use super::{DeliveryContext, DeliveryError, Pipeline};
 use crate::auth::directory::account_email_in;
 use crate::jmap::types::UtcDate;
 use crate::mail::mailbox::{create_default_mailboxes, mailbox_with_role};
 use crate::mail::parsed::{ParsedEmail, parse_message};
 use crate::mail::store::{BlobAccess, ImportSpec, import_email_linked};
 use crate::smtp::incoming::{self, IncomingMessage, unix_now};
+use crate::smtp::quarantine::{self, QuarantineRecord};
 use crate::smtp::spam::{self, bayes, tokens::tokenize_message};
 use crate::smtp::vacation::{self, PlannedReply};
-use crate::store::blob::{self, BlobHash};
-use crate::store::commit::{Changes, commit_account};
-use crate::store::keys::{KeyBuilder, QUEUE_DELIVERY_QUARANTINE, SUBSPACE_QUEUE};
+use crate::store::blob::BlobHash;
+use crate::store::commit::Changes;
 use crate::store::{StoreError, StoreResult, Transaction};
 
 /// What happened to one queue entry.
@@ -38,7 +38,7 @@ pub struct EntryOutcome {
 
 /// What happened to one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecipientOutcome {
+pub enum RecipientOutcome {
     Delivered {
         junk: bool,
         replied: bool,
@@ -51,25 +51,26 @@ enum RecipientOutcome {
 }
 
 /// Everything one recipient's commit needs, shared by its retries.
-struct RecipientDelivery {
-    queue_id: u64,
-    index: usize,
-    account_id: u32,
-    blob: BlobHash,
-    parsed: Arc<ParsedEmail>,
-    received_at: i64,
-    junk: bool,
-    fingerprint: Option<Fingerprint>,
-    reply: Option<PlannedReply>,
-    vacation_period: i64,
+pub struct RecipientDelivery {
+    pub queue_id: u64,
+    pub index: usize,
+    pub account_id: u32,
+    pub blob: BlobHash,
+    pub parsed: Arc<ParsedEmail>,
+    pub received_at: i64,
+    pub junk: bool,
+    pub fingerprint: Option<Fingerprint>,
+    pub reply: Option<PlannedReply>,
+    pub vacation_period: i64,
 }
 
 /// Delivers every pending recipient of `entry`.
 pub async fn deliver_entry(
-    context: &DeliveryContext,
+    pipeline: &Pipeline,
     entry: &IncomingMessage,
 ) -> Result<EntryOutcome, DeliveryError> {
-    let (prepared, bytes) = prepare(context, entry).await?;
+    let context = &pipeline.context;
+    let (prepared, bytes) = prepare(context, &pipeline.dns_cache, entry).await?;
     let mut outcome = EntryOutcome::default();
     if let Some(virus) = prepared.virus.clone() {
         quarantine(context, entry, &prepared, &virus).await?;
@@ -78,11 +79,11 @@ pub async fn deliver_entry(
         return Ok(outcome);
     }
     let parsed = Arc::new(parse_message(&bytes));
-    let message = MessageParser::default().parse(&bytes[..]);
-    let tokens: Option<BTreeSet<u64>> = match &message {
-        Some(message) if context.spam.enabled => Some(tokenize_message(message)),
-        _ => None,
-    };
+    // mail-parser's view, parsed only when a recipient needs it (a trained classifier, an
+    // active vacation response).
+    let mut message: Option<Option<mail_parser::Message<'_>>> = None;
+    // Tokenized only for an account whose classifier votes (most have not been trained).
+    let mut tokens: Option<Arc<BTreeSet<u64>>> = None;
     let mut pending = entry.pending_recipients().peekable();
     if pending.peek().is_none() {
         // Every recipient delivered but the entry still here: cannot normally happen (the last
@@ -92,20 +93,37 @@ pub async fn deliver_entry(
     }
     for (index, recipient) in pending {
         let account_id = recipient.account_id;
-        let probability = match &tokens {
-            Some(tokens) => {
-                let tokens = tokens.clone();
-                let min_spam = context.spam.bayes_min_spam;
+        let min_spam = context.spam.bayes_min_spam;
+        let classifier_votes = context.spam.enabled && {
+            let (spam_total, _) = context
+                .store
+                .read(move |tx| Box::pin(bayes::totals(tx, account_id)))
+                .await?;
+            spam_total >= min_spam.max(1)
+        };
+        let parsed_message = if classifier_votes {
+            message
+                .get_or_insert_with(|| MessageParser::default().parse(&bytes[..]))
+                .as_ref()
+        } else {
+            None
+        };
+        let probability = match parsed_message {
+            Some(parsed_message) => {
+                let tokens = Arc::clone(
+                    tokens.get_or_insert_with(|| Arc::new(tokenize_message(parsed_message))),
+                );
                 context
                     .store
                     .read(move |tx| {
+                        let tokens = Arc::clone(&tokens);
                         Box::pin(
                             async move { bayes::classify(tx, account_id, &tokens, min_spam).await },
                         )
                     })
                     .await?
             }
-            None => None,
+            _ => None,
         };
         let verdict = spam::verdict(
             &context.spam,
@@ -113,21 +131,35 @@ pub async fn deliver_entry(
             prepared.spamd_spam,
             probability,
         );
-        let reply = match &message {
-            Some(message) => {
+        let vacation_on = !verdict.is_junk
+            && vacation::is_active(&context.store, account_id, UtcDate::now())
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(account_id, %error, "vacation response not read");
+                    false
+                });
+        let parsed_message = if vacation_on {
+            message
+                .get_or_insert_with(|| MessageParser::default().parse(&bytes[..]))
+                .as_ref()
+        } else {
+            None
+        };
+        let reply = match parsed_message {
+            Some(parsed_message) => {
                 plan_vacation(
                     context,
                     entry,
                     &recipient.address,
                     account_id,
-                    message,
+                    parsed_message,
                     verdict.is_junk,
                 )
                 .await
             }
             None => None,
         };
-        let delivery = Arc::new(RecipientDelivery {
+        let delivery = RecipientDelivery {
             queue_id: entry.queue_id,
             index,
             account_id,
@@ -138,21 +170,16 @@ pub async fn deliver_entry(
             fingerprint: prepared.fingerprint,
             reply,
             vacation_period: context.settings.vacation_period_seconds,
-        });
-        let committed = commit_account(&context.store, account_id, move |tx, changes| {
-            let delivery = Arc::clone(&delivery);
-            Box::pin(async move { deliver_in_commit(tx, changes, &delivery).await })
-        })
-        .await?;
+        };
+        let committed = pipeline.filer.file(delivery).await?;
         tracing::debug!(
             queue_id = entry.queue_id,
             account_id,
-            outcome = ?committed.value,
+            outcome = ?committed,
             score = verdict.score,
-            version = committed.version,
             "delivered"
         );
-        match committed.value {
+        match committed {
             RecipientOutcome::Delivered { junk, replied } => {
                 outcome.delivered += 1;
                 outcome.junk += usize::from(junk);
@@ -204,7 +231,8 @@ async fn plan_vacation(
     }
 }
 
-async fn deliver_in_commit(
+/// One recipient's part of a delivery commit (several may share one commit: `filer`).
+pub async fn deliver_in_commit(
     tx: &mut dyn Transaction,
     changes: &mut Changes,
     delivery: &RecipientDelivery,
@@ -295,47 +323,31 @@ async fn finish(context: &DeliveryContext, queue_id: u64) -> StoreResult<()> {
         .await
 }
 
-/// A quarantined message: kept, with its blob held, out of every mailbox.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QuarantineRecord<'a> {
-    virus: &'a str,
-    blob: String,
-    mail_from: &'a str,
-    recipients: Vec<&'a str>,
-    client_ip: Option<String>,
-    received_at: i64,
-}
-
-pub fn quarantine_key(queue_id: u64) -> Vec<u8> {
-    KeyBuilder::new(SUBSPACE_QUEUE)
-        .u8(QUEUE_DELIVERY_QUARANTINE)
-        .u64(queue_id)
-        .build()
-}
-
+/// Keeps an infected message out of every mailbox: a quarantine record holding its prepared
+/// blob (`tern quarantine list|release|delete`), written with the entry's removal.
 async fn quarantine(
     context: &DeliveryContext,
     entry: &IncomingMessage,
     prepared: &Prepared,
     virus: &str,
 ) -> StoreResult<()> {
-    let record = serde_json::to_vec(&QuarantineRecord {
-        virus,
+    let record = Arc::new(QuarantineRecord {
+        virus: virus.to_owned(),
         blob: prepared.blob.to_hex(),
-        mail_from: &entry.mail_from,
+        mail_from: entry.mail_from.clone(),
         recipients: entry
             .recipients
             .iter()
-            .map(|r| r.address.as_str())
+            .map(|recipient| recipient.address.clone())
             .collect(),
         client_ip: entry.client_ip.map(|ip| ip.to_string()),
         received_at: entry.received_at,
-    })
-    .map_err(StoreError::io)?;
-    let record = Arc::new(record);
+        rules_score: prepared.rules_score,
+        rules: prepared.rules.clone(),
+        fingerprint: prepared.fingerprint,
+        size: prepared.size,
+    });
     let queue_id = entry.queue_id;
-    let hash = prepared.blob;
     context
         .store
         .transact(move |tx| {
@@ -344,10 +356,7 @@ async fn quarantine(
                 if incoming::load(tx, queue_id).await?.is_none() {
                     return Ok(());
                 }
-                blob::hold(tx, &hash)
-                    .await
-                    .map_err(|error| StoreError::io(error.to_string()))?;
-                tx.set(&quarantine_key(queue_id), &record)?;
+                quarantine::put(tx, queue_id, &record).await?;
                 incoming::finish(tx, queue_id).await?;
                 prepared::clear(tx, queue_id).await
             })

@@ -4,15 +4,18 @@
 //! 2. prepend `Return-Path:`, `Received:` (RFC 5321 §4.4) and `Authentication-Results:`
 //!    (RFC 8601); store the result ONCE as the blob every recipient's Email links;
 //! 3. score spam rules (and spamd), scan with clamd — stages 1–3 are kept durably (`prepared`);
-//! 4. per recipient: the account's classifier, then ONE `commit_account` that imports the
+//! 4. per recipient: the account's classifier, then a `commit_account` that imports the
 //!    Email (Inbox, or Junk with `$junk`) and marks the recipient delivered (`deliver`), plus
-//!    duplicate suppression (`duplicate`) and the vacation reply (`smtp::vacation`).
+//!    duplicate suppression (`duplicate`) and the vacation reply (`smtp::vacation`); the
+//!    `filer` puts the deliveries that wait for one account into one such commit.
 //!
 //! Invariants:
 //! - the work queue is the store: a crash loses nothing (the entry stays until its last
 //!   recipient's commit), a replay does no harm (delivered flags, prepared record);
 //! - the actor owns a bounded channel of typed jobs; the feeder arms the queue's watch BEFORE
 //!   reading it, so an enqueue is never missed, and never queues an entry twice at once;
+//! - up to `concurrency` entries are in stage 1–3 at once (DNS and clamd waits overlap), while
+//!   each account has at most one commit in flight (no conflicts between deliveries);
 //! - a failed entry is retried with exponential backoff (`attempts`, `not_before` in the
 //!   entry), never dropped.
 //!
@@ -20,6 +23,7 @@
 
 pub mod deliver;
 pub mod duplicate;
+pub mod filer;
 pub mod prepared;
 pub mod suite;
 pub mod trace;
@@ -58,7 +62,7 @@ impl Default for DeliveryConfig {
     fn default() -> DeliveryConfig {
         DeliveryConfig {
             hostname: None,
-            concurrency: 8,
+            concurrency: 32,
             max_message_bytes: 256 * 1024 * 1024,
             vacation_period_days: 7,
         }
@@ -99,6 +103,24 @@ pub struct DeliveryContext {
     pub spamd: Option<SpamdClient>,
     pub antivirus: Option<Antivirus>,
     pub settings: DeliverySettings,
+}
+
+/// The context plus what the actor builds for itself: the DNS answer cache and the filer.
+pub struct Pipeline {
+    pub context: DeliveryContext,
+    pub dns_cache: crate::dns::DnsCache,
+    pub filer: Arc<filer::Filer>,
+}
+
+impl Pipeline {
+    pub fn new(context: DeliveryContext) -> Pipeline {
+        let filer = filer::Filer::new(context.store.clone());
+        Pipeline {
+            context,
+            dns_cache: crate::dns::DnsCache::default(),
+            filer,
+        }
+    }
 }
 
 /// Why delivering an entry failed this time (it is retried later).
@@ -164,26 +186,26 @@ pub struct DeliveryActor {
 impl DeliveryActor {
     /// Starts the feeder, the workers and the trainer.
     pub fn start(context: DeliveryContext) -> DeliveryActor {
-        let context = Arc::new(context);
+        let pipeline = Arc::new(Pipeline::new(context));
         let (stop, stop_receiver) = watch::channel(false);
-        let concurrency = context.settings.concurrency;
+        let concurrency = pipeline.context.settings.concurrency;
         let (jobs, job_receiver) = mpsc::channel::<Job>(concurrency);
         let in_flight = Arc::new(Mutex::new(HashSet::<u64>::new()));
         let finished = Arc::new(Notify::new());
         let feeder = tokio::spawn(feed(
-            Arc::clone(&context),
+            Arc::clone(&pipeline),
             jobs,
             Arc::clone(&in_flight),
             Arc::clone(&finished),
             stop_receiver.clone(),
         ));
         let workers = tokio::spawn(work(
-            Arc::clone(&context),
+            Arc::clone(&pipeline),
             job_receiver,
             in_flight,
             finished,
         ));
-        let trainer = tokio::spawn(train(context, stop_receiver));
+        let trainer = tokio::spawn(train(pipeline, stop_receiver));
         DeliveryActor {
             stop,
             tasks: vec![feeder, workers, trainer],
@@ -211,14 +233,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Reads due entries and queues those not in progress; sleeps on the queue's watch, a
-/// finished job, the earliest `not_before`, or stop.
+/// failed job, the earliest `not_before`, or stop.
 async fn feed(
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
     jobs: mpsc::Sender<Job>,
     in_flight: Arc<Mutex<HashSet<u64>>>,
     finished: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let context = &pipeline.context;
     let mut backoff = Duration::from_millis(50);
     loop {
         if *stop.borrow() {
@@ -240,6 +263,7 @@ async fn feed(
         };
         let now = unix_now();
         let mut next_due: Option<i64> = None;
+        let mut sent_any = false;
         for entry in page {
             if entry.not_before > now {
                 next_due = Some(next_due.map_or(entry.not_before, |due| due.min(entry.not_before)));
@@ -254,12 +278,17 @@ async fn feed(
                     if sent.is_err() {
                         return;
                     }
+                    sent_any = true;
                 }
                 () = stop_requested(&mut stop) => {
                     lock(&in_flight).remove(&queue_id);
                     return;
                 }
             }
+        }
+        if sent_any {
+            // More may be due beyond this page (sending waited for free workers).
+            continue;
         }
         let sleep = next_due.map_or(IDLE_RESCAN, |due| {
             Duration::from_secs(u64::try_from(due - now).unwrap_or(0).max(1))
@@ -279,52 +308,61 @@ async fn feed(
 }
 
 /// Runs jobs, at most `concurrency` at once; ends when the feeder is gone and every job ran.
+/// A failed job wakes the feeder (to learn its new `not_before`); a delivered one need not:
+/// its entry is gone.
 async fn work(
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
     mut jobs: mpsc::Receiver<Job>,
     in_flight: Arc<Mutex<HashSet<u64>>>,
     finished: Arc<Notify>,
 ) {
-    let permits = Arc::new(Semaphore::new(context.settings.concurrency));
+    let permits = Arc::new(Semaphore::new(pipeline.context.settings.concurrency));
     let mut running = JoinSet::new();
     while let Some(Job::Deliver(entry)) = jobs.recv().await {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let context = Arc::clone(&context);
+        let pipeline = Arc::clone(&pipeline);
         let in_flight = Arc::clone(&in_flight);
         let finished = Arc::clone(&finished);
         running.spawn(async move {
             let queue_id = entry.queue_id;
-            run_job(&context, entry).await;
+            let delivered = run_job(&pipeline, entry).await;
             lock(&in_flight).remove(&queue_id);
             drop(permit);
-            finished.notify_one();
+            if !delivered {
+                finished.notify_one();
+            }
         });
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
 }
 
-async fn run_job(context: &DeliveryContext, entry: IncomingMessage) {
+/// Delivers one entry; false when it failed and was rescheduled.
+async fn run_job(pipeline: &Pipeline, entry: IncomingMessage) -> bool {
     let queue_id = entry.queue_id;
     let started = std::time::Instant::now();
-    match deliver::deliver_entry(context, &entry).await {
-        Ok(outcome) => tracing::info!(
-            queue_id,
-            delivered = outcome.delivered,
-            junk = outcome.junk,
-            duplicates = outcome.duplicates,
-            quarantined = outcome.quarantined,
-            vacation_replies = outcome.vacation_replies,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "incoming message delivered"
-        ),
+    match deliver::deliver_entry(pipeline, &entry).await {
+        Ok(outcome) => {
+            tracing::info!(
+                queue_id,
+                delivered = outcome.delivered,
+                junk = outcome.junk,
+                duplicates = outcome.duplicates,
+                quarantined = outcome.quarantined,
+                vacation_replies = outcome.vacation_replies,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "incoming message delivered"
+            );
+            true
+        }
         Err(error) => {
             tracing::warn!(queue_id, attempts = entry.attempts, %error, "delivery failed; will retry");
-            if let Err(error) = reschedule(context, queue_id).await {
+            if let Err(error) = reschedule(&pipeline.context, queue_id).await {
                 tracing::warn!(queue_id, %error, "could not reschedule a failed delivery");
             }
+            false
         }
     }
 }
@@ -351,7 +389,8 @@ async fn reschedule(context: &DeliveryContext, queue_id: u64) -> Result<(), Stor
 }
 
 /// The trainer: consumes spam-training tasks whenever their version key moves.
-async fn train(context: Arc<DeliveryContext>, mut stop: watch::Receiver<bool>) {
+async fn train(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>) {
+    let context = &pipeline.context;
     let version_key = training::version_key();
     loop {
         if *stop.borrow() {

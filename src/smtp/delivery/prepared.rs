@@ -67,6 +67,20 @@ pub fn key(queue_id: u64) -> Vec<u8> {
         .build()
 }
 
+/// `key(queue_id) + "S"`: the SMTP session had clamd scan the message at DATA and it was
+/// clean, so delivery does not scan it again. Written in the enqueue transaction; cleared with
+/// the prepared record.
+fn scanned_key(queue_id: u64) -> Vec<u8> {
+    let mut key = key(queue_id);
+    key.push(b'S');
+    key
+}
+
+/// Records, inside the enqueue transaction, that the message was scanned clean at DATA.
+pub fn mark_scanned(tx: &mut dyn Transaction, queue_id: u64) -> StoreResult<()> {
+    tx.set(&scanned_key(queue_id), b"clean")
+}
+
 pub async fn load(tx: &mut dyn Transaction, queue_id: u64) -> StoreResult<Option<Prepared>> {
     let Some(bytes) = tx.get(&key(queue_id)).await? else {
         return Ok(None);
@@ -88,8 +102,8 @@ fn encode(prepared: &Prepared) -> StoreResult<Vec<u8>> {
 }
 
 /// Writes the record and holds its blob, unless a record exists already (another attempt got
-/// there first). Runs inside the blob's last transaction.
-async fn save_once(
+/// there first). Runs inside the blob's last transaction (or a release from quarantine).
+pub async fn save_once(
     tx: &mut dyn Transaction,
     queue_id: u64,
     prepared: &Prepared,
@@ -105,6 +119,7 @@ async fn save_once(
 
 /// Removes the record and releases its blob hold (the Emails keep their own links).
 pub async fn clear(tx: &mut dyn Transaction, queue_id: u64) -> StoreResult<()> {
+    tx.clear(&scanned_key(queue_id))?;
     if let Some(prepared) = load(tx, queue_id).await? {
         tx.clear(&key(queue_id))?;
         blob::release(tx, &prepared.blob)?;
@@ -116,12 +131,19 @@ pub async fn clear(tx: &mut dyn Transaction, queue_id: u64) -> StoreResult<()> {
 /// prepared it, computed and stored otherwise.
 pub async fn prepare(
     context: &DeliveryContext,
+    dns_cache: &crate::dns::DnsCache,
     entry: &IncomingMessage,
 ) -> Result<(Prepared, Vec<u8>), DeliveryError> {
     let queue_id = entry.queue_id;
-    let existing = context
+    let (existing, scanned_at_data) = context
         .store
-        .read(move |tx| Box::pin(async move { load(tx, queue_id).await }))
+        .read(move |tx| {
+            Box::pin(async move {
+                let existing = load(tx, queue_id).await?;
+                let scanned = tx.get(&scanned_key(queue_id)).await?.is_some();
+                Ok((existing, scanned))
+            })
+        })
         .await?;
     let max = context.settings.max_message_bytes;
     if let Some(prepared) = existing {
@@ -130,7 +152,7 @@ pub async fn prepare(
     }
     let raw = context.blobs.read_held_to_vec(&entry.blob, max).await?;
     let hostname = context.settings.hostname.as_str();
-    let auth = authenticate(&context.dns, hostname, entry, &raw).await;
+    let auth = authenticate(&context.dns, dns_cache, hostname, entry, &raw).await;
     let message = mail_parser::MessageParser::default().parse(&raw[..]);
     let outcome = rules::evaluate(&raw, message.as_ref(), auth.summary);
     let fingerprint = Fingerprint::of(message.as_ref().and_then(|m| m.message_id()), &raw);
@@ -146,6 +168,8 @@ pub async fn prepare(
         _ => (false, None),
     };
     let virus = match &context.antivirus {
+        // Scanned clean before the 250 already: once is enough.
+        Some(_) if scanned_at_data => None,
         Some(antivirus) => match antivirus.scan(&raw).await {
             Verdict::Clean => None,
             Verdict::Infected(name) => Some(name),

@@ -13,6 +13,7 @@ use mail_auth::{
     SpfResult,
 };
 
+use crate::dns::DnsCache;
 use crate::smtp::incoming::IncomingMessage;
 use crate::smtp::spam::rules::AuthSummary;
 
@@ -25,9 +26,11 @@ pub struct AuthOutcome {
 }
 
 /// Verifies SPF, DKIM and DMARC for a message received over SMTP. A local hand-over (no client
-/// IP) or an authenticated submission is not checked: its results say so.
+/// IP) or an authenticated submission is not checked: its results say so. Lookups go through
+/// `cache` (shared by every delivery).
 pub async fn authenticate(
     resolver: &MessageAuthenticator,
+    cache: &DnsCache,
     hostname: &str,
     entry: &IncomingMessage,
     raw: &[u8],
@@ -55,7 +58,7 @@ pub async fn authenticate(
     let mail_from = entry.mail_from.as_str();
     // RFC 7208 §2.4: with a null reverse-path, the HELO identity is checked.
     let spf = resolver
-        .verify_spf(SpfParameters::verify(ip, &helo, hostname, mail_from))
+        .verify_spf(cache.parameters(SpfParameters::verify(ip, &helo, hostname, mail_from)))
         .await;
     let mail_from_domain = mail_from
         .rsplit_once('@')
@@ -69,7 +72,7 @@ pub async fn authenticate(
     };
     match AuthenticatedMessage::parse(raw) {
         Some(message) => {
-            let dkim = resolver.verify_dkim(&message).await;
+            let dkim = resolver.verify_dkim(cache.parameters(&message)).await;
             let header_from = message.from.first().cloned().unwrap_or_default();
             summary.dkim_fail = !dkim.is_empty()
                 && !dkim
@@ -83,12 +86,12 @@ pub async fn authenticate(
                     )
                 });
             let dmarc = resolver
-                .verify_dmarc(DmarcParameters::new(
+                .verify_dmarc(cache.parameters(DmarcParameters::new(
                     &message,
                     &dkim,
                     &mail_from_domain,
                     &spf,
-                ))
+                )))
                 .await;
             summary.dmarc_fail =
                 dmarc.dmarc_record().is_some() && matches!(dmarc.result(), DmarcResult::Fail(_));

@@ -295,13 +295,23 @@ impl Session {
             }
             Line::Complete(line) => line,
         };
-        let request = match Request::parse(&mut line.iter()) {
+        let mut request = match Request::parse(&mut line.iter()) {
             Ok(request) => request.into_owned(),
             Err(error) => {
                 self.reply(parse_error_reply(error));
                 return Step::Continue;
             }
         };
+        // RFC 5321 §4.1.1.3: `RCPT TO:<Postmaster>` (no domain) is valid and MUST be accepted
+        // (§4.5.1); smtp-proto reads it as an empty address, like `<>`.
+        if let Request::Rcpt { to } = &mut request
+            && to.address.is_empty()
+            && line
+                .windows(12)
+                .any(|window| window.eq_ignore_ascii_case(b"<postmaster>"))
+        {
+            to.address = "postmaster".to_owned();
+        }
         self.handle(request)
     }
 

@@ -54,7 +54,7 @@ impl Driver {
                         "alice@local.test" => RecipientDecision::Accept {
                             account_id: Some(1),
                         },
-                        "bob@local.test" => RecipientDecision::Accept {
+                        "bob@local.test" | "postmaster" => RecipientDecision::Accept {
                             account_id: Some(2),
                         },
                         address if address.ends_with("@local.test") => {
@@ -514,4 +514,19 @@ fn an_idle_session_holds_little_memory() {
         driver.session.buffered_bytes()
     );
     assert!(std::mem::size_of::<Session>() < 1024);
+}
+
+#[test]
+fn bare_postmaster_is_a_recipient_and_an_empty_path_is_not() {
+    // RFC 5321 §4.1.1.3 / §4.5.1: `<Postmaster>` without a domain is a valid forward-path.
+    let mut driver = mx();
+    driver.send(b"EHLO c\r\n");
+    let lines = driver.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<PostMaster>\r\nRCPT TO:<>\r\n");
+    assert_eq!(codes(&lines), vec!["250", "250", "501"], "{lines:?}");
+    let lines = driver.send(b"DATA\r\nx\r\n.\r\n");
+    assert_eq!(codes(&lines), vec!["354", "250"], "{lines:?}");
+    let recipients = &driver.messages[0].envelope.recipients;
+    assert_eq!(recipients.len(), 1);
+    assert_eq!(recipients[0].address, "postmaster");
+    assert_eq!(recipients[0].account_id, Some(2));
 }

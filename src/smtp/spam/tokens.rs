@@ -15,12 +15,25 @@ const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 /// FNV-1a 64: stable across builds and platforms, unlike `DefaultHasher`.
 pub fn token_hash(kind: &str, word: &str) -> u64 {
+    fnv1a(kind, word.bytes())
+}
+
+fn fnv1a(kind: &str, word: impl Iterator<Item = u8>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in kind.bytes().chain([0u8]).chain(word.bytes()) {
+    for byte in kind.bytes().chain([0u8]).chain(word) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+/// `token_hash(kind, &word.to_lowercase())` without allocating for ASCII words (most).
+fn lowercase_token_hash(kind: &str, word: &str) -> u64 {
+    if word.is_ascii() {
+        fnv1a(kind, word.bytes().map(|byte| byte.to_ascii_lowercase()))
+    } else {
+        token_hash(kind, &word.to_lowercase())
+    }
 }
 
 /// The token hashes of a raw message (deduplicated, at most [`MAX_TOKENS`]).
@@ -31,6 +44,9 @@ pub fn tokenize(raw: &[u8]) -> BTreeSet<u64> {
     tokenize_message(&message)
 }
 
+/// The tokens of a parsed message. Stops reading once [`MAX_TOKENS`] were found; the HTML
+/// body is read only when the message has one (mail-parser would render a text body as HTML,
+/// which adds no word).
 pub fn tokenize_message(message: &Message<'_>) -> BTreeSet<u64> {
     let mut tokens = BTreeSet::new();
     let mut add = |kind: &str, word: &str| {
@@ -59,7 +75,14 @@ pub fn tokenize_message(message: &Message<'_>) -> BTreeSet<u64> {
     if let Some(body) = message.body_text(0) {
         text.push_str(&body[..floor_char_boundary(&body, MAX_TEXT_BYTES)]);
     }
-    if let Some(html) = message.body_html(0) {
+    let html_part = message
+        .html_body
+        .first()
+        .and_then(|id| message.part(*id))
+        .filter(|part| part.is_text_html());
+    if html_part.is_some()
+        && let Some(html) = message.body_html(0)
+    {
         let html = &html[..floor_char_boundary(&html, MAX_TEXT_BYTES)];
         for domain in link_domains(html) {
             add("u", &domain);
@@ -70,8 +93,11 @@ pub fn tokenize_message(message: &Message<'_>) -> BTreeSet<u64> {
     for domain in link_domains(&text) {
         add("u", &domain);
     }
-    for word in words(&text) {
-        add("w", &word);
+    for word in raw_words(&text) {
+        if tokens.len() >= MAX_TOKENS {
+            break;
+        }
+        tokens.insert(lowercase_token_hash("w", word));
     }
     tokens
 }
@@ -88,13 +114,17 @@ fn floor_char_boundary(text: &str, limit: usize) -> usize {
 
 /// Words of 3 to 24 characters, lowercased; digits-only runs are skipped.
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    raw_words(text).map(str::to_lowercase)
+}
+
+/// [`words`] before lowercasing.
+fn raw_words(text: &str) -> impl Iterator<Item = &str> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || c == '$' || c == '\''))
         .map(|word| word.trim_matches('\''))
         .filter(|word| {
             let length = word.chars().count();
             (3..=24).contains(&length) && !word.chars().all(|c| c.is_ascii_digit())
         })
-        .map(str::to_lowercase)
 }
 
 fn strip_tags(html: &str) -> String {
@@ -149,6 +179,22 @@ mod tests {
         assert!(tokens.contains(&token_hash("u", "pills.example")));
         assert!(!tokens.contains(&token_hash("w", "12345")));
         assert_ne!(token_hash("s", "cheap"), token_hash("w", "cheap"));
+    }
+
+    #[test]
+    fn words_hash_as_their_lowercase_form() {
+        for word in ["Cheap", "PILLS", "déjà", "ÉTÉ", "mixed123"] {
+            assert_eq!(
+                lowercase_token_hash("w", word),
+                token_hash("w", &word.to_lowercase()),
+                "{word}"
+            );
+        }
+        let raw = "Subject: x\r\n\r\nCheap PILLS Déjà\r\n".as_bytes();
+        let tokens = tokenize(raw);
+        for word in ["cheap", "pills", "déjà"] {
+            assert!(tokens.contains(&token_hash("w", word)), "{word}");
+        }
     }
 
     #[test]
