@@ -196,7 +196,16 @@ async fn run(context: Arc<Context>, mut mailbox: mpsc::Receiver<Command>) {
             None => None,
         };
         let due_now = next.is_some_and(|at| at <= now);
+        // Kept SMTP sessions are closed once idle too long, even when nothing else happens.
+        let sessions_open = context.connections.idle_count() > 0;
         tokio::select! {
+            () = async {
+                if sessions_open {
+                    tokio::time::sleep(super::transport::IDLE_LIMIT).await;
+                } else {
+                    std::future::pending().await
+                }
+            } => {}
             fired = changed => {
                 if fired.is_err() {
                     tokio::time::sleep(Duration::from_millis(100)).await;

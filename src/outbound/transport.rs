@@ -168,7 +168,7 @@ async fn hop(settings: &TransportSettings, host: &str, port: u16) -> Result<Hop,
 
 /// How long an open session may wait unused for the next message to the same host (Postfix's
 /// `smtp_connection_cache_time_limit` default), and how long one may be reused in all.
-const IDLE_LIMIT: Duration = Duration::from_secs(2);
+pub(super) const IDLE_LIMIT: Duration = Duration::from_secs(2);
 const REUSE_LIMIT: Duration = Duration::from_secs(300);
 /// Open sessions kept per host address.
 const MAX_IDLE_PER_ADDRESS: usize = 32;

@@ -420,7 +420,7 @@ async fn a_null_mx_fails_at_once_into_a_bounce_without_retries() {
     // RFC 7505: `nullmx.example. MX 0 .` (preference 0, the root as exchange), written as
     // raw RDATA since dnsmasq's --mx-host cannot name the root.
     let _dns = dnsmasq(dns_port, &["--dns-rr=nullmx.example,15,000000".into()]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_dns(dns_port, "nullmx.example").await;
     // Any connection attempt would land on this peer (the A/AAAA fallback must not happen).
     let peer = Peer::start(Script::default()).await;
     let server = TestServer::start_with(|config| {
@@ -459,4 +459,29 @@ async fn a_null_mx_fails_at_once_into_a_bounce_without_retries() {
         0
     );
     server.shutdown().await;
+}
+
+/// Waits until the DNS server on `port` answers an MX query for `name` (dnsmasq takes a
+/// moment to start on a loaded machine; a query it misses is a temporary failure, retried
+/// minutes later).
+pub async fn wait_for_dns(port: u16, name: &str) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp socket");
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 15, 0, 1]);
+    let mut answer = [0u8; 512];
+    for _ in 0..100 {
+        let _ = socket.send_to(&query, ("127.0.0.1", port)).await;
+        let received =
+            tokio::time::timeout(Duration::from_millis(100), socket.recv(&mut answer)).await;
+        if matches!(received, Ok(Ok(count)) if count >= 12) {
+            return;
+        }
+    }
+    panic!("dnsmasq on port {port} never answered");
 }

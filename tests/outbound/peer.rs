@@ -45,6 +45,8 @@ pub struct Peer {
     /// Connections accepted, and RSET commands received (session reuse).
     pub connections: Arc<AtomicUsize>,
     pub resets: Arc<AtomicUsize>,
+    /// QUIT commands received (sessions the sender closed).
+    pub quits: Arc<AtomicUsize>,
 }
 
 impl Peer {
@@ -58,6 +60,7 @@ impl Peer {
             rcpt_seen: Arc::default(),
             connections: Arc::default(),
             resets: Arc::default(),
+            quits: Arc::default(),
         };
         let serving = peer.clone();
         tokio::spawn(async move {
@@ -181,6 +184,7 @@ impl Peer {
                     return Ok(());
                 }
             } else if upper == "QUIT" {
+                self.quits.fetch_add(1, Ordering::SeqCst);
                 write.write_all(b"221 2.0.0 bye\r\n").await?;
                 return Ok(());
             } else if upper == "RSET" {

@@ -90,6 +90,15 @@ async fn one_session_carries_consecutive_messages_with_rset_between() {
         2,
         "RSET before each reuse"
     );
+    // Idle for longer than 2 s, the kept session is closed politely, with nothing queued.
+    assert_eq!(peer.quits.load(Ordering::SeqCst), 0, "kept open meanwhile");
+    for _ in 0..60 {
+        if peer.quits.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(peer.quits.load(Ordering::SeqCst), 1, "QUIT once idle");
     actor.stop().await;
     rig.store.close().await.expect("close");
 }
