@@ -342,7 +342,7 @@ async fn mx_records_from_dnsmasq_route_the_mail_and_a_missing_domain_bounces() {
             "--address=/unknown-domain.example/".into(),
         ],
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_dns(dns_port, "mx-test.example").await;
     let server = TestServer::start_with(|config| {
         config.dns.nameserver = Some(format!("127.0.0.1:{dns_port}").parse().unwrap());
         config.outbound.mx_port = sink_port;
