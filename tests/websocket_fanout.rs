@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::TestServer;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -258,5 +259,87 @@ async fn api_responses_say_how_long_the_calls_took() {
         duration > 0.0 && duration < 10_000.0,
         "{timing}: a commit takes some time, and less than the test"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pushes_reach_a_websocket_over_tls_through_its_task() {
+    // Over TLS the hub cannot write frames itself: the connection's task sends them.
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/testdata");
+    // Started here: TestServer's own HTTP client would not trust the test certificate.
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let mut config = tern::config::Config::default();
+    config.server.data_dir = data_dir.path().to_path_buf();
+    config.server.http = "127.0.0.1:0".parse().expect("address");
+    config.server.shutdown_grace_seconds = 2;
+    config.admin.enabled = false;
+    config.server.tls_cert = Some(testdata.join("cert.pem"));
+    config.server.tls_key = Some(testdata.join("key.pem"));
+    let server = tern::server::Server::start(config).await.expect("starts");
+    let (email, password) = ("carol@example.test", "carol-password-3");
+    let account = server
+        .directory()
+        .create_account(email, password)
+        .await
+        .expect("account")
+        .account_id;
+    let account_name = AccountId::new(account).to_string();
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"))
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(testdata.join("cert.pem")).expect("cert");
+    for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(certificate.expect("PEM")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let tcp = TcpStream::connect(server.http_addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let request = format!(
+        "GET /jmap/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: jmap\r\nAuthorization: {authorization}\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tls.read_u8().await.expect("read head"));
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "upgraded over TLS");
+    let mut socket = WebSocketStream::from_raw_socket(tls, Role::Client, None).await;
+    socket
+        .send(Message::text(
+            json!({"@type": "WebSocketPushEnable"}).to_string(),
+        ))
+        .await
+        .expect("send");
+    socket
+        .send(Message::text(echo("sync", json!({})).to_string()))
+        .await
+        .expect("send");
+    while next_json(&mut socket).await["requestId"] != "sync" {}
+    for _ in 0..3 {
+        let version = commit_account(server.store(), account, |_tx, changes| {
+            Box::pin(async move {
+                changes.updated(DataType::Email, 1);
+                Ok(())
+            })
+        })
+        .await
+        .expect("commit")
+        .version;
+        let change = next_json(&mut socket).await;
+        assert_eq!(change["@type"], "StateChange");
+        assert_eq!(email_state(&change, &account_name), version);
+    }
     server.shutdown().await;
 }
