@@ -78,16 +78,40 @@ pub fn evaluate(raw: &[u8], message: Option<&Message<'_>>, auth: AuthSummary) ->
     outcome
 }
 
+/// Whether `needle` occurs in `haystack`: a scan for its first byte, and a comparison only
+/// there (comparing every window cost a `memcmp` call per byte of every message).
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut start = 0;
+    while let Some(offset) = haystack[start..].iter().position(|&byte| byte == first) {
+        let at = start + offset;
+        if haystack.len() - at < needle.len() {
+            return false;
+        }
+        if &haystack[at + 1..at + needle.len()] == rest {
+            return true;
+        }
+        start = at + 1;
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use mail_parser::MessageParser;
+
+    #[test]
+    fn substring_search_finds_only_whole_needles() {
+        assert!(memchr_find(b"xxabcxx", b"abc"));
+        assert!(memchr_find(b"abc", b"abc"));
+        assert!(memchr_find(b"aababc", b"abc"));
+        assert!(!memchr_find(b"ab", b"abc"));
+        assert!(!memchr_find(b"xxabxabd", b"abc"));
+        assert!(memchr_find(b"anything", b""));
+    }
 
     fn run(raw: &str, auth: AuthSummary) -> RulesOutcome {
         let message = MessageParser::default().parse(raw.as_bytes());
