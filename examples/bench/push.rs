@@ -5,11 +5,11 @@
 //! - `push-latency`: `--connections C` WebSockets (default 32; the figure uses 1000)
 //!   with push enabled on the account; `--requests N` rounds of one commit each. The headline
 //!   clock starts at the commit instant: when the server answers with a W3C `Server-Timing`
-//!   header whose `commit` metric gives the time from reading the request until its calls
-//!   finished (the commit durable), the commit instant is taken as *send instant + dur*. That
-//!   leaves out the request's own trip (≈ 0.05 ms on loopback, which moves the estimate
-//!   earlier) and includes the handler's wake-up after the commit (which moves it later; on a
-//!   loaded 2-core machine it can be milliseconds). Without the header it falls back to the
+//!   header with a `commit` metric (Tern: the time from reading the request until its push
+//!   hub saw the commit, which the store tells it before the commit returns), the commit
+//!   instant is taken as *send instant + dur*. That leaves out the request's own trip (≈ 0.05
+//!   ms on loopback, which moves the estimate earlier: conservative) and includes the wake-up
+//!   of the hub's watcher (idle between rounds here). Without the metric it falls back to the
 //!   send instant. The clock used is printed, and so is the strict upper bound from sending
 //!   the request (request + fsync'd commit + push), the clock from receiving the response
 //!   (with 1,000 sockets it often comes after the pushes, so it reads 0 for many), and the
@@ -183,7 +183,7 @@ static NAME_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 struct CommitTiming {
     sent: Instant,
     answered: Instant,
-    /// `Server-Timing: commit;dur=…`: the server's time from reading the request to the
+    /// `Server-Timing: …, commit;dur=…`: the server's time from reading the request to the
     /// commit being done.
     server_duration: Option<Duration>,
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -135,7 +135,11 @@ struct AccountEntry {
     sender: StatesSender,
     /// Shared with the watcher, which offers every new value to each.
     targets: Arc<Targets>,
+    /// When the watcher last woke for a commit (see [`PushHub::last_commit_seen`]).
+    commit_seen: Arc<CommitSeen>,
 }
+
+type CommitSeen = Mutex<Option<Instant>>;
 
 /// Bounds the retry delay after a store error in a watcher.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -165,11 +169,13 @@ impl PushHub {
         }
         let (sender, receiver) = watch::channel(None);
         let targets = Arc::new(Targets::default());
+        let commit_seen = Arc::new(CommitSeen::default());
         accounts.insert(
             account_id,
             AccountEntry {
                 sender: sender.clone(),
                 targets: Arc::clone(&targets),
+                commit_seen: Arc::clone(&commit_seen),
             },
         );
         drop(accounts);
@@ -178,6 +184,7 @@ impl PushHub {
             account_id,
             sender,
             targets,
+            commit_seen,
         ));
         receiver
     }
@@ -209,6 +216,16 @@ impl PushHub {
     pub async fn current(receiver: &mut StatesReceiver) -> Option<Arc<AccountStates>> {
         let value = receiver.wait_for(Option::is_some).await.ok()?;
         value.clone()
+    }
+
+    /// When the push watcher of `account_id` last woke for a commit: the store tells it before
+    /// the commit returns to its writer, so this is the commit instant as push sees it (the
+    /// API's `Server-Timing` reports it). `None` when nobody listens to the account.
+    pub fn last_commit_seen(&self, account_id: u32) -> Option<Instant> {
+        let accounts = lock(&self.inner.accounts);
+        let seen = Arc::clone(&accounts.get(&account_id)?.commit_seen);
+        drop(accounts);
+        *lock(&seen)
     }
 
     /// Accounts with a running watcher (for tests and metrics).
@@ -301,6 +318,7 @@ async fn watch_account_states(
     account_id: u32,
     sender: StatesSender,
     targets: Arc<Targets>,
+    commit_seen: Arc<CommitSeen>,
 ) {
     let mut stop = hub.stop.subscribe();
     let mut backoff = Duration::from_millis(10);
@@ -334,6 +352,9 @@ async fn watch_account_states(
         }
         tokio::select! {
             fired = fired => {
+                if fired.is_ok() {
+                    *lock(&commit_seen) = Some(Instant::now());
+                }
                 if let Err(error) = fired {
                     if *hub.stop.borrow() {
                         break;
