@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, TestUser};
+use common::{TestServer, TestUser, request_using};
 use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::query::QueryResponse;
@@ -16,20 +16,8 @@ use jmap_client::mailbox::{self, Role};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::{Value, json};
 
-async fn connect(server: &TestServer, user: &TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
-/// jmap-client's default `using` lists capabilities Tern does not serve: name them.
 fn mail(client: &Client) -> Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Mail];
-    request
+    request_using(client, &[URI::Core, URI::Mail])
 }
 
 async fn drafts_mailbox(client: &Client) -> String {
@@ -48,7 +36,7 @@ async fn drafts_mailbox(client: &Client) -> String {
 async fn jmap_client_creates_a_draft_with_attachments() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = drafts_mailbox(&client).await;
     let pdf: Vec<u8> = (0..70_000u32).map(|index| (index % 253) as u8).collect();
     let png: Vec<u8> = vec![0x89, b'P', b'N', b'G', 13, 10, 26, 10, 0, 0, 0, 13];
@@ -224,7 +212,7 @@ fn create_request(user: &TestUser, creates: Value) -> Value {
 async fn bad_creates_get_the_rfc_set_errors() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = drafts_mailbox(&client).await;
     let mailboxes = json!({ drafts.as_str(): true });
     let missing_blob = format!("G{}", "ab".repeat(32));
@@ -294,7 +282,7 @@ async fn bad_creates_get_the_rfc_set_errors() {
 async fn attachments_over_max_size_attachments_per_email_are_too_large() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = drafts_mailbox(&client).await;
     let session = server.session(alice).await;
     let limit =

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{TestServer, TestUser};
+use common::{TestServer, TestUser, request_using};
 use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::query::QueryResponse;
@@ -33,20 +33,8 @@ const USING: [&str; 3] = [
     "urn:ietf:params:jmap:submission",
 ];
 
-async fn connect(server: &TestServer, user: &TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
-/// jmap-client's default `using` lists capabilities Tern does not serve: name them.
 fn build(client: &Client) -> Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Mail, URI::Submission];
-    request
+    request_using(client, &[URI::Core, URI::Mail, URI::Submission])
 }
 
 async fn mailbox_with_role(client: &Client, role: Role) -> String {
@@ -151,7 +139,7 @@ async fn the_session_advertises_delayed_send_and_extensions() {
 async fn a_send_derives_the_envelope_and_moves_the_draft_to_sent() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = mailbox_with_role(&client, Role::Drafts).await;
     let sent = mailbox_with_role(&client, Role::Sent).await;
     let identity = identity_id(&client).await;
@@ -252,7 +240,7 @@ async fn a_send_derives_the_envelope_and_moves_the_draft_to_sent() {
 async fn on_success_destroy_email_and_create_errors() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = mailbox_with_role(&client, Role::Drafts).await;
     let identity = identity_id(&client).await;
     let to_bob = ["bob@example.org"];
@@ -436,7 +424,7 @@ async fn on_success_destroy_email_and_create_errors() {
 async fn undo_send_cancels_while_held_and_not_after_delivery_started() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = mailbox_with_role(&client, Role::Drafts).await;
     let identity = identity_id(&client).await;
     let email_id = draft(&client, &drafts, &alice.email, &["bob@example.org"], &[]).await;
@@ -555,7 +543,7 @@ fn chrono_now() -> i64 {
 async fn delivery_reports_show_in_delivery_status_changes_and_queries() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = mailbox_with_role(&client, Role::Drafts).await;
     let identity = identity_id(&client).await;
     let first_email = draft(&client, &drafts, &alice.email, &["bob@example.org"], &[]).await;
@@ -730,7 +718,7 @@ async fn delivery_reports_show_in_delivery_status_changes_and_queries() {
 async fn an_account_over_its_sending_rate_is_forbidden_to_send() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let drafts = mailbox_with_role(&client, Role::Drafts).await;
     let identity = identity_id(&client).await;
     let email_id = draft(&client, &drafts, &alice.email, &["bob@example.org"], &[]).await;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, TestUser};
+use common::{TestServer, request_using};
 use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::query::QueryResponse;
@@ -62,19 +62,8 @@ impl Drop for Sink {
     }
 }
 
-async fn connect(server: &TestServer, user: &TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
 fn build(client: &Client) -> Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Mail, URI::Submission];
-    request
+    request_using(client, &[URI::Core, URI::Mail, URI::Submission])
 }
 
 async fn start(relay: &str) -> TestServer {
@@ -194,7 +183,7 @@ async fn a_submission_reaches_the_smarthost_and_reports_it_relayed() {
     let sink = Sink::start(Some(dumps.path()), &[]);
     let server = start(&sink.address).await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
 
     let id = send(
         &client,
@@ -255,7 +244,7 @@ async fn a_refused_recipient_reports_failure_and_a_dsn() {
     let sink = Sink::start(None, &["-f", "RCPT"]);
     let server = start(&sink.address).await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
 
     let id = send(
         &client,

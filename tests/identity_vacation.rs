@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, TestUser};
+use common::{TestServer, request_using};
 use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::set::{SetErrorType, SetObject};
@@ -12,27 +12,14 @@ use jmap_client::identity::Identity;
 use jmap_client::vacation_response::VacationResponse;
 use serde_json::{Value, json};
 
-async fn connect(server: &TestServer, user: &TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
 /// jmap-client's one-call helpers put every capability it knows in `using`; Tern refuses the
 /// ones it does not serve, so every request here names its capabilities.
 fn submission_request(client: &Client) -> jmap_client::core::request::Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Submission];
-    request
+    request_using(client, &[URI::Core, URI::Submission])
 }
 
 fn vacation_request(client: &Client) -> jmap_client::core::request::Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::VacationResponse];
-    request
+    request_using(client, &[URI::Core, URI::VacationResponse])
 }
 
 async fn identity_get(client: &Client, id: &str) -> Option<Identity> {
@@ -127,7 +114,7 @@ async fn the_session_advertises_submission_and_vacation_response() {
 async fn every_account_starts_with_its_default_identity() {
     let server = TestServer::start().await;
     for user in [server.alice(), server.bob()] {
-        let client = connect(&server, user).await;
+        let client = server.jmap_client(user).await;
         let (_, identities) = all_identities(&client).await;
         assert_eq!(identities.len(), 1, "{}", user.email);
         let default = &identities[0];
@@ -142,7 +129,7 @@ async fn every_account_starts_with_its_default_identity() {
 async fn identities_are_created_updated_and_destroyed() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let (state, identities) = all_identities(&client).await;
     let default_id = identities[0].id().expect("id").to_owned();
 
@@ -236,7 +223,7 @@ async fn identities_are_created_updated_and_destroyed() {
 async fn identities_may_only_use_the_accounts_own_address() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let mut request = submission_request(&client);
     let create_id = request
         .set_identity()
@@ -254,7 +241,7 @@ async fn identities_may_only_use_the_accounts_own_address() {
     assert_eq!(set_error_type(error), SetErrorType::ForbiddenFrom);
 
     // Bob sees only his own identity.
-    let bob_client = connect(&server, server.bob()).await;
+    let bob_client = server.jmap_client(server.bob()).await;
     let (_, identities) = all_identities(&bob_client).await;
     assert_eq!(identities.len(), 1);
     assert_eq!(identities[0].email(), Some("bob@example.test"));
@@ -303,7 +290,7 @@ async fn identity_errors_over_raw_http() {
 async fn vacation_response_is_a_singleton_read_and_updated() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
 
     // Present with its defaults before anything was set.
     let vacation = vacation_get(&client).await;
@@ -376,7 +363,7 @@ async fn vacation_response_is_a_singleton_read_and_updated() {
     assert_eq!(set_error_type(error), SetErrorType::Singleton);
 
     // Bob's is his own, untouched.
-    let bob_client = connect(&server, server.bob()).await;
+    let bob_client = server.jmap_client(server.bob()).await;
     let bobs = vacation_get(&bob_client).await;
     assert!(!bobs.is_enabled());
     assert_eq!(bobs.subject(), None);

@@ -11,6 +11,17 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A jmap-client request naming `using` itself: the crate's default lists capabilities Tern
+/// does not serve, which a server must refuse (RFC 8620 §3.6.1 unknownCapability).
+pub fn request_using<'a>(
+    client: &'a jmap_client::client::Client,
+    using: &[jmap_client::URI],
+) -> jmap_client::core::request::Request<'a> {
+    let mut request = client.build();
+    request.using = using.to_vec();
+    request
+}
+
 /// A user of the test server, with the account id the session reports.
 #[derive(Debug, Clone)]
 pub struct TestUser {
@@ -115,6 +126,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A session of the real `jmap-client` crate for `user` (redirects kept on loopback).
+    pub async fn jmap_client(&self, user: &TestUser) -> jmap_client::client::Client {
+        jmap_client::client::Client::new()
+            .credentials((user.email.as_str(), user.password.as_str()))
+            .follow_redirects(["127.0.0.1"])
+            .connect(&self.base_url())
+            .await
+            .expect("jmap-client connects")
+    }
+
     /// Starts a server with default limits.
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
