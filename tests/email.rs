@@ -4,56 +4,22 @@
 
 mod common;
 
-use common::TestServer;
-use jmap_client::URI;
+use common::{TestServer, mail_request, mailbox_with_role};
 use jmap_client::client::Client;
 use jmap_client::core::query::Filter;
 use jmap_client::core::query::QueryResponse;
 use jmap_client::core::query_changes::QueryChangesResponse;
-use jmap_client::core::request::Request;
 use jmap_client::core::response::{
     EmailChangesResponse, EmailGetResponse, EmailSetResponse, MailboxGetResponse,
     ThreadChangesResponse, ThreadGetResponse,
 };
 use jmap_client::email;
 use jmap_client::email::import::EmailImportResponse;
-use jmap_client::mailbox::{self, Role};
-
-async fn connect(server: &TestServer) -> Client {
-    let alice = server.alice();
-    Client::new()
-        .credentials((alice.email.as_str(), alice.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
-/// A request using exactly the capabilities Tern serves for mail (jmap-client's default list
-/// includes capabilities Tern does not advertise, which RFC 8620 §3.6.1 makes an error).
-fn mail(client: &Client) -> Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Mail];
-    request
-}
-
-async fn mailbox_with_role(client: &Client, role: Role) -> String {
-    let mut request = mail(client);
-    request
-        .query_mailbox()
-        .filter(mailbox::query::Filter::role(role.clone()));
-    let mut response = request
-        .send_single::<QueryResponse>()
-        .await
-        .expect("Mailbox/query answered");
-    let ids = response.take_ids();
-    assert_eq!(ids.len(), 1, "exactly one Mailbox has role {role:?}");
-    ids[0].clone()
-}
+use jmap_client::mailbox::Role;
 
 /// Counts of a Mailbox: (totalEmails, unreadEmails, totalThreads, unreadThreads).
 async fn counts(client: &Client, mailbox_id: &str) -> (usize, usize, usize, usize) {
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     request.get_mailbox().ids([mailbox_id]);
     let mut response = request
         .send_single::<MailboxGetResponse>()
@@ -96,7 +62,7 @@ async fn import(
         .await
         .expect("upload")
         .take_blob_id();
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     let import = request
         .import_email()
         .email(blob_id)
@@ -117,7 +83,7 @@ async fn import(
 }
 
 async fn thread_of(client: &Client, email_id: &str) -> String {
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     request
         .get_email()
         .ids([email_id])
@@ -139,7 +105,7 @@ async fn query_ids(
     filter: Option<Filter<email::query::Filter>>,
     collapse_threads: bool,
 ) -> QueryResponse {
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     let query = request.query_email();
     if let Some(filter) = filter {
         query.filter(filter);
@@ -156,7 +122,7 @@ async fn query_ids(
 #[tokio::test]
 async fn imported_mail_is_counted_listed_and_read() {
     let server = TestServer::start().await;
-    let client = connect(&server).await;
+    let client = server.jmap_client(server.alice()).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let archive = mailbox_with_role(&client, Role::Archive).await;
 
@@ -216,7 +182,7 @@ async fn imported_mail_is_counted_listed_and_read() {
     assert_eq!(collapsed.total(), Some(2));
 
     // Mark the first read, move the second to the archive: counts follow at once.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     let set = request.set_email();
     set.update(&first).keyword("$seen", true);
     set.update(&second).mailbox_ids([archive.as_str()]);
@@ -233,7 +199,7 @@ async fn imported_mail_is_counted_listed_and_read() {
     assert_eq!(counts(&client, &archive).await, (1, 0, 1, 0));
 
     // A general-path query (size sort) agrees with the store.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .query_email()
         .filter(email::query::Filter::has_keyword("$seen"))
@@ -242,7 +208,7 @@ async fn imported_mail_is_counted_listed_and_read() {
     assert_eq!(seen.ids(), [first.clone(), second.clone()]);
 
     // Destroy: counts drop, the Thread loses a member.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.set_email().destroy([third.as_str()]);
     request
         .send_single::<EmailSetResponse>()
@@ -255,7 +221,7 @@ async fn imported_mail_is_counted_listed_and_read() {
 #[tokio::test]
 async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
     let server = TestServer::start().await;
-    let client = connect(&server).await;
+    let client = server.jmap_client(server.alice()).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
 
     // A and C share no Message-ID yet: two Threads.
@@ -278,14 +244,14 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
     assert_ne!(thread_a, thread_c);
     assert_eq!(counts(&client, &inbox).await.2, 2);
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.changes_email("s0");
     let before_email = request
         .send_single::<EmailChangesResponse>()
         .await
         .expect("Email/changes")
         .take_new_state();
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.changes_thread("s0");
     let before_thread = request
         .send_single::<ThreadChangesResponse>()
@@ -307,7 +273,7 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
     assert_eq!(thread_b, merged);
     assert_eq!(counts(&client, &inbox).await, (3, 3, 1, 1));
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.get_thread().ids([merged.as_str()]);
     let mut threads = request
         .send_single::<ThreadGetResponse>()
@@ -317,7 +283,7 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
     assert_eq!(thread.email_ids(), [a.clone(), b.clone(), c.clone()]);
 
     // The merge moved one Email to another Thread and destroyed a Thread: both are reported.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.changes_email(before_email);
     let email_changes = request
         .send_single::<EmailChangesResponse>()
@@ -330,7 +296,7 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
         "{:?}",
         email_changes.updated()
     );
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.changes_thread(before_thread);
     let thread_changes = request
         .send_single::<ThreadChangesResponse>()
@@ -349,7 +315,7 @@ async fn a_message_linking_two_threads_merges_them_and_reports_every_change() {
 #[tokio::test]
 async fn query_changes_reports_what_a_client_needs_to_update_its_list() {
     let server = TestServer::start().await;
-    let client = connect(&server).await;
+    let client = server.jmap_client(server.alice()).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let (first, _) = import(
         &client,
@@ -383,14 +349,14 @@ async fn query_changes_reports_what_a_client_needs_to_update_its_list() {
         3_000,
     )
     .await;
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.set_email().destroy([first.as_str()]);
     request
         .send_single::<EmailSetResponse>()
         .await
         .expect("destroy");
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     let changes = request.query_email_changes(before.query_state());
     changes.filter(email::query::Filter::in_mailbox(&inbox));
     changes.sort([email::query::Comparator::received_at().descending()]);
@@ -413,12 +379,12 @@ async fn query_changes_reports_what_a_client_needs_to_update_its_list() {
 #[tokio::test]
 async fn bad_input_gets_the_rfc_errors() {
     let server = TestServer::start().await;
-    let client = connect(&server).await;
+    let client = server.jmap_client(server.alice()).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let (email_id, _) = import(&client, message("e@x", &[], "E", "e"), &inbox, &[], 1_000).await;
 
     // Immutable property, bad keyword, unknown mailbox, no mailbox at all.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     let set = request.set_email();
     set.update(&email_id).subject("changed");
     let mut response = request
@@ -428,7 +394,7 @@ async fn bad_input_gets_the_rfc_errors() {
     let error = response.updated(&email_id).expect_err("not updated");
     assert!(error.to_string().contains("invalidProperties"), "{error}");
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .set_email()
         .update(&email_id)
@@ -439,7 +405,7 @@ async fn bad_input_gets_the_rfc_errors() {
         .expect("answered");
     assert!(response.updated(&email_id).is_err());
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.set_email().update(&email_id).mailbox_ids(["mzzzz"]);
     let mut response = request
         .send_single::<EmailSetResponse>()
@@ -453,7 +419,7 @@ async fn bad_input_gets_the_rfc_errors() {
     );
 
     // Unsupported filter and sort are method errors.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .query_email()
         .filter(email::query::Filter::in_thread("t1"));
@@ -465,7 +431,7 @@ async fn bad_input_gets_the_rfc_errors() {
         format!("{error:?}").contains("UnsupportedFilter"),
         "{error:?}"
     );
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request.query_email().sort([email::query::Comparator::cc()]);
     let error = request
         .send_single::<QueryResponse>()
@@ -477,7 +443,7 @@ async fn bad_input_gets_the_rfc_errors() {
     );
 
     // A blob that is not there.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     let import = request
         .import_email()
         .email("G0000000000000000000000000000000000000000000000000000000000000000")
@@ -496,7 +462,7 @@ async fn bad_input_gets_the_rfc_errors() {
 #[tokio::test]
 async fn text_filters_and_combinations_find_the_right_mail() {
     let server = TestServer::start().await;
-    let client = connect(&server).await;
+    let client = server.jmap_client(server.alice()).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let (budget, _) = import(
         &client,
@@ -517,7 +483,7 @@ async fn text_filters_and_combinations_find_the_right_mail() {
     let search = |filter: Filter<email::query::Filter>| {
         let client = &client;
         async move {
-            let mut request = mail(client);
+            let mut request = mail_request(client);
             request
                 .query_email()
                 .filter(filter)
@@ -576,7 +542,7 @@ async fn text_filters_and_combinations_find_the_right_mail() {
 #[tokio::test]
 async fn email_copy_needs_two_different_accounts() {
     let server = TestServer::start().await;
-    let client = connect(&server).await;
+    let client = server.jmap_client(server.alice()).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let (email_id, _) = import(
         &client,
@@ -587,7 +553,7 @@ async fn email_copy_needs_two_different_accounts() {
     )
     .await;
     let account = client.default_account_id().to_owned();
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .copy_email(&account)
         .create(&email_id)

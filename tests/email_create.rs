@@ -4,11 +4,9 @@
 
 mod common;
 
-use common::{TestServer, TestUser, request_using};
-use jmap_client::URI;
+use common::{TestServer, TestUser, mail_request};
 use jmap_client::client::Client;
 use jmap_client::core::query::QueryResponse;
-use jmap_client::core::request::Request;
 use jmap_client::core::response::{EmailGetResponse, EmailSetResponse};
 use jmap_client::core::set::SetObject;
 use jmap_client::email::{self, EmailBodyPart};
@@ -16,12 +14,8 @@ use jmap_client::mailbox::{self, Role};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::{Value, json};
 
-fn mail(client: &Client) -> Request<'_> {
-    request_using(client, &[URI::Core, URI::Mail])
-}
-
 async fn drafts_mailbox(client: &Client) -> String {
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     request
         .query_mailbox()
         .filter(mailbox::query::Filter::role(Role::Drafts));
@@ -51,7 +45,7 @@ async fn jmap_client_creates_a_draft_with_attachments() {
         .expect("upload png")
         .take_blob_id();
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     let create_id = request
         .set_email()
         .create()
@@ -95,7 +89,7 @@ async fn jmap_client_creates_a_draft_with_attachments() {
 
     // Email/get reads the created Email back as the RFC's body lists (RFC 8621 §4.1.4).
     let email_id = created.id().expect("id").to_owned();
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .get_email()
         .ids([email_id.as_str()])

@@ -12,15 +12,6 @@ use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
 
-async fn connect(server: &TestServer, user: &common::TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
 fn corpus(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
@@ -81,7 +72,7 @@ fn everything() -> Vec<Property> {
 #[tokio::test]
 async fn email_parse_reads_an_uploaded_message() {
     let server = TestServer::start().await;
-    let client = connect(&server, server.alice()).await;
+    let client = server.jmap_client(server.alice()).await;
     let raw = corpus("attachments.eml");
     let blob_id = upload(&client, raw.clone()).await;
     let email = parse(&client, &blob_id, everything()).await;
@@ -127,7 +118,7 @@ async fn email_parse_reads_an_uploaded_message() {
 #[tokio::test]
 async fn part_blobs_download_decoded_and_parse_as_messages() {
     let server = TestServer::start().await;
-    let client = connect(&server, server.alice()).await;
+    let client = server.jmap_client(server.alice()).await;
 
     // A base64 attachment downloads as its decoded octets.
     let blob_id = upload(&client, corpus("attachments.eml")).await;
@@ -176,7 +167,7 @@ async fn part_blobs_keep_the_message_access_check() {
     let server = TestServer::start().await;
     let alice = server.alice();
     let bob = server.bob();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let blob_id = upload(&client, corpus("attachments.eml")).await;
     let email = parse(&client, &blob_id, vec![Property::Attachments]).await;
     let part_blob = email.attachments().expect("attachments")[1]
@@ -202,7 +193,7 @@ async fn part_blobs_keep_the_message_access_check() {
 async fn email_parse_reports_not_found_and_not_parsable() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let good = upload(&client, corpus("plain-7bit.eml")).await;
     let binary = upload(&client, vec![0u8, 159, 146, 150, 0, 255]).await;
     let missing = format!("G{}", "0".repeat(64));
@@ -278,7 +269,7 @@ async fn email_parse_refuses_invalid_arguments() {
 async fn every_corpus_message_parses_through_the_server() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut names: Vec<String> = std::fs::read_dir(&directory)
         .expect("corpus")

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{TestServer, TestUser, request_using};
+use common::{TestServer, TestUser, mailbox_with_role, request_using};
 use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::query::QueryResponse;
@@ -18,7 +18,7 @@ use jmap_client::core::request::Request;
 use jmap_client::core::response::{EmailGetResponse, EmailSetResponse};
 use jmap_client::core::set::{SetErrorType, SetObject};
 use jmap_client::email_submission::{self, Address, Delivered, UndoStatus};
-use jmap_client::mailbox::{self, Role};
+use jmap_client::mailbox::Role;
 use serde_json::{Value, json};
 use tern::jmap::types::Id;
 use tern::mail::submission::{
@@ -35,18 +35,6 @@ const USING: [&str; 3] = [
 
 fn build(client: &Client) -> Request<'_> {
     request_using(client, &[URI::Core, URI::Mail, URI::Submission])
-}
-
-async fn mailbox_with_role(client: &Client, role: Role) -> String {
-    let mut request = build(client);
-    request
-        .query_mailbox()
-        .filter(mailbox::query::Filter::role(role));
-    let mut response = request
-        .send_single::<QueryResponse>()
-        .await
-        .expect("Mailbox/query");
-    response.take_ids().pop().expect("a mailbox with the role")
 }
 
 async fn identity_id(client: &Client) -> String {

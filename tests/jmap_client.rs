@@ -10,20 +10,11 @@ use jmap_client::blob::copy::CopyBlobResponse;
 use jmap_client::client::Client;
 use jmap_client::core::request::Arguments;
 
-async fn connect(server: &TestServer, user: &common::TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
 #[tokio::test]
 async fn jmap_client_logs_in_and_reads_the_session() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect(&server, alice).await;
+    let client = server.jmap_client(alice).await;
     let session = client.session();
     assert_eq!(session.username(), alice.email);
     assert!(
@@ -44,7 +35,7 @@ async fn jmap_client_logs_in_and_reads_the_session() {
 #[tokio::test]
 async fn jmap_client_calls_core_echo() {
     let server = TestServer::start().await;
-    let client = connect(&server, server.alice()).await;
+    let client = server.jmap_client(server.alice()).await;
     let mut request = client.build();
     request.using = vec![URI::Core];
     // jmap-client has no typed Core/echo arguments; echo returns whatever it is given.
@@ -68,7 +59,7 @@ async fn jmap_client_calls_core_echo() {
 #[tokio::test]
 async fn jmap_client_uploads_copies_and_downloads() {
     let server = TestServer::start().await;
-    let client = connect(&server, server.alice()).await;
+    let client = server.jmap_client(server.alice()).await;
     let content: Vec<u8> = (0..300_000u32).map(|index| (index % 251) as u8).collect();
     let uploaded = client
         .upload(None, content.clone(), Some("application/octet-stream"))

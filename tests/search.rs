@@ -10,47 +10,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use jmap_client::URI;
+use common::{TestServer, connect_jmap_client, mail_request, mailbox_with_role};
 use jmap_client::client::Client;
 use jmap_client::core::query::{Filter, QueryResponse};
-use jmap_client::core::request::Request;
 use jmap_client::email::import::EmailImportResponse;
 use jmap_client::email::search_snippet::SearchSnippetGetResponse;
 use jmap_client::email::{self, query::Filter as EmailFilter};
-use jmap_client::mailbox::{self, Role};
+use jmap_client::mailbox::Role;
 use serde_json::json;
 use tern::search::query::{Target, TextMatch};
-
-async fn connect_as(base_url: &str, email: &str, password: &str) -> Client {
-    Client::new()
-        .credentials((email, password))
-        .follow_redirects(["127.0.0.1"])
-        .connect(base_url)
-        .await
-        .expect("jmap-client connects")
-}
-
-/// Only the capabilities Tern serves for mail (jmap-client's default list has others).
-fn mail(client: &Client) -> Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Mail];
-    request
-}
-
-async fn mailbox_with_role(client: &Client, role: Role) -> String {
-    let mut request = mail(client);
-    request
-        .query_mailbox()
-        .filter(mailbox::query::Filter::role(role));
-    request
-        .send_single::<QueryResponse>()
-        .await
-        .expect("Mailbox/query answered")
-        .take_ids()
-        .pop()
-        .expect("the mailbox")
-}
 
 fn message(message_id: &str, in_reply_to: Option<&str>, subject: &str, body: &str) -> Vec<u8> {
     let mut text = format!(
@@ -93,7 +61,7 @@ async fn import(
         .await
         .expect("upload")
         .take_blob_id();
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     let import = request
         .import_email()
         .email(blob_id)
@@ -111,7 +79,7 @@ async fn import(
 }
 
 async fn query(client: &Client, filter: Filter<EmailFilter>) -> Vec<String> {
-    let mut request = mail(client);
+    let mut request = mail_request(client);
     request
         .query_email()
         .filter(filter)
@@ -148,7 +116,7 @@ fn words(target: Target, text: &str) -> TextMatch {
 async fn new_mail_is_indexed_within_a_second_and_found_before_that_too() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect_as(&server.base_url(), &alice.email, &alice.password).await;
+    let client = connect_jmap_client(&server.base_url(), &alice.email, &alice.password).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let running = server.running();
     let search = running.engine().search().expect("the index runs").clone();
@@ -186,7 +154,7 @@ async fn new_mail_is_indexed_within_a_second_and_found_before_that_too() {
         }
         // Destroying removes the document, as fast.
         let started = Instant::now();
-        let mut request = mail(&client);
+        let mut request = mail_request(&client);
         request.set_email().destroy([id.as_str()]);
         request
             .send_single::<jmap_client::core::response::EmailSetResponse>()
@@ -225,8 +193,8 @@ async fn new_mail_is_indexed_within_a_second_and_found_before_that_too() {
 async fn two_accounts_with_the_same_words_never_see_each_other() {
     let server = TestServer::start().await;
     let (alice, bob) = (server.alice(), server.bob());
-    let alice_client = connect_as(&server.base_url(), &alice.email, &alice.password).await;
-    let bob_client = connect_as(&server.base_url(), &bob.email, &bob.password).await;
+    let alice_client = connect_jmap_client(&server.base_url(), &alice.email, &alice.password).await;
+    let bob_client = connect_jmap_client(&server.base_url(), &bob.email, &bob.password).await;
     let alice_inbox = mailbox_with_role(&alice_client, Role::Inbox).await;
     let bob_inbox = mailbox_with_role(&bob_client, Role::Inbox).await;
     let alice_mail = import(
@@ -299,7 +267,7 @@ async fn two_accounts_with_the_same_words_never_see_each_other() {
 async fn search_snippets_mark_the_matching_words() {
     let server = TestServer::start_with(|config| config.jmap.max_objects_in_get = 5).await;
     let alice = server.alice();
-    let client = connect_as(&server.base_url(), &alice.email, &alice.password).await;
+    let client = connect_jmap_client(&server.base_url(), &alice.email, &alice.password).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let body = format!(
         "{} we will discuss the RESUME & <budget> tomorrow {}",
@@ -323,7 +291,7 @@ async fn search_snippets_mark_the_matching_words() {
     )
     .await;
 
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .get_search_snippet()
         .filter(EmailFilter::text("résumé"))
@@ -350,7 +318,7 @@ async fn search_snippets_mark_the_matching_words() {
     assert_eq!(response.not_found(), Some(&["Mzzzzzz".to_owned()][..]));
 
     // A subject-only filter marks the subject, not the body.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .get_search_snippet()
         .filter(EmailFilter::subject("plans"))
@@ -397,7 +365,7 @@ async fn search_snippets_mark_the_matching_words() {
 async fn every_structural_filter_combines_with_a_text_filter() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect_as(&server.base_url(), &alice.email, &alice.password).await;
+    let client = connect_jmap_client(&server.base_url(), &alice.email, &alice.password).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let archive = mailbox_with_role(&client, Role::Archive).await;
     let long_body = format!("alpha {}", "padding words ".repeat(400));
@@ -559,7 +527,7 @@ async fn every_structural_filter_combines_with_a_text_filter() {
         }
     }
     // Sorted and collapsed with a text filter.
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .query_email()
         .filter(EmailFilter::text("alpha"))
@@ -602,7 +570,7 @@ async fn pages_with_total(
 ) -> Vec<(Vec<String>, Option<usize>)> {
     let mut pages = Vec::new();
     for position in positions {
-        let mut request = mail(client);
+        let mut request = mail_request(client);
         request
             .query_email()
             .filter(filter.clone())
@@ -627,7 +595,7 @@ async fn pages_with_total(
 async fn common_word_totals_are_exact_with_pending_imports_and_destroys() {
     let server = TestServer::start().await;
     let alice = server.alice();
-    let client = connect_as(&server.base_url(), &alice.email, &alice.password).await;
+    let client = connect_jmap_client(&server.base_url(), &alice.email, &alice.password).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let archive = mailbox_with_role(&client, Role::Archive).await;
     let search = server
@@ -694,7 +662,7 @@ async fn common_word_totals_are_exact_with_pending_imports_and_destroys() {
         .iter()
         .map(|index| model[*index].id.clone())
         .collect();
-    let mut request = mail(&client);
+    let mut request = mail_request(&client);
     request
         .set_email()
         .destroy(destroyed.iter().map(String::as_str));
@@ -861,7 +829,7 @@ async fn kill_dash_nine_mid_indexing_loses_and_doubles_nothing_and_the_index_reb
     );
     assert!(created.status.success(), "{created:?}");
     let (mut child, base_url) = serve(data_dir.path());
-    let client = connect_as(&base_url, "kill@example.test", "pw-kill-1").await;
+    let client = connect_jmap_client(&base_url, "kill@example.test", "pw-kill-1").await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let mut blob_ids = Vec::with_capacity(MESSAGES);
     for index in 0..MESSAGES {
@@ -881,7 +849,7 @@ async fn kill_dash_nine_mid_indexing_loses_and_doubles_nothing_and_the_index_reb
         );
     }
     for chunk in blob_ids.chunks(40) {
-        let mut request = mail(&client);
+        let mut request = mail_request(&client);
         for blob_id in chunk {
             request
                 .import_email()
@@ -902,7 +870,7 @@ async fn kill_dash_nine_mid_indexing_loses_and_doubles_nothing_and_the_index_reb
     // The index directory deleted: rebuilt from the store at start-up, exact meanwhile.
     std::fs::remove_dir_all(tern::search::index_dir(data_dir.path())).expect("delete index");
     let (mut child, base_url) = serve(data_dir.path());
-    let client = connect_as(&base_url, "kill@example.test", "pw-kill-1").await;
+    let client = connect_jmap_client(&base_url, "kill@example.test", "pw-kill-1").await;
     let ids = query(&client, EmailFilter::body("ostrich").into()).await;
     assert_eq!(
         ids.len(),

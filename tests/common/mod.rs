@@ -11,6 +11,21 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A session of the real `jmap-client` crate on any Tern at `base_url` (redirects kept on
+/// loopback).
+pub async fn connect_jmap_client(
+    base_url: &str,
+    email: &str,
+    password: &str,
+) -> jmap_client::client::Client {
+    jmap_client::client::Client::new()
+        .credentials((email, password))
+        .follow_redirects(["127.0.0.1"])
+        .connect(base_url)
+        .await
+        .expect("jmap-client connects")
+}
+
 /// A jmap-client request naming `using` itself: the crate's default lists capabilities Tern
 /// does not serve, which a server must refuse (RFC 8620 §3.6.1 unknownCapability).
 pub fn request_using<'a>(
@@ -20,6 +35,31 @@ pub fn request_using<'a>(
     let mut request = client.build();
     request.using = using.to_vec();
     request
+}
+
+/// A request with the capabilities of JMAP Mail (core + mail).
+pub fn mail_request(
+    client: &jmap_client::client::Client,
+) -> jmap_client::core::request::Request<'_> {
+    request_using(client, &[jmap_client::URI::Core, jmap_client::URI::Mail])
+}
+
+/// The id of the one Mailbox with `role`.
+pub async fn mailbox_with_role(
+    client: &jmap_client::client::Client,
+    role: jmap_client::mailbox::Role,
+) -> String {
+    let mut request = mail_request(client);
+    request
+        .query_mailbox()
+        .filter(jmap_client::mailbox::query::Filter::role(role.clone()));
+    let mut response = request
+        .send_single::<jmap_client::core::query::QueryResponse>()
+        .await
+        .expect("Mailbox/query answered");
+    let ids = response.take_ids();
+    assert_eq!(ids.len(), 1, "exactly one Mailbox has role {role:?}");
+    ids[0].clone()
 }
 
 /// A user of the test server, with the account id the session reports.
@@ -128,12 +168,7 @@ pub struct TestServer {
 impl TestServer {
     /// A session of the real `jmap-client` crate for `user` (redirects kept on loopback).
     pub async fn jmap_client(&self, user: &TestUser) -> jmap_client::client::Client {
-        jmap_client::client::Client::new()
-            .credentials((user.email.as_str(), user.password.as_str()))
-            .follow_redirects(["127.0.0.1"])
-            .connect(&self.base_url())
-            .await
-            .expect("jmap-client connects")
+        connect_jmap_client(&self.base_url(), &user.email, &user.password).await
     }
 
     /// Starts a server with default limits.

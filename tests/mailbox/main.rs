@@ -18,13 +18,7 @@ use serde_json::{Value, json};
 const USING: [&str; 2] = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"];
 
 pub(crate) async fn connect(server: &TestServer) -> Client {
-    let user = server.alice();
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
+    server.jmap_client(server.alice()).await
 }
 
 /// A request that names exactly the capabilities it uses (RFC 8620 §3.3).

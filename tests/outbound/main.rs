@@ -223,29 +223,7 @@ async fn a_permanent_failure_bounces_into_the_senders_inbox() {
         ["Undelivered Mail Returned to Sender [multipart/report]"]
     );
     // The report names the recipient and the server's answer (RFC 3464 fields).
-    let alice = server.alice();
-    let answer = server
-        .post_api(
-            alice,
-            &json!({
-                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
-                "methodCalls": [
-                    ["Email/query", {"accountId": alice.account_id}, "q"],
-                    ["Email/get", {"accountId": alice.account_id, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                        "properties": ["blobId"]}, "g"]
-                ]
-            }),
-        )
-        .await
-        .json();
-    let blob_id = answer["methodResponses"][1][1]["list"][0]["blobId"]
-        .as_str()
-        .expect("blobId")
-        .to_owned();
-    let raw = server
-        .download(alice, &alice.account_id, &blob_id)
-        .await
-        .text();
+    let raw = first_inbox_message(&server).await;
     assert!(
         raw.contains("report-type=delivery-status")
             || raw.contains("report-type=\"delivery-status\""),
