@@ -18,7 +18,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{Connection, MAX_DURATION, Options, RunFigures, Samples, Target, build_request};
+use super::{
+    Connection, MAX_DURATION, Options, Percentiles, RunFigures, Samples, Target, build_request,
+};
 
 mod corpus;
 
@@ -184,6 +186,45 @@ pub(crate) async fn mailbox_ids(
         .collect())
 }
 
+/// The id of the account's Inbox.
+pub(crate) async fn inbox_id(
+    connection: &mut Connection,
+    target: &Target,
+) -> Result<String, String> {
+    mailbox_ids(connection, target)
+        .await?
+        .into_iter()
+        .find(|(_, role)| role.as_deref() == Some("inbox"))
+        .map(|(id, _)| id)
+        .ok_or_else(|| "no inbox".to_owned())
+}
+
+/// Times `requests` sends of `calls` after `warmup` untimed ones; also returns the last
+/// warm-up response (`Null` without warm-up).
+pub(crate) async fn time_calls(
+    connection: &mut Connection,
+    target: &Target,
+    calls: &Value,
+    warmup: u64,
+    requests: u64,
+) -> Result<(Percentiles, Value), String> {
+    let mut warm_response = Value::Null;
+    for _ in 0..warmup {
+        warm_response = call(connection, target, calls.clone()).await?;
+    }
+    let mut samples = Samples::default();
+    let deadline = Instant::now() + MAX_DURATION;
+    for _ in 0..requests {
+        if Instant::now() > deadline {
+            break;
+        }
+        let started = Instant::now();
+        call(connection, target, calls.clone()).await?;
+        samples.push(started.elapsed());
+    }
+    Ok((samples.summary(), warm_response))
+}
+
 pub async fn populate(options: &Options, target: &Target) -> Result<RunFigures, String> {
     let mut connection = Connection::open(target.api.address).await?;
     let mut mailboxes: Vec<String> = mailbox_ids(&mut connection, target)
@@ -213,12 +254,7 @@ pub async fn populate(options: &Options, target: &Target) -> Result<RunFigures, 
             .map(|(id, _)| id)
             .collect();
     }
-    let inbox = mailbox_ids(&mut connection, target)
-        .await?
-        .into_iter()
-        .find(|(_, role)| role.as_deref() == Some("inbox"))
-        .map(|(id, _)| id)
-        .ok_or("no inbox")?;
+    let inbox = inbox_id(&mut connection, target).await?;
     let total = options.messages;
     let workers = options.connections.min(16);
     let vocabulary =
@@ -379,12 +415,7 @@ fn utc(seconds: i64) -> String {
 
 pub async fn import(options: &Options, target: &Target) -> Result<RunFigures, String> {
     let mut connection = Connection::open(target.api.address).await?;
-    let inbox = mailbox_ids(&mut connection, target)
-        .await?
-        .into_iter()
-        .find(|(_, role)| role.as_deref() == Some("inbox"))
-        .map(|(id, _)| id)
-        .ok_or("no inbox")?;
+    let inbox = inbox_id(&mut connection, target).await?;
     let mut sequence = Sequence(0x5eed);
     let mut samples = Samples::default();
     let mut import_samples = Samples::default();
@@ -432,12 +463,7 @@ pub async fn import(options: &Options, target: &Target) -> Result<RunFigures, St
 
 pub async fn query(options: &Options, target: &Target) -> Result<RunFigures, String> {
     let mut connection = Connection::open(target.api.address).await?;
-    let inbox = mailbox_ids(&mut connection, target)
-        .await?
-        .into_iter()
-        .find(|(_, role)| role.as_deref() == Some("inbox"))
-        .map(|(id, _)| id)
-        .ok_or("no inbox")?;
+    let inbox = inbox_id(&mut connection, target).await?;
     let account = target.account_id.clone();
     let sort = json!([{"property": "receivedAt", "isAscending": false}]);
     let operations: Vec<(&str, Value)> = vec![
@@ -468,16 +494,14 @@ pub async fn query(options: &Options, target: &Target) -> Result<RunFigures, Str
     let mut headline = f64::NAN;
     let mut worst_p99 = 0.0f64;
     for (name, calls) in operations {
-        for _ in 0..options.warmup.min(50) {
-            call(&mut connection, target, calls.clone()).await?;
-        }
-        let mut samples = Samples::default();
-        for _ in 0..options.requests {
-            let started = Instant::now();
-            call(&mut connection, target, calls.clone()).await?;
-            samples.push(started.elapsed());
-        }
-        let summary = samples.summary();
+        let (summary, _) = time_calls(
+            &mut connection,
+            target,
+            &calls,
+            options.warmup.min(50),
+            options.requests,
+        )
+        .await?;
         println!("  {name}: {summary}");
         if headline.is_nan() {
             headline = summary.p50;

@@ -20,17 +20,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tern::http::admin_client::AdminClient;
 
-use super::mail::{call, mailbox_ids, upload};
+use super::mail::{call, inbox_id, time_calls, upload};
 use super::{Connection, MAX_DURATION, Options, RunFigures, Samples, Target};
 
 pub async fn query(options: &Options, target: &Target) -> Result<RunFigures, String> {
     let mut connection = Connection::open(target.api.address).await?;
-    let inbox = mailbox_ids(&mut connection, target)
-        .await?
-        .into_iter()
-        .find(|(_, role)| role.as_deref() == Some("inbox"))
-        .map(|(id, _)| id)
-        .ok_or("no inbox")?;
+    let inbox = inbox_id(&mut connection, target).await?;
     let account = target.account_id.clone();
     let sort = json!([{"property": "receivedAt", "isAscending": false}]);
     let query = |filter: Value| json!([["Email/query", {"accountId": account, "filter": filter, "sort": sort, "limit": 50, "calculateTotal": true}, "q"]]);
@@ -63,23 +58,15 @@ pub async fn query(options: &Options, target: &Target) -> Result<RunFigures, Str
     let mut headline = f64::NAN;
     let mut headline_p99 = f64::NAN;
     for (name, calls) in operations {
-        let mut total = Value::Null;
-        for _ in 0..options.warmup.min(20) {
-            total = call(&mut connection, target, calls.clone()).await?["methodResponses"][0][1]
-                ["total"]
-                .clone();
-        }
-        let mut samples = Samples::default();
-        let deadline = Instant::now() + MAX_DURATION;
-        for _ in 0..options.requests {
-            if Instant::now() > deadline {
-                break;
-            }
-            let started = Instant::now();
-            call(&mut connection, target, calls.clone()).await?;
-            samples.push(started.elapsed());
-        }
-        let summary = samples.summary();
+        let (summary, warm_response) = time_calls(
+            &mut connection,
+            target,
+            &calls,
+            options.warmup.clamp(1, 20),
+            options.requests,
+        )
+        .await?;
+        let total = &warm_response["methodResponses"][0][1]["total"];
         println!("  {name} (total {total}): {summary}");
         if headline.is_nan() {
             headline = summary.p50;
@@ -124,12 +111,7 @@ async fn wait_until_indexed(admin: &AdminClient, poll: Duration) -> Result<(), S
 pub async fn freshness(options: &Options, target: &Target) -> Result<RunFigures, String> {
     let admin = admin(options).await?;
     let mut connection = Connection::open(target.api.address).await?;
-    let inbox = mailbox_ids(&mut connection, target)
-        .await?
-        .into_iter()
-        .find(|(_, role)| role.as_deref() == Some("inbox"))
-        .map(|(id, _)| id)
-        .ok_or("no inbox")?;
+    let inbox = inbox_id(&mut connection, target).await?;
     wait_until_indexed(&admin, Duration::from_millis(50)).await?;
     let mut samples = Samples::default();
     let base = u64::from(std::process::id()) * 1_000_000;
