@@ -9,82 +9,30 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+use super::smtp::Session;
 use super::{Options, RunFigures, Samples, build_request, loopback_endpoint};
 
-/// A line-oriented SMTP client, enough for one message at a time.
-struct Smtp {
-    reader: BufReader<TcpStream>,
-}
-
-impl Smtp {
-    async fn connect(address: std::net::SocketAddr) -> Result<Smtp, String> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|error| format!("SMTP connect {address}: {error}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|error| error.to_string())?;
-        let mut smtp = Smtp {
-            reader: BufReader::new(stream),
-        };
-        smtp.expect(220).await?;
-        smtp.command("EHLO bench.example\r\n", 250).await?;
-        Ok(smtp)
-    }
-
-    /// Reads one (possibly multi-line) reply and checks its code.
-    async fn expect(&mut self, code: u16) -> Result<(), String> {
-        loop {
-            let mut line = String::new();
-            let read =
-                tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
-                    .await
-                    .map_err(|_| "SMTP reply timed out".to_owned())?
-                    .map_err(|error| error.to_string())?;
-            if read == 0 {
-                return Err("SMTP connection closed".to_owned());
-            }
-            if !line.starts_with(&code.to_string()) {
-                return Err(format!("expected {code}, got {line:?}"));
-            }
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(());
-            }
-        }
-    }
-
-    async fn command(&mut self, text: &str, code: u16) -> Result<(), String> {
-        self.reader
-            .get_mut()
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|error| error.to_string())?;
-        self.expect(code).await
-    }
-
-    /// Sends one message; returns when the `250` after DATA was read.
-    async fn send(&mut self, to: &str, body: &[u8]) -> Result<Instant, String> {
-        self.command("MAIL FROM:<bench@remote.example>\r\n", 250)
-            .await?;
-        self.command(&format!("RCPT TO:<{to}>\r\n"), 250).await?;
-        self.command("DATA\r\n", 354).await?;
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(body)
-            .await
-            .map_err(|error| error.to_string())?;
-        stream
-            .write_all(b".\r\n")
-            .await
-            .map_err(|error| error.to_string())?;
-        self.expect(250).await?;
-        Ok(Instant::now())
-    }
+/// Sends one message over `session`; returns when the `250` after DATA was read.
+async fn send(session: &mut Session, to: &str, body: &[u8]) -> Result<Instant, String> {
+    // One command at a time: the server need not offer PIPELINING.
+    session
+        .write(b"MAIL FROM:<bench@remote.example>\r\n")
+        .await?;
+    session.reply(250).await?;
+    session
+        .write(format!("RCPT TO:<{to}>\r\n").as_bytes())
+        .await?;
+    session.reply(250).await?;
+    session.write(b"DATA\r\n").await?;
+    session.reply(354).await?;
+    session.write(body).await?;
+    session.write(b".\r\n").await?;
+    session.reply(250).await?;
+    Ok(Instant::now())
 }
 
 fn message(index: u64, size: usize) -> Vec<u8> {
@@ -159,11 +107,11 @@ pub async fn smtp_push_latency(options: &Options) -> Result<RunFigures, String> 
         ))
         .await
         .map_err(|error| error.to_string())?;
-    let mut smtp = Smtp::connect(smtp_address).await?;
+    let mut smtp = Session::open(smtp_address).await?;
     let mut samples = Samples::default();
     let body = |index| message(index, options.message_size.min(10 * 1024 * 1024));
     for index in 0..options.warmup + options.requests {
-        let accepted = smtp.send(&user, &body(index)).await?;
+        let accepted = send(&mut smtp, &user, &body(index)).await?;
         let arrived = loop {
             let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
                 .await
@@ -181,7 +129,7 @@ pub async fn smtp_push_latency(options: &Options) -> Result<RunFigures, String> 
             samples.push(arrived.saturating_duration_since(accepted));
         }
     }
-    let _ = smtp.command("QUIT\r\n", 221).await;
+    let _ = smtp.write(b"QUIT\r\n").await;
     let summary = samples.summary();
     println!(
         "smtp-push-latency ({} B messages): SMTP 250 → Email StateChange {summary}",

@@ -19,12 +19,13 @@ use serde_json::json;
 
 use super::{Connection, Options, RunFigures, Samples, Target};
 
-struct Session {
+/// A line-oriented SMTP client session (also used by `smtp-push-latency`).
+pub(crate) struct Session {
     reader: BufReader<TcpStream>,
 }
 
 impl Session {
-    async fn open(address: std::net::SocketAddr) -> Result<Session, String> {
+    pub(crate) async fn open(address: std::net::SocketAddr) -> Result<Session, String> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|error| format!("SMTP connect {address}: {error}"))?;
@@ -40,7 +41,7 @@ impl Session {
         Ok(session)
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.reader
             .get_mut()
             .write_all(bytes)
@@ -48,7 +49,7 @@ impl Session {
             .map_err(|error| error.to_string())
     }
 
-    async fn reply(&mut self, code: u16) -> Result<(), String> {
+    pub(crate) async fn reply(&mut self, code: u16) -> Result<(), String> {
         loop {
             let mut line = String::new();
             let read =
