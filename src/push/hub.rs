@@ -328,7 +328,11 @@ async fn watch_account_states(
             break;
         }
         // Registered before the read: a commit landing after the read still fires it.
-        let fired = watch_account(&hub.store, account_id);
+        let fired = StampOnWake {
+            inner: watch_account(&hub.store, account_id),
+            seen: Arc::clone(&commit_seen),
+            created: Instant::now(),
+        };
         match read_states(&hub.store, account_id).await {
             Ok(mut states) => {
                 backoff = Duration::from_millis(10);
@@ -352,9 +356,6 @@ async fn watch_account_states(
         }
         tokio::select! {
             fired = fired => {
-                if fired.is_ok() {
-                    *lock(&commit_seen) = Some(Instant::now());
-                }
                 if let Err(error) = fired {
                     if *hub.stop.borrow() {
                         break;
@@ -376,6 +377,58 @@ async fn watch_account_states(
         }
     }
     lock(&hub.accounts).remove(&account_id);
+}
+
+/// A store watch that notes when it fires: the waker it hands the store stamps the instant on
+/// the committing thread, right after the commit and before the commit returns to its writer
+/// (not when this task gets a thread, which behind a fan-out on 2 busy cores is later).
+struct StampOnWake {
+    inner: futures_util::future::BoxFuture<'static, StoreResult<()>>,
+    seen: Arc<CommitSeen>,
+    created: Instant,
+}
+
+struct StampingWaker {
+    task: std::task::Waker,
+    seen: Arc<CommitSeen>,
+}
+
+impl std::task::Wake for StampingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        *lock(&self.seen) = Some(Instant::now());
+        self.task.wake_by_ref();
+    }
+}
+
+impl std::future::Future for StampOnWake {
+    type Output = StoreResult<()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let waker = std::task::Waker::from(Arc::new(StampingWaker {
+            task: cx.waker().clone(),
+            seen: Arc::clone(&self.seen),
+        }));
+        let outcome = self
+            .inner
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        if outcome.is_ready() {
+            // Fired before it was ever waited on (the watcher was busy): now is the best
+            // estimate left.
+            let mut seen = lock(&self.seen);
+            if seen.is_none_or(|seen| seen < self.created) {
+                *seen = Some(Instant::now());
+            }
+        }
+        outcome
+    }
 }
 
 /// Resolves once the hub is told to stop (the `Ref` of `wait_for` is not `Send`).
