@@ -397,6 +397,7 @@ pub async fn push_latency(options: &Options, target: &Target) -> Result<RunFigur
     let mut commit_trips = Samples::default();
     let mut server_durations = Samples::default();
     let mut clock = "";
+    let mut with_commit_metric = 0usize;
     let mut cpu_before = (0, 0);
     for round in 0..options.warmup + options.requests {
         if round == options.warmup {
@@ -431,6 +432,7 @@ pub async fn push_latency(options: &Options, target: &Target) -> Result<RunFigur
             commit_trips.push(timing.answered.saturating_duration_since(timing.sent));
             if let Some(duration) = timing.server_duration {
                 server_durations.push(duration);
+                with_commit_metric += 1;
             }
             clock = timing.clock_name();
         }
@@ -442,6 +444,9 @@ pub async fn push_latency(options: &Options, target: &Target) -> Result<RunFigur
     committer.finish().await?;
     for task in tasks {
         task.abort();
+    }
+    if with_commit_metric as u64 != options.requests && with_commit_metric > 0 {
+        clock = "MIXED: sent + Server-Timing commit dur where the server gave it, else sent";
     }
     let summary = samples.summary();
     let rounds = round_p100.summary();
