@@ -11,8 +11,8 @@ use tern::smtp::antivirus::VirusAction;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    Envelope, account_number, connect, email_details, emails_in, enqueue, mailbox_with_role,
-    message, start_server, swaks, wait_until_delivered,
+    Envelope, account_number, email_details, emails_in, enqueue, mailbox_with_role, message,
+    start_server, swaks, wait_until_delivered,
 };
 
 const SIGNATURE: &str = "FAKE-VIRUS";
@@ -96,7 +96,7 @@ async fn a_message_scanned_clean_at_data_is_not_scanned_again() {
     assert!(ok, "{transcript}");
     wait_until_delivered(&server).await;
     let alice = server.alice().clone();
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), 1);
     assert_eq!(
@@ -159,7 +159,7 @@ async fn postmaster_is_accepted_bare_or_at_a_local_domain_and_routed() {
     wait_until_delivered(&server).await;
     // No account is postmaster and none is configured: the domain's first account gets it.
     let alice = server.alice().clone();
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), 2, "both postmaster messages reach alice");
     server.shutdown().await;
@@ -184,7 +184,7 @@ async fn postmaster_is_accepted_bare_or_at_a_local_domain_and_routed() {
     assert!(ok, "{transcript}");
     wait_until_delivered(&server).await;
     let bob = server.bob().clone();
-    let client = connect(&server, &bob).await;
+    let client = server.jmap_client(&bob).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), 1, "the configured postmaster account gets it");
     server.shutdown().await;
@@ -211,7 +211,7 @@ async fn a_quarantined_message_is_listed_released_once_and_deleted() {
     enqueue(&server, &envelope, &infected).await;
     enqueue(&server, &envelope, &other).await;
     wait_until_delivered(&server).await;
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox_id = mailbox_with_role(&client, Role::Inbox).await;
     assert!(emails_in(&client, &inbox_id).await.is_empty());
 

@@ -12,7 +12,7 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 
 use crate::support::{
-    Envelope, account_number, connect, email_details, emails_in, enqueue, free_port, have,
+    Envelope, account_number, email_details, emails_in, enqueue, free_port, have,
     mailbox_with_role, message, start_server, wait_until_delivered,
 };
 
@@ -129,7 +129,7 @@ async fn spf_dkim_and_dmarc_decide_between_inbox_and_junk() {
     enqueue(&server, &from_elsewhere, &forged).await;
     wait_until_delivered(&server).await;
 
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let mut seen = std::collections::BTreeMap::new();
     for role in [Role::Inbox, Role::Junk] {
         for id in emails_in(&client, &mailbox_with_role(&client, role.clone()).await).await {

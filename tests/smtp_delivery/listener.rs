@@ -6,7 +6,7 @@ use tern::smtp::antivirus::VirusAction;
 
 use crate::scanners::{EICAR, start_clamd};
 use crate::support::{
-    connect, email_details, emails_in, mailbox_with_role, start_server, swaks, wait_until_delivered,
+    email_details, emails_in, mailbox_with_role, start_server, swaks, wait_until_delivered,
 };
 
 #[tokio::test]
@@ -36,7 +36,7 @@ async fn mail_sent_with_swaks_reaches_the_inbox_with_its_trace_fields() {
 
     wait_until_delivered(&server).await;
     let alice = server.alice().clone();
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), 1);
     let email = email_details(&server, &alice, &inbox[0]).await;
@@ -94,7 +94,7 @@ async fn an_infected_message_is_refused_at_data_with_554() {
     assert!(ok, "{transcript}");
     wait_until_delivered(&server).await;
     let alice = server.alice().clone();
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), 1, "only the clean message was accepted");
     server.shutdown().await;

@@ -13,8 +13,8 @@ mod support;
 use jmap_client::mailbox::Role;
 use serde_json::Value;
 use support::{
-    Envelope, account_number, connect, email_details, emails_in, enqueue, mailbox_with_role,
-    message, move_email, start_server, wait_until_delivered, wait_until_trained,
+    Envelope, account_number, email_details, emails_in, enqueue, mailbox_with_role, message,
+    move_email, start_server, wait_until_delivered, wait_until_trained,
 };
 use tern::smtp::spam::rules::GTUBE;
 
@@ -46,7 +46,7 @@ async fn one_blob_with_trace_headers_is_filed_in_every_recipients_inbox() {
 
     let mut blob_ids = Vec::new();
     for user in [&alice, &bob] {
-        let client = connect(&server, user).await;
+        let client = server.jmap_client(user).await;
         let inbox = mailbox_with_role(&client, Role::Inbox).await;
         let ids = emails_in(&client, &inbox).await;
         assert_eq!(ids.len(), 1, "{}: {ids:?}", user.email);
@@ -107,7 +107,7 @@ async fn gtube_goes_to_junk_with_the_junk_keyword() {
     enqueue(&server, &envelope, &clean).await;
     wait_until_delivered(&server).await;
 
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let junk = emails_in(&client, &mailbox_with_role(&client, Role::Junk).await).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!((junk.len(), inbox.len()), (1, 1));
@@ -141,7 +141,7 @@ async fn a_transmission_retried_after_a_lost_reply_is_delivered_once() {
     let edited = text.replace("only once", "edited").into_bytes();
     enqueue(&server, &envelope, &edited).await;
     wait_until_delivered(&server).await;
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), 2, "{inbox:?}");
     server.shutdown().await;
@@ -178,7 +178,7 @@ async fn the_classifier_learns_from_moves_into_and_out_of_junk() {
         enqueue(&server, &envelope, &raw).await;
     }
     wait_until_delivered(&server).await;
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = mailbox_with_role(&client, Role::Inbox).await;
     let junk = mailbox_with_role(&client, Role::Junk).await;
     assert_eq!(
@@ -340,10 +340,10 @@ async fn a_burst_to_one_account_is_filed_exactly_once_in_shared_commits() {
         enqueue(&server, envelope, &raw).await;
     }
     wait_until_delivered(&server).await;
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     assert_eq!(inbox.len(), burst, "every message once");
-    let bob_client = connect(&server, &bob).await;
+    let bob_client = server.jmap_client(&bob).await;
     let bob_inbox = emails_in(
         &bob_client,
         &mailbox_with_role(&bob_client, Role::Inbox).await,

@@ -12,8 +12,8 @@ use tern::smtp::antivirus::{Antivirus, AntivirusConfig, Verdict, VirusAction};
 use tern::smtp::spam::SpamConfig;
 
 use crate::support::{
-    Envelope, account_number, connect, emails_in, enqueue, free_port, have, mailbox_with_role,
-    message, start_server, wait_until_delivered,
+    Envelope, account_number, emails_in, enqueue, free_port, have, mailbox_with_role, message,
+    start_server, wait_until_delivered,
 };
 
 /// The EICAR test file (the standard anti-virus test string).
@@ -192,7 +192,7 @@ async fn clamd_finds_the_test_signature_and_infected_mail_is_quarantined() {
     enqueue(&server, &envelope, &infected).await;
     enqueue(&server, &envelope, &clean).await;
     wait_until_delivered(&server).await;
-    let client = connect(&server, &alice).await;
+    let client = server.jmap_client(&alice).await;
     let inbox = emails_in(&client, &mailbox_with_role(&client, Role::Inbox).await).await;
     let junk = emails_in(&client, &mailbox_with_role(&client, Role::Junk).await).await;
     assert_eq!((inbox.len(), junk.len()), (1, 0));
@@ -265,7 +265,7 @@ async fn spamd_scores_gtube_and_its_verdict_files_mail_in_junk() {
     enqueue(&server, &envelope, &gtube).await;
     enqueue(&server, &envelope, &ham).await;
     wait_until_delivered(&server).await;
-    let jmap = connect(&server, &alice).await;
+    let jmap = server.jmap_client(&alice).await;
     let inbox = emails_in(&jmap, &mailbox_with_role(&jmap, Role::Inbox).await).await;
     let junk = emails_in(&jmap, &mailbox_with_role(&jmap, Role::Junk).await).await;
     assert_eq!((inbox.len(), junk.len()), (1, 1));

@@ -8,17 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use jmap_client::URI;
 use jmap_client::client::Client;
 use jmap_client::core::query::{Filter, QueryResponse};
-use jmap_client::core::request::Request;
 use jmap_client::email;
-use jmap_client::mailbox::{self, Role};
 use serde_json::{Value, json};
 use tern::smtp::incoming::{self, BodyType, IncomingMessage, IncomingRecipient};
 use tern::store::blob::{self, BlobHash};
 
 use crate::common::{TestServer, TestUser};
+pub use crate::common::{mail_request as mail, mailbox_with_role};
 
 /// A DNS server in a thread of the test process that answers every query NXDOMAIN, so that
 /// SPF/DKIM/DMARC come out `none` at once (a closed port would wait for timeouts).
@@ -148,33 +146,6 @@ pub async fn wait_until_delivered(server: &TestServer) {
         assert!(Instant::now() < deadline, "{left} entries still queued");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-pub async fn connect(server: &TestServer, user: &TestUser) -> Client {
-    Client::new()
-        .credentials((user.email.as_str(), user.password.as_str()))
-        .follow_redirects(["127.0.0.1"])
-        .connect(&server.base_url())
-        .await
-        .expect("jmap-client connects")
-}
-
-pub fn mail(client: &Client) -> Request<'_> {
-    let mut request = client.build();
-    request.using = vec![URI::Core, URI::Mail];
-    request
-}
-
-pub async fn mailbox_with_role(client: &Client, role: Role) -> String {
-    let mut request = mail(client);
-    request
-        .query_mailbox()
-        .filter(mailbox::query::Filter::role(role));
-    let mut response = request
-        .send_single::<QueryResponse>()
-        .await
-        .expect("Mailbox/query");
-    response.take_ids().pop().expect("the Mailbox")
 }
 
 /// The Email ids in a Mailbox (Email/query through jmap-client).
