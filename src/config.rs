@@ -480,6 +480,29 @@ mod tests {
         config.validate().unwrap();
     }
 
+    /// README.md's "Configuration" block: what it shows as defaults must be the defaults, and
+    /// every optional key it shows commented out must be a real key.
+    #[test]
+    fn readme_configuration_block_is_the_defaults() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("## Configuration").expect("section")..];
+        let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").expect("block end")];
+        assert_eq!(
+            Config::parse(block, "README.md").unwrap(),
+            Config::default()
+        );
+        let uncommented: String = block
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.contains(" = ") => setting,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Config::parse(&uncommented, "README.md (optional keys set)").unwrap();
+    }
+
     #[test]
     fn every_section_parses() {
         let text = r#"
