@@ -19,6 +19,7 @@
 
 mod format;
 mod gc;
+mod hash;
 pub mod suite;
 
 use std::collections::VecDeque;
@@ -32,6 +33,8 @@ use sha2::{Digest, Sha256};
 
 use super::keys::{self, BLOB_GC_CANDIDATE, BLOB_META, BLOB_PENDING, BLOB_REFCOUNT};
 use super::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, Transaction};
+
+pub use hash::BlobHash;
 
 /// The content bytes of every chunk of a new blob but the last (sized for the embedded
 /// engine's pages, see `blob/format.rs`); blobs written before keep their own chunk size.
@@ -47,61 +50,6 @@ const CHUNKS_PER_WRITE: usize = 2_000_000 / BLOB_CHUNK_BYTES;
 const BYTES_PER_READ: u64 = 1_000_000;
 /// Entries handled per garbage-collection transaction.
 const GC_BATCH: usize = 64;
-
-/// A blob's identity: the SHA-256 digest of its content.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BlobHash(pub [u8; 32]);
-
-impl BlobHash {
-    pub fn of(content: &[u8]) -> BlobHash {
-        BlobHash(Sha256::digest(content).into())
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lower-case hex, 64 characters.
-    pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = String::with_capacity(64);
-        for byte in self.0 {
-            text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            text.push(char::from(DIGITS[usize::from(byte & 0x0F)]));
-        }
-        text
-    }
-
-    /// Parses 64 hex digits (either case); `None` for anything else.
-    pub fn from_hex(text: &str) -> Option<BlobHash> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
-        let nibble = |digit: u8| {
-            char::from(digit)
-                .to_digit(16)
-                .and_then(|value| u8::try_from(value).ok())
-        };
-        let mut digest = [0u8; 32];
-        for (index, pair) in bytes.chunks_exact(2).enumerate() {
-            digest[index] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        }
-        Some(BlobHash(digest))
-    }
-}
-
-impl std::fmt::Display for BlobHash {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(&self.to_hex())
-    }
-}
-
-impl std::fmt::Debug for BlobHash {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "BlobHash({})", self.to_hex())
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobInfo {
