@@ -231,7 +231,9 @@ async fn run_case(
         .ok_or_else(|| format!("EmailSubmission/set: {}", sent["methodResponses"][0][1]))?
         .to_owned();
 
-    // Wait until no recipient is queued any more.
+    // Wait until no recipient is queued any more and, when a bounce is expected, until its
+    // DSN is listed: a server may record the DSN after the final status (RFC 8621 §7 lists
+    // the DSNs received for a submission, which in general arrive later).
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let record = loop {
         let got = call(
@@ -248,13 +250,17 @@ async fn run_case(
                         .values()
                         .all(|status| status["delivered"] != "queued")
             });
-        if settled {
+        let dsn_listed = case.expect.dsn_for.is_empty()
+            || record["dsnBlobIds"]
+                .as_array()
+                .is_some_and(|ids| !ids.is_empty());
+        if settled && dsn_listed {
             break record;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "deliveryStatus still queued after {SETTLE_TIMEOUT:?}: {}",
-                record["deliveryStatus"]
+                "not settled after {SETTLE_TIMEOUT:?}: deliveryStatus {}, dsnBlobIds {}",
+                record["deliveryStatus"], record["dsnBlobIds"]
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
