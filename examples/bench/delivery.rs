@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+use super::push::open_socket;
 use super::smtp::Session;
 use super::{Options, RunFigures, Samples, build_request, loopback_endpoint};
 
@@ -76,31 +75,7 @@ pub async fn smtp_push_latency(options: &Options) -> Result<RunFigures, String> 
         .clone()
         .ok_or("smtp-push-latency needs --user (the recipient)")?;
     let url = websocket_url(options).await?;
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|error| format!("{url}: {error}"))?;
-    request.headers_mut().insert(
-        "authorization",
-        options
-            .authorization
-            .parse()
-            .map_err(|_| "bad authorization")?,
-    );
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "jmap".parse().map_err(|_| "bad")?);
-    let host = request.uri().host().ok_or("no host")?.to_owned();
-    let port = request.uri().port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|error| format!("connect: {error}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|error| error.to_string())?;
-    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .map_err(|error| format!("WebSocket handshake: {error}"))?;
+    let mut socket = open_socket(&url, &options.authorization).await?;
     socket
         .send(Message::text(
             json!({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}).to_string(),

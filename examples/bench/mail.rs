@@ -52,7 +52,17 @@ pub(crate) async fn call(
     target: &Target,
     calls: Value,
 ) -> Result<Value, String> {
-    let body = json!({"using": MAIL_USING, "methodCalls": calls});
+    call_using(connection, target, &MAIL_USING, calls).await
+}
+
+/// One API request with these capabilities; an HTTP or method error is an `Err`.
+pub(crate) async fn call_using(
+    connection: &mut Connection,
+    target: &Target,
+    using: &[&str],
+    calls: Value,
+) -> Result<Value, String> {
+    let body = json!({"using": using, "methodCalls": calls});
     let request = build_request(
         "POST",
         &target.api,

@@ -38,7 +38,7 @@ use super::{
     Connection, Options, RunFigures, Samples, Target, build_request, loopback_endpoint, read_rss,
 };
 
-type Socket = WebSocketStream<TcpStream>;
+pub(crate) type Socket = WebSocketStream<TcpStream>;
 
 /// A per-process nonce for Mailbox names.
 fn rand_nonce() -> u64 {
@@ -80,7 +80,7 @@ async fn push_urls(options: &Options) -> Result<PushUrls, String> {
     })
 }
 
-async fn open_socket(url: &str, authorization: &str) -> Result<Socket, String> {
+pub(crate) async fn open_socket(url: &str, authorization: &str) -> Result<Socket, String> {
     let mut request = url
         .into_client_request()
         .map_err(|error| format!("{url}: {error}"))?;

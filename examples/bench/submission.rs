@@ -10,13 +10,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 
-use super::{Connection, Options, RunFigures, Samples, Target, build_request};
+use super::{Connection, Options, RunFigures, Samples, Target};
 
 const USING: [&str; 3] = [
     "urn:ietf:params:jmap:core",
@@ -29,30 +28,7 @@ const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SENDS: u64 = 5_000;
 
 async fn call(connection: &mut Connection, target: &Target, calls: Value) -> Result<Value, String> {
-    let body = json!({"using": USING, "methodCalls": calls});
-    let request = build_request(
-        "POST",
-        &target.api,
-        &target.api.path_and_query,
-        &target.authorization,
-        Some("application/json"),
-        Bytes::from(body.to_string()),
-    )?;
-    let (status, body) = connection.exchange(request).await?;
-    if status != 200 {
-        return Err(format!("API answered HTTP {status}"));
-    }
-    let response: Value =
-        serde_json::from_slice(&body).map_err(|error| format!("response is not JSON: {error}"))?;
-    if let Some(error) = response["methodResponses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|invocation| invocation[0] == "error")
-    {
-        return Err(format!("method error: {}", error[1]));
-    }
-    Ok(response)
+    super::mail::call_using(connection, target, &USING, calls).await
 }
 
 pub async fn submission_latency(
