@@ -26,7 +26,7 @@ use crate::store::keys::{
     DIR_ACCOUNT, DIR_ACCOUNT_BY_EMAIL, DIR_NEXT_ACCOUNT_ID, DIR_TOKEN, KeyBuilder,
     SUBSPACE_DIRECTORY, le_i64,
 };
-use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, purge};
+use crate::store::{KeyRange, KeyValue, RangeOptions, Store, StoreError, StoreErrorKind, purge};
 
 use domains::count_account_in_domain;
 pub use domains::{DomainRecord, normalize_domain};
@@ -357,9 +357,9 @@ impl Directory {
         Ok(info)
     }
 
-    /// Every account, in account id order.
-    pub async fn list_accounts(&self) -> Result<Vec<AccountInfo>, DirectoryError> {
-        let prefix = KeyBuilder::new(SUBSPACE_DIRECTORY).u8(DIR_ACCOUNT).build();
+    /// Every entry of one directory table (`DIR_*`), in key order; also its key prefix.
+    async fn read_table(&self, table: u8) -> Result<(Vec<u8>, Vec<KeyValue>), StoreError> {
+        let prefix = KeyBuilder::new(SUBSPACE_DIRECTORY).u8(table).build();
         let range = KeyRange::prefix(&prefix);
         let pairs = self
             .store
@@ -367,6 +367,12 @@ impl Directory {
                 Box::pin(async move { tx.get_range(&range, RangeOptions::default()).await })
             })
             .await?;
+        Ok((prefix, pairs))
+    }
+
+    /// Every account, in account id order.
+    pub async fn list_accounts(&self) -> Result<Vec<AccountInfo>, DirectoryError> {
+        let (_, pairs) = self.read_table(DIR_ACCOUNT).await?;
         let mut accounts = Vec::with_capacity(pairs.len());
         for (_, value) in pairs {
             accounts.push(decode_account(&value)?.info());

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{Directory, DirectoryError, DirectoryErrorKind, encode};
+use crate::store::StoreError;
 use crate::store::keys::{DIR_DOMAIN, KeyBuilder, SUBSPACE_DIRECTORY};
-use crate::store::{KeyRange, RangeOptions, StoreError};
 
 fn domain_key(domain: &str) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_DIRECTORY)
@@ -141,14 +141,7 @@ impl Directory {
 
     /// Every local domain with its record, in byte order.
     pub async fn list_domains(&self) -> Result<Vec<(String, DomainRecord)>, DirectoryError> {
-        let prefix = KeyBuilder::new(SUBSPACE_DIRECTORY).u8(DIR_DOMAIN).build();
-        let range = KeyRange::prefix(&prefix);
-        let pairs = self
-            .store
-            .read(move |tx| {
-                Box::pin(async move { tx.get_range(&range, RangeOptions::default()).await })
-            })
-            .await?;
+        let (prefix, pairs) = self.read_table(DIR_DOMAIN).await?;
         let mut domains = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
             // The key's string component: escaped bytes ending in 0x00 (no NUL in domains).
