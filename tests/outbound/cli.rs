@@ -8,7 +8,7 @@ use mail_auth::{AuthenticatedMessage, DkimResult};
 use tern::outbound::queue;
 
 use crate::peer::{Peer, Script};
-use crate::{Child, MESSAGE, dnsmasq, enqueue, free_udp_port};
+use crate::{Child, MESSAGE, dnsmasq, enqueue};
 
 fn tern(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -70,14 +70,12 @@ async fn domain_add_prints_records_that_verify_the_signatures() {
     assert!(strings.iter().all(|part| part.len() <= 255));
 
     // dnsmasq serves the record exactly as printed.
-    let dns_port = free_udp_port();
     let mut txt = "--txt-record=tern._domainkey.example.test".to_owned();
     for part in &strings {
         txt.push(',');
         txt.push_str(part);
     }
-    let _dns: Child = dnsmasq(dns_port, &[txt]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_dns, dns_port): (Child, u16) = dnsmasq(&[txt], "tern._domainkey.example.test").await;
 
     let peer = Peer::start(Script::default()).await;
     let mut config = tern::config::Config::default();

@@ -248,11 +248,16 @@ async fn a_permanent_failure_bounces_into_the_senders_inbox() {
 }
 
 /// A free UDP port for dnsmasq.
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .expect("udp port")
-        .port()
+/// A loopback port free for both UDP and TCP (dnsmasq binds both; a TCP port taken by a
+/// concurrently running test would make it exit).
+fn free_dns_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp port");
+        let port = udp.local_addr().expect("udp address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Child(std::process::Child);
@@ -264,7 +269,7 @@ impl Drop for Child {
     }
 }
 
-pub fn dnsmasq(port: u16, records: &[String]) -> Child {
+fn spawn_dnsmasq(port: u16, records: &[String]) -> Child {
     let mut command = std::process::Command::new("/usr/sbin/dnsmasq");
     command.args([
         format!("--port={port}"),
@@ -287,6 +292,19 @@ pub fn dnsmasq(port: u16, records: &[String]) -> Child {
     )
 }
 
+/// Starts a dnsmasq serving `records` and returns it with its port once it answers a query
+/// for `probe`; a port another test grabbed in between means a retry on a new one.
+pub async fn dnsmasq(records: &[String], probe: &str) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_dns_port();
+        let child = spawn_dnsmasq(port, records);
+        if dns_answers(port, probe).await {
+            return (child, port);
+        }
+    }
+    panic!("dnsmasq never answered on five ports");
+}
+
 #[tokio::test]
 async fn mx_records_from_dnsmasq_route_the_mail_and_a_missing_domain_bounces() {
     let sink = tempfile::tempdir().expect("sink dir");
@@ -307,10 +325,8 @@ async fn mx_records_from_dnsmasq_route_the_mail_and_a_missing_domain_bounces() {
             .spawn()
             .expect("smtp-sink runs (postfix)"),
     );
-    let dns_port = free_udp_port();
     // Two MX hosts: the preferred one has no listener, so the second is used.
-    let _dns = dnsmasq(
-        dns_port,
+    let (_dns, dns_port) = dnsmasq(
         &[
             "--mx-host=mx-test.example,mx1.mx-test.example,10".into(),
             "--mx-host=mx-test.example,mx2.mx-test.example,20".into(),
@@ -319,8 +335,9 @@ async fn mx_records_from_dnsmasq_route_the_mail_and_a_missing_domain_bounces() {
             // Answered locally: every name in it is NXDOMAIN.
             "--address=/unknown-domain.example/".into(),
         ],
-    );
-    wait_for_dns(dns_port, "mx-test.example").await;
+        "mx-test.example",
+    )
+    .await;
     let server = TestServer::start_with(|config| {
         config.dns.nameserver = Some(format!("127.0.0.1:{dns_port}").parse().unwrap());
         config.outbound.mx_port = sink_port;
@@ -394,11 +411,13 @@ async fn first_inbox_message(server: &TestServer) -> String {
 
 #[tokio::test]
 async fn a_null_mx_fails_at_once_into_a_bounce_without_retries() {
-    let dns_port = free_udp_port();
     // RFC 7505: `nullmx.example. MX 0 .` (preference 0, the root as exchange), written as
     // raw RDATA since dnsmasq's --mx-host cannot name the root.
-    let _dns = dnsmasq(dns_port, &["--dns-rr=nullmx.example,15,000000".into()]);
-    wait_for_dns(dns_port, "nullmx.example").await;
+    let (_dns, dns_port) = dnsmasq(
+        &["--dns-rr=nullmx.example,15,000000".into()],
+        "nullmx.example",
+    )
+    .await;
     // Any connection attempt would land on this peer (the A/AAAA fallback must not happen).
     let peer = Peer::start(Script::default()).await;
     let server = TestServer::start_with(|config| {
@@ -442,7 +461,8 @@ async fn a_null_mx_fails_at_once_into_a_bounce_without_retries() {
 /// Waits until the DNS server on `port` answers an MX query for `name` (dnsmasq takes a
 /// moment to start on a loaded machine; a query it misses is a temporary failure, retried
 /// minutes later).
-pub async fn wait_for_dns(port: u16, name: &str) {
+/// Whether a DNS server on `port` answers a query for `name` within 2 s.
+async fn dns_answers(port: u16, name: &str) -> bool {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("udp socket");
@@ -453,13 +473,13 @@ pub async fn wait_for_dns(port: u16, name: &str) {
     }
     query.extend_from_slice(&[0, 0, 15, 0, 1]);
     let mut answer = [0u8; 512];
-    for _ in 0..100 {
+    for _ in 0..20 {
         let _ = socket.send_to(&query, ("127.0.0.1", port)).await;
         let received =
             tokio::time::timeout(Duration::from_millis(100), socket.recv(&mut answer)).await;
         if matches!(received, Ok(Ok(count)) if count >= 12) {
-            return;
+            return true;
         }
     }
-    panic!("dnsmasq on port {port} never answered");
+    false
 }
