@@ -1,0 +1,8 @@
+//! The abuse suite (issue 13), in its bounded form: every attack that once took the server
+//! down — heavy requests, idle and trickling connections, password guessing, WebSocket
+//! misuse — run against a real server, each asserting that a normal client is still served
+//! within a bound and that memory stays under the configured budget. The longer form is
+//! `bench abuse` (examples/bench).
+
+#[path = "../common/mod.rs"]
+mod common;
