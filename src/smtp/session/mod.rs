@@ -16,6 +16,10 @@
 
 mod data;
 mod envelope;
+#[cfg(test)]
+mod fuzz_tests;
+#[doc(hidden)]
+pub mod fuzzing;
 mod reply;
 mod sasl;
 mod security;

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// The longest reply text: 512 octets less `DDD C.SSS.DDD ` (14) and CRLF.
+const MAX_REPLY_TEXT: usize = 512 - 14 - 2;
+
 /// One single-line SMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -15,11 +18,20 @@ pub struct Reply {
 impl Reply {
     pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
         // One line only: a CR or LF in the text would let it forge further replies.
-        let text = text
+        let mut text: String = text
             .into()
             .chars()
             .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
             .collect();
+        // RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its code and CRLF.
+        // Texts that quote the client (an unsupported parameter, an address) are cut to fit.
+        if text.len() > MAX_REPLY_TEXT {
+            let mut end = MAX_REPLY_TEXT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
         Reply {
             code,
             enhanced,
