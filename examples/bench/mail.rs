@@ -55,8 +55,41 @@ pub(crate) async fn call(
     call_using(connection, target, &MAIL_USING, calls).await
 }
 
-/// One API request with these capabilities; an HTTP or method error is an `Err`.
+/// One API request with these capabilities; an HTTP or method error, or an object the
+/// server refused (`notCreated`, `notUpdated`, `notDestroyed`), is an `Err`: a refusal must
+/// never count as work done.
 pub(crate) async fn call_using(
+    connection: &mut Connection,
+    target: &Target,
+    using: &[&str],
+    calls: Value,
+) -> Result<Value, String> {
+    let response = call_counting_refusals(connection, target, using, calls).await?;
+    let refused = refusals(&response);
+    if let Some(first) = refused.first() {
+        return Err(format!(
+            "the server refused {} object(s), first: {first}",
+            refused.len()
+        ));
+    }
+    Ok(response)
+}
+
+/// The refusals of every /set-like answer in `response`: `"Method id: {SetError}"` each.
+pub(crate) fn refusals(response: &Value) -> Vec<String> {
+    let mut refused = Vec::new();
+    for invocation in response["methodResponses"].as_array().into_iter().flatten() {
+        for list in ["notCreated", "notUpdated", "notDestroyed"] {
+            for (id, error) in invocation[1][list].as_object().into_iter().flatten() {
+                refused.push(format!("{} {id}: {error}", invocation[0]));
+            }
+        }
+    }
+    refused
+}
+
+/// Like [`call_using`], but refused objects are left for the caller to count.
+pub(crate) async fn call_counting_refusals(
     connection: &mut Connection,
     target: &Target,
     using: &[&str],
@@ -286,16 +319,27 @@ pub async fn populate(options: &Options, target: &Target) -> Result<RunFigures, 
             populate_worker(target, worker as u64, share, generate, mailboxes, inbox).await
         }));
     }
-    let mut raw_bytes = 0u64;
+    let mut tally = PopulateTally::default();
     for task in tasks {
-        raw_bytes += task.await.map_err(|error| error.to_string())??;
+        let worker = task.await.map_err(|error| error.to_string())??;
+        tally.raw_bytes += worker.raw_bytes;
+        tally.imported += worker.imported;
+        tally.refused += worker.refused;
+        tally.first_refusal = tally.first_refusal.or(worker.first_refusal);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let rate = total as f64 / elapsed;
+    // Only what the server confirmed counts: a refused import is not a message stored.
+    let rate = tally.imported as f64 / elapsed;
     println!(
-        "  mail-populate: {total} messages ({:.1} MB raw) in {elapsed:.1} s = {rate:.0} messages/s",
-        raw_bytes as f64 / 1e6
+        "  mail-populate: {} of {total} messages imported, {} refused ({:.1} MB raw sent) in \
+         {elapsed:.1} s = {rate:.0} messages/s",
+        tally.imported,
+        tally.refused,
+        tally.raw_bytes as f64 / 1e6
     );
+    if let Some(first) = &tally.first_refusal {
+        println!("  first refusal: {first}");
+    }
     Ok(RunFigures {
         headline: rate,
         headline_unit: "messages/s",
@@ -333,12 +377,12 @@ async fn populate_worker(
     generate: Generator<'_>,
     mailboxes: Vec<String>,
     inbox: String,
-) -> Result<u64, String> {
+) -> Result<PopulateTally, String> {
     let mut connection = Connection::open(target.api.address).await?;
     let mut sequence =
         Sequence(0x9e37_79b9_7f4a_7c15 ^ (worker + 1).wrapping_mul(0x1234_5678_9abc));
     let mut recent: Vec<(u64, String, usize)> = Vec::new();
-    let mut raw_bytes = 0;
+    let mut tally = PopulateTally::default();
     let mut done = 0;
     while done < count {
         let batch = (count - done).min(IMPORT_BATCH as u64);
@@ -362,7 +406,7 @@ async fn populate_worker(
                 None => sequence.below(mailboxes.len() as u64) as usize,
             };
             let mailbox_id = mailboxes.get(mailbox).unwrap_or(&inbox).clone();
-            raw_bytes += raw.len() as u64;
+            tally.raw_bytes += raw.len() as u64;
             let blob_id = upload(&mut connection, &target, raw).await?;
             let mut keywords = serde_json::Map::new();
             if sequence.below(10) < 7 {
@@ -386,15 +430,35 @@ async fn populate_worker(
                 recent.remove(0);
             }
         }
-        call(
+        let answer = call_counting_refusals(
             &mut connection,
             &target,
+            &MAIL_USING,
             json!([["Email/import", {"accountId": target.account_id, "emails": emails}, "i"]]),
         )
         .await?;
+        let refused = refusals(&answer);
+        if let Some(first) = refused.first()
+            && tally.first_refusal.is_none()
+        {
+            tally.first_refusal = Some(first.clone());
+        }
+        tally.refused += refused.len() as u64;
+        tally.imported += answer["methodResponses"][0][1]["created"]
+            .as_object()
+            .map_or(0, |created| created.len() as u64);
         done += batch;
     }
-    Ok(raw_bytes)
+    Ok(tally)
+}
+
+/// What one populate worker did: imports the server confirmed, and the ones it refused.
+#[derive(Debug, Default)]
+struct PopulateTally {
+    raw_bytes: u64,
+    imported: u64,
+    refused: u64,
+    first_refusal: Option<String>,
 }
 
 fn utc(seconds: i64) -> String {

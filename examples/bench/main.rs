@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- --session-url http://127.0.0.1:8080/.well-known/jmap \
 //!     --user alice@example.test --password PASS [--runs 5] <scenario>
 //! ```
+//! `abuse` (in `abuse.rs`) runs the attacks of the abuse suite while probing.
 //! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query; push ones in
 //! `push.rs`: ws-echo, push-latency, push-idle, eventsource-latency; search ones in `search.rs`:
 //! search-query, search-freshness, search-rebuild, search-layout):
@@ -24,6 +25,7 @@
 //! runs on one thread by default (`--client-threads`) so it leaves the other core(s) to the
 //! server.
 
+mod abuse;
 mod delivery;
 mod mail;
 mod outbound;
@@ -50,7 +52,7 @@ use process::{read_rss, startup};
 /// Hard caps so a mistyped argument cannot run for hours.
 const MAX_REQUESTS: u64 = 5_000_000;
 const MAX_DURATION: Duration = Duration::from_secs(600);
-const MAX_CONNECTIONS: usize = 1024;
+const MAX_CONNECTIONS: usize = 4096;
 
 struct Options {
     session_url: String,
@@ -78,14 +80,18 @@ struct Options {
     smtp: Option<SocketAddr>,
     /// smtp-push-latency: the recipient (`--user`).
     user: Option<String>,
+    /// abuse: one attack (`--attack NAME`), or all.
+    attack: Option<String>,
+    /// abuse: how many loopback addresses the attackers use (127.0.1.1 …).
+    attack_addresses: u8,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
-[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] \
+[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] [--attack NAME] [--attack-addresses N] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
-ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)>";
+ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)|abuse>";
 
 fn parse_options() -> Result<Options, String> {
     let mut arguments = std::env::args().skip(1);
@@ -114,6 +120,8 @@ fn parse_options() -> Result<Options, String> {
         data_dir: None,
         smtp: None,
         user: None,
+        attack: None,
+        attack_addresses: 20,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -164,6 +172,11 @@ fn parse_options() -> Result<Options, String> {
             "--smtp" => {
                 let address: SocketAddr = value()?.parse().map_err(|_| "--smtp: not IP:PORT")?;
                 options.smtp = Some(address);
+            }
+            "--attack" => options.attack = Some(value()?),
+            "--attack-addresses" => {
+                options.attack_addresses =
+                    u8::try_from(number(value()?)?.clamp(1, 250)).unwrap_or(20)
             }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
@@ -248,6 +261,11 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|error| error.to_string())?;
+        Self::from_stream(stream).await
+    }
+
+    /// An HTTP/1.1 client connection over a connected stream.
+    async fn from_stream(stream: TcpStream) -> Result<Self, String> {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|error| format!("handshake: {error}"))?;
@@ -670,6 +688,7 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("mail-populate", Some(target)) => mail::populate(options, target).await?,
             ("mail-import", Some(target)) => mail::import(options, target).await?,
             ("mail-query", Some(target)) => mail::query(options, target).await?,
+            ("abuse", Some(target)) => abuse::abuse(options, target).await?,
             ("submission-latency", Some(target)) => {
                 submission::submission_latency(options, target, run).await?
             }

@@ -41,19 +41,19 @@ use super::{
 pub(crate) type Socket = WebSocketStream<TcpStream>;
 
 /// A per-process nonce for Mailbox names.
-fn rand_nonce() -> u64 {
+pub(crate) fn rand_nonce() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
 /// The push URLs of the session.
-struct PushUrls {
-    websocket: String,
+pub(crate) struct PushUrls {
+    pub(crate) websocket: String,
     event_source: String,
 }
 
-async fn push_urls(options: &Options) -> Result<PushUrls, String> {
+pub(crate) async fn push_urls(options: &Options) -> Result<PushUrls, String> {
     let endpoint = loopback_endpoint(&options.session_url)?;
     let mut connection = Connection::open(endpoint.address).await?;
     let request = build_request(

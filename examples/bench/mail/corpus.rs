@@ -153,6 +153,13 @@ fn base64_lines(sequence: &mut Sequence, raw_bytes: usize) -> String {
     out
 }
 
+/// `base64_lines` as the value of a header field: every line after the first is a
+/// continuation (RFC 5322 §2.2.3: folding inserts CRLF before white space), and no CRLF at
+/// the end (the caller ends the field).
+fn folded(lines: &str) -> String {
+    lines.trim_end().replace("\r\n", "\r\n\t")
+}
+
 fn html_of(text: &str) -> String {
     let mut html = String::from(
         "<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\
@@ -202,10 +209,10 @@ pub fn message(
     if sequence.below(2) == 0 {
         head.push_str(&format!(
             "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=domain{}.example;\r\n\
-             \ts=selector1; h=from:to:subject:date:message-id;\r\n\tbh={};\r\n\tb={}",
+             \ts=selector1; h=from:to:subject:date:message-id;\r\n\tbh={};\r\n\tb={}\r\n",
             sender % 300,
-            base64_lines(sequence, 32).trim_end(),
-            base64_lines(sequence, 256)
+            folded(&base64_lines(sequence, 32)),
+            folded(&base64_lines(sequence, 256))
         ));
     }
     head.push_str(&format!(
