@@ -106,6 +106,15 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> V
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
+    // RFC 8620 §3.1: API requests are application/json.
+    if method == "POST"
+        && path.starts_with("/jmap/api")
+        && !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        text.push_str("Content-Type: application/json\r\n");
+    }
     if !body.is_empty() || method == "POST" {
         text.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -206,7 +215,7 @@ async fn oversized_chunked_request_is_cut_off_at_the_limit() {
     let chunk = vec![b' '; 800];
     let mut bytes = format!(
         "POST /jmap/api HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {auth}\r\n\
-         Transfer-Encoding: chunked\r\n\r\n"
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     .into_bytes();
     for _ in 0..2 {
@@ -236,7 +245,7 @@ async fn concurrent_requests_over_the_limit_get_429() {
     let mut held = TcpStream::connect(harness.server.http_addr).await.unwrap();
     let head = format!(
         "POST /jmap/api HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {auth}\r\n\
-         Content-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         ECHO.len()
     );
     held.write_all(head.as_bytes()).await.unwrap();
@@ -553,7 +562,8 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let auth = basic(ALICE);
     let mut in_flight = TcpStream::connect(harness.server.http_addr).await.unwrap();
     let head = format!(
-        "POST /jmap/api HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n",
+        "POST /jmap/api HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         ECHO.len()
     );
     in_flight.write_all(head.as_bytes()).await.unwrap();
