@@ -363,10 +363,16 @@ impl Server {
         } = listeners;
         let data_dir = config.server.data_dir.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-        let directory = Directory::with_cache_ttl(
+        let directory = Directory::with_limits(
             store.clone(),
             Duration::from_secs(config.auth.credential_cache_seconds),
+            config.auth.max_concurrent_password_checks,
         );
+        // One throttle for every login path (HTTP and SMTP AUTH): a guess counts wherever
+        // it is made.
+        let login_throttle = Arc::new(crate::auth::rate_limit::LoginThrottle::new(
+            crate::auth::rate_limit::ThrottleSettings::from_config(&config.auth),
+        ));
         let http_addr = http_listener
             .local_addr()
             .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
@@ -434,11 +440,8 @@ impl Server {
             admin_file = Some(file);
         }
 
-        let authenticator = Authenticator::new(
-            directory.clone(),
-            config.auth.failed_login_burst,
-            Duration::from_secs(config.auth.failed_login_refill_seconds),
-        );
+        let authenticator =
+            Authenticator::with_throttle(directory.clone(), Arc::clone(&login_throttle));
         let purge_store = store.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = purge::resume_pending_purges(&purge_store).await {
@@ -470,6 +473,7 @@ impl Server {
             smtp_sockets,
             &stop_receiver,
             url_host(&base_url).unwrap_or("localhost"),
+            login_throttle,
         )
         .await
         .map_err(|message| StartError::new(StartErrorKind::Store, message))?;

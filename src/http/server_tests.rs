@@ -171,7 +171,12 @@ async fn missing_or_bad_credentials_get_401_with_both_challenges() {
 
 #[tokio::test]
 async fn failed_logins_are_rate_limited_per_address() {
-    let harness = start(|config| config.auth.failed_login_burst = 2).await;
+    // No slowing down (max delay 0): an empty bucket refuses at once.
+    let harness = start(|config| {
+        config.auth.failed_login_burst = 2;
+        config.auth.failed_login_max_delay_seconds = 0;
+    })
+    .await;
     let wrong = basic((ALICE.0, "wrong"));
     let wrong_request = request(
         "GET",

@@ -275,8 +275,8 @@ impl Driver {
                             self.session.answer_auth(None);
                         }
                         Err(reply) => {
-                            self.session.answer_auth(None);
                             tracing::info!(client_ip = %ip, %reply, "SMTP AUTH refused");
+                            self.session.refuse_auth(reply);
                         }
                     }
                 }
@@ -513,6 +513,7 @@ pub async fn launch(
     sockets: SmtpSockets,
     stop: &watch::Receiver<bool>,
     hostname: &str,
+    login_throttle: Arc<crate::auth::rate_limit::LoginThrottle>,
 ) -> Result<(SmtpAddresses, Vec<tokio::task::JoinHandle<()>>), String> {
     // Stores from before the domain index learn their local domains from their accounts.
     directory
@@ -524,8 +525,7 @@ pub async fn launch(
         directory.clone(),
         blobs.clone(),
         antivirus.map(|antivirus| Arc::new(antivirus) as Arc<dyn crate::smtp::policy::DataFilter>),
-        config.auth.failed_login_burst,
-        Duration::from_secs(config.auth.failed_login_refill_seconds),
+        login_throttle,
     )
     .with_postmaster(config.smtp.postmaster.clone());
     let hostname = config
