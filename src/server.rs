@@ -368,11 +368,7 @@ impl Server {
             Duration::from_secs(config.auth.credential_cache_seconds),
             config.auth.max_concurrent_password_checks,
         );
-        // One throttle for every login path (HTTP and SMTP AUTH): a guess counts wherever
-        // it is made.
-        let login_throttle = Arc::new(crate::auth::rate_limit::LoginThrottle::new(
-            crate::auth::rate_limit::ThrottleSettings::from_config(&config.auth),
-        ));
+
         let http_addr = http_listener
             .local_addr()
             .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
@@ -440,8 +436,11 @@ impl Server {
             admin_file = Some(file);
         }
 
-        let authenticator =
-            Authenticator::with_throttle(directory.clone(), Arc::clone(&login_throttle));
+        // One throttle for every login path: SMTP AUTH uses this authenticator's too.
+        let login_throttle = Arc::new(crate::auth::rate_limit::LoginThrottle::new(
+            crate::auth::rate_limit::ThrottleSettings::from_config(&config.auth),
+        ));
+        let authenticator = Authenticator::with_throttle(directory.clone(), login_throttle);
         let purge_store = store.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = purge::resume_pending_purges(&purge_store).await {
@@ -467,13 +466,12 @@ impl Server {
         let (dns, delivery) = start_delivery(&config, &store, engine.blobs(), &base_url)?;
         let (smtp, smtp_tasks) = crate::smtp::listener::launch(
             &config,
-            &directory,
+            &state.authenticator,
             engine.blobs(),
             tls.clone(),
             smtp_sockets,
             &stop_receiver,
             url_host(&base_url).unwrap_or("localhost"),
-            login_throttle,
         )
         .await
         .map_err(|message| StartError::new(StartErrorKind::Store, message))?;

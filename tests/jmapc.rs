@@ -72,6 +72,9 @@ async fn jmapc_python_client_works_against_tern() {
     );
     eprintln!("{transcript}");
     assert!(output.status.success(), "jmapc failed:\n{transcript}");
-    assert!(transcript.contains("jmapc works against Tern"), "{transcript}");
+    assert!(
+        transcript.contains("jmapc works against Tern"),
+        "{transcript}"
+    );
     running.shutdown().await;
 }

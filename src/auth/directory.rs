@@ -590,10 +590,7 @@ impl Directory {
             ),
             None => (password::decoy_hash().to_owned(), None),
         };
-        let matches = self
-            .verifier
-            .verify(password.to_owned(), stored_hash)
-            .await;
+        let matches = self.verifier.verify(password.to_owned(), stored_hash).await;
         Ok(principal.filter(|_| matches))
     }
 

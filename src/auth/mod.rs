@@ -162,6 +162,11 @@ impl Authenticator {
         &self.directory
     }
 
+    /// The login throttle (SMTP AUTH shares it).
+    pub fn throttle(&self) -> &Arc<LoginThrottle> {
+        &self.throttle
+    }
+
     /// Authenticates the value of an `Authorization` header sent from `client`.
     pub async fn authenticate(
         &self,
@@ -194,12 +199,13 @@ impl Authenticator {
         if let Some(principal) = cache.get(&cache_key) {
             return Ok(principal);
         }
-        let attempt = self.throttle.admit(client, &email).map_err(|refusal| {
-            AuthError::RateLimited {
-                retry_after: refusal.retry_after,
-                scope: refusal.scope,
-            }
-        })?;
+        let attempt =
+            self.throttle
+                .admit(client, &email)
+                .map_err(|refusal| AuthError::RateLimited {
+                    retry_after: refusal.retry_after,
+                    scope: refusal.scope,
+                })?;
         // Slowed down, not refused (see `rate_limit`): the right password still gets in.
         if !attempt.delay().is_zero() {
             tokio::time::sleep(attempt.delay()).await;
@@ -232,12 +238,13 @@ impl Authenticator {
         client: IpAddr,
         cache_key: [u8; 32],
     ) -> Result<Principal, AuthError> {
-        let attempt = self.throttle.admit(client, "").map_err(|refusal| {
-            AuthError::RateLimited {
-                retry_after: refusal.retry_after,
-                scope: refusal.scope,
-            }
-        })?;
+        let attempt =
+            self.throttle
+                .admit(client, "")
+                .map_err(|refusal| AuthError::RateLimited {
+                    retry_after: refusal.retry_after,
+                    scope: refusal.scope,
+                })?;
         if !attempt.delay().is_zero() {
             tokio::time::sleep(attempt.delay()).await;
         }

@@ -220,7 +220,9 @@ async fn authenticator_accepts_basic_and_bearer_and_rate_limits() {
     );
     let elsewhere = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
     assert_eq!(
-        authenticator.authenticate(Some(&other_user), elsewhere).await,
+        authenticator
+            .authenticate(Some(&other_user), elsewhere)
+            .await,
         Err(AuthError::Invalid)
     );
 }

@@ -186,7 +186,11 @@ mod tests {
         assert!(!verify_with_memory("correct horsf", &phc, &mut memory));
         assert!(!verify_with_memory("", &phc, &mut memory));
         assert!(!verify_with_memory("x", "not a phc string", &mut memory));
-        assert!(!verify_with_memory("x", "$argon2id$v=19$m=999999999,t=2,p=1$c2FsdHNhbHQ$aGFzaA", &mut memory));
+        assert!(!verify_with_memory(
+            "x",
+            "$argon2id$v=19$m=999999999,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+            &mut memory
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,9 +235,9 @@ async fn route_request(
         return response;
     }
     if route == Route::Api
-        && let Err(response) = require_json(request.headers())
+        && let Some(refusal) = refuse_unless_json(request.headers())
     {
-        return response;
+        return refusal;
     }
     let ticket = match route {
         Route::WebSocket | Route::EventSource => ticket_in_query(uri.query()),
@@ -285,7 +285,7 @@ async fn route_request(
 /// else, a missing type included, is `notJSON` (RFC 8620 §3.6.1), checked before the
 /// credentials: a cross-site form or `no-cors` fetch (which can only send `text/plain`, form
 /// types or none) never runs a method with the browser's cached credentials.
-fn require_json(headers: &HeaderMap) -> Result<(), Response<ResponseBody>> {
+fn refuse_unless_json(headers: &HeaderMap) -> Option<Response<ResponseBody>> {
     let value = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
@@ -302,13 +302,17 @@ fn require_json(headers: &HeaderMap) -> Result<(), Response<ResponseBody>> {
             })
     });
     if acceptable {
-        return Ok(());
+        return None;
     }
     let shown = value.unwrap_or("none");
-    tracing::info!(content_type = shown, reason = "notJSON", "API request refused");
-    Err(jmap_problem(&crate::jmap::ProblemDetails::not_json(format!(
-        "the request must be application/json (RFC 8620 §3.1), not {shown:?}"
-    ))))
+    tracing::info!(
+        content_type = shown,
+        reason = "notJSON",
+        "API request refused"
+    );
+    Some(jmap_problem(&crate::jmap::ProblemDetails::not_json(
+        format!("the request must be application/json (RFC 8620 §3.1), not {shown:?}"),
+    )))
 }
 
 /// The `ticket` query parameter of a WebSocket or EventSource URL (browsers).
@@ -481,7 +485,7 @@ mod tests {
                     HeaderValue::from_str(value).expect("header"),
                 );
             }
-            require_json(&headers).is_ok()
+            refuse_unless_json(&headers).is_none()
         };
         for good in [
             "application/json",

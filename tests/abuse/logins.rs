@@ -56,7 +56,14 @@ fn rss_bytes() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }
 
@@ -83,7 +90,10 @@ async fn guessing_one_account_from_ten_addresses_is_throttled_per_account() {
                     let started = Instant::now();
                     let response = client
                         .get(&session_url)
-                        .header("authorization", basic(&email, &format!("guess-{fourth}-{guess}")))
+                        .header(
+                            "authorization",
+                            basic(&email, &format!("guess-{fourth}-{guess}")),
+                        )
                         .send()
                         .await
                         .expect("session request");
@@ -157,8 +167,14 @@ async fn a_correct_password_behind_a_throttled_shared_address_still_logs_in() {
     // Alice, behind the same address, is slowed down (one refill at most), not refused.
     let (status, _, elapsed) = login(&server, &nat, &alice.email, &alice.password).await;
     eprintln!("correct password from a throttled address: {status} in {elapsed:?}");
-    assert_eq!(status, 200, "a correct password from a shared address gets in");
-    assert!(elapsed < Duration::from_secs(4), "within a bound: {elapsed:?}");
+    assert_eq!(
+        status, 200,
+        "a correct password from a shared address gets in"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "within a bound: {elapsed:?}"
+    );
     // Guessers there stay throttled: concurrent guesses queue one refill apart, and past the
     // 5 s bound they are refused with Retry-After.
     let guesses: Vec<_> = (0..6)
@@ -168,7 +184,10 @@ async fn a_correct_password_behind_a_throttled_shared_address_still_logs_in() {
             tokio::spawn(async move {
                 let response = nat
                     .get(url)
-                    .header("authorization", basic("mallory@example.test", &format!("g{index}")))
+                    .header(
+                        "authorization",
+                        basic("mallory@example.test", &format!("g{index}")),
+                    )
                     .send()
                     .await
                     .expect("session request");
@@ -189,11 +208,17 @@ async fn a_correct_password_behind_a_throttled_shared_address_still_logs_in() {
             assert_eq!(status, 401);
         }
     }
-    assert!(refused >= 2, "guessing faster than one try per refill is refused: {refused}");
+    assert!(
+        refused >= 2,
+        "guessing faster than one try per refill is refused: {refused}"
+    );
     // Alice logged in from here before: the guessers' slow lane does not concern her.
     let (status, _, elapsed) = login(&server, &nat, &alice.email, &alice.password).await;
     assert_eq!(status, 200);
-    assert!(elapsed < Duration::from_secs(1), "known device, at once: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "known device, at once: {elapsed:?}"
+    );
     server.shutdown().await;
 }
 
@@ -312,7 +337,11 @@ async fn smtp_auth_shares_the_login_throttle() {
     })
     .await;
     let alice = server.alice().clone();
-    let submission = server.running().smtp.submission.expect("submission listener");
+    let submission = server
+        .running()
+        .smtp
+        .submission
+        .expect("submission listener");
     // Two guesses over HTTP use up alice's account burst of 2 ...
     let guesser = loopback(0, 70);
     let http = client_from(guesser);

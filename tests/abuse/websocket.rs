@@ -98,10 +98,14 @@ async fn a_close_frame_is_answered_with_a_close_frame() {
                 "the Close answer echoes 1000: {code:?}"
             );
         }
-        other => panic!("expected a Close frame, the server sent {other:?} (a dropped TCP is 1006)"),
+        other => {
+            panic!("expected a Close frame, the server sent {other:?} (a dropped TCP is 1006)")
+        }
     }
     // Then the connection ends cleanly (the server closes TCP, RFC 6455 §7.1.1).
-    let end = tokio::time::timeout(WAIT, socket.next()).await.expect("closed in time");
+    let end = tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("closed in time");
     assert!(
         matches!(end, None | Some(Err(_))),
         "nothing after the Close: {end:?}"

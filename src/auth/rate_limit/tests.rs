@@ -31,7 +31,11 @@ fn an_address_is_slowed_then_refused_never_blocked_for_good() {
     }
     // Empty: the next attempt waits for its token (one refill) instead of a 429 ...
     let delayed = throttle.admit(ip(1), "b@x").expect("slowed, not refused");
-    assert!(delayed.delay() > Duration::from_millis(150), "{:?}", delayed.delay());
+    assert!(
+        delayed.delay() > Duration::from_millis(150),
+        "{:?}",
+        delayed.delay()
+    );
     assert_eq!(delayed.delayed_by(), Some(Scope::Address));
     // ... and a second one concurrently would wait two refills (over max_delay): refused.
     let refused = throttle.admit(ip(1), "c@x").err().expect("refused");
@@ -66,7 +70,9 @@ fn an_account_is_throttled_across_addresses_but_not_for_clean_addresses() {
     clean.succeeded();
     // ... and other accounts from the failed addresses are not concerned.
     assert_eq!(
-        throttle.admit(ip(1), "bob@x").map(|attempt| attempt.delay()),
+        throttle
+            .admit(ip(1), "bob@x")
+            .map(|attempt| attempt.delay()),
         Ok(Duration::ZERO)
     );
 }
@@ -74,7 +80,10 @@ fn an_account_is_throttled_across_addresses_but_not_for_clean_addresses() {
 #[test]
 fn a_known_good_login_skips_its_address_bucket() {
     let throttle = LoginThrottle::new(settings(2, 100));
-    throttle.admit(ip(9), "bob@x").expect("admitted").succeeded();
+    throttle
+        .admit(ip(9), "bob@x")
+        .expect("admitted")
+        .succeeded();
     for name in ["x@x", "y@x"] {
         assert_eq!(fail(&throttle, ip(9), name), Ok(Duration::ZERO));
     }
