@@ -25,8 +25,12 @@
 //! max_objects_in_set = 1000
 //!
 //! [auth]
-//! failed_login_burst = 10         # failed logins per client address before 429
+//! failed_login_burst = 10         # failed logins per client address before slowing down
 //! failed_login_refill_seconds = 6 # one more attempt allowed every this many seconds
+//! failed_login_account_burst = 10 # failed logins per account (from any address) likewise
+//! failed_login_account_refill_seconds = 10
+//! failed_login_max_delay_seconds = 10  # slowed logins wait up to this, then 429
+//! max_concurrent_password_checks = 4   # argon2 verifications at once (19 MiB each)
 //! credential_cache_seconds = 60   # successful Basic logins skip argon2 for this long
 //!
 //! [cors]
@@ -263,6 +267,10 @@ impl JmapConfig {
 pub struct AuthConfig {
     pub failed_login_burst: u32,
     pub failed_login_refill_seconds: u64,
+    pub failed_login_account_burst: u32,
+    pub failed_login_account_refill_seconds: u64,
+    pub failed_login_max_delay_seconds: u64,
+    pub max_concurrent_password_checks: usize,
     pub credential_cache_seconds: u64,
 }
 
@@ -271,6 +279,10 @@ impl Default for AuthConfig {
         AuthConfig {
             failed_login_burst: 10,
             failed_login_refill_seconds: 6,
+            failed_login_account_burst: 10,
+            failed_login_account_refill_seconds: 10,
+            failed_login_max_delay_seconds: 10,
+            max_concurrent_password_checks: 4,
             credential_cache_seconds: 60,
         }
     }
@@ -409,6 +421,15 @@ impl Config {
         if self.auth.failed_login_burst == 0 || self.auth.failed_login_refill_seconds == 0 {
             return Err(ConfigError::invalid(
                 "auth.failed_login_burst and auth.failed_login_refill_seconds must be at least 1",
+            ));
+        }
+        if self.auth.failed_login_account_burst == 0
+            || self.auth.failed_login_account_refill_seconds == 0
+            || self.auth.max_concurrent_password_checks == 0
+        {
+            return Err(ConfigError::invalid(
+                "auth.failed_login_account_burst, auth.failed_login_account_refill_seconds and \
+                 auth.max_concurrent_password_checks must be at least 1",
             ));
         }
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {

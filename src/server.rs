@@ -363,10 +363,12 @@ impl Server {
         } = listeners;
         let data_dir = config.server.data_dir.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-        let directory = Directory::with_cache_ttl(
+        let directory = Directory::with_limits(
             store.clone(),
             Duration::from_secs(config.auth.credential_cache_seconds),
+            config.auth.max_concurrent_password_checks,
         );
+
         let http_addr = http_listener
             .local_addr()
             .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
@@ -434,11 +436,11 @@ impl Server {
             admin_file = Some(file);
         }
 
-        let authenticator = Authenticator::new(
-            directory.clone(),
-            config.auth.failed_login_burst,
-            Duration::from_secs(config.auth.failed_login_refill_seconds),
-        );
+        // One throttle for every login path: SMTP AUTH uses this authenticator's too.
+        let login_throttle = Arc::new(crate::auth::rate_limit::LoginThrottle::new(
+            crate::auth::rate_limit::ThrottleSettings::from_config(&config.auth),
+        ));
+        let authenticator = Authenticator::with_throttle(directory.clone(), login_throttle);
         let purge_store = store.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = purge::resume_pending_purges(&purge_store).await {
@@ -464,7 +466,7 @@ impl Server {
         let (dns, delivery) = start_delivery(&config, &store, engine.blobs(), &base_url)?;
         let (smtp, smtp_tasks) = crate::smtp::listener::launch(
             &config,
-            &directory,
+            &state.authenticator,
             engine.blobs(),
             tls.clone(),
             smtp_sockets,

@@ -568,3 +568,45 @@ async fn email_copy_needs_two_different_accounts() {
     );
     server.shutdown().await;
 }
+
+/// RFC 8621 §4.8: importing a blob that is not a message is `invalidEmail`, as Email/parse of
+/// the same blob is `notParsable` (RFC 8621 §4.9), never an empty Email.
+#[tokio::test]
+async fn importing_a_blob_that_is_not_a_message_is_invalid_email() {
+    let server = TestServer::start().await;
+    let alice = server.alice().clone();
+    let client = server.jmap_client(&alice).await;
+    let inbox = mailbox_with_role(&client, Role::Inbox).await;
+    let uploaded = server
+        .upload(&alice, b"this is not an email".to_vec(), "text/plain")
+        .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
+    let blob_id = uploaded.json()["blobId"]
+        .as_str()
+        .expect("blobId")
+        .to_owned();
+    let account = alice.account_id.clone();
+    let answer = server
+        .post_api(
+            &alice,
+            &serde_json::json!({
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                "methodCalls": [
+                    ["Email/parse", {"accountId": account, "blobIds": [blob_id]}, "p"],
+                    ["Email/import", {"accountId": account, "emails": {
+                        "k": {"blobId": blob_id, "mailboxIds": {inbox.as_str(): true}}
+                    }}, "i"],
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    let responses = &body["methodResponses"];
+    assert_eq!(responses[0][1]["notParsable"][0], blob_id, "{body}");
+    let import = &responses[1][1];
+    assert_eq!(import["created"], serde_json::Value::Null, "{body}");
+    assert_eq!(import["notCreated"]["k"]["type"], "invalidEmail", "{body}");
+    assert_eq!(counts(&client, &inbox).await.0, 0, "nothing was imported");
+    server.shutdown().await;
+}

@@ -267,6 +267,9 @@ pub async fn account_email_in(
 pub struct Directory {
     store: Store,
     cache: Arc<CredentialCache>,
+    /// Every password check (HTTP and SMTP AUTH) runs here, at most
+    /// `[auth] max_concurrent_password_checks` at once.
+    verifier: Arc<super::verifier::Verifier>,
 }
 
 impl Directory {
@@ -281,14 +284,26 @@ impl Directory {
     }
 
     pub fn with_cache_ttl(store: Store, cache_ttl: Duration) -> Directory {
+        let checks = crate::config::AuthConfig::default().max_concurrent_password_checks;
+        Directory::with_limits(store, cache_ttl, checks)
+    }
+
+    /// A directory whose password checks run at most `password_checks` at once.
+    pub fn with_limits(store: Store, cache_ttl: Duration, password_checks: usize) -> Directory {
         Directory {
             store,
             cache: Arc::new(CredentialCache::new(cache_ttl)),
+            verifier: Arc::new(super::verifier::Verifier::new(password_checks)),
         }
     }
 
     pub fn credential_cache(&self) -> &CredentialCache {
         &self.cache
+    }
+
+    /// The password verifier (its bound and the most verifications that ever ran at once).
+    pub fn verifier(&self) -> &super::verifier::Verifier {
+        &self.verifier
     }
 
     /// Creates an account. The password is hashed off the async runtime.
@@ -575,7 +590,7 @@ impl Directory {
             ),
             None => (password::decoy_hash().to_owned(), None),
         };
-        let matches = password::verify_blocking(password.to_owned(), stored_hash).await;
+        let matches = self.verifier.verify(password.to_owned(), stored_hash).await;
         Ok(principal.filter(|_| matches))
     }
 

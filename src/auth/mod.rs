@@ -2,22 +2,26 @@
 //!
 //! - [`Directory`]: accounts, argon2id password hashes and bearer tokens in the store;
 //! - [`Authenticator`]: turns an `Authorization` header (HTTP Basic, RFC 7617, or Bearer,
-//!   RFC 6750) into a [`Principal`], with a short-lived cache of successful checks and
-//!   failed-login rate limiting per client address.
+//!   RFC 6750) into a [`Principal`], with a short-lived cache of successful checks and the
+//!   login throttle (per client address and per account, [`rate_limit`]) in front of a
+//!   bounded password verifier ([`verifier`]).
 
 pub mod cache;
 pub mod directory;
 pub mod password;
 pub mod rate_limit;
+pub mod verifier;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 pub use directory::{AccountInfo, Directory, DirectoryError, DirectoryErrorKind, Email};
-use rate_limit::FailedLoginLimiter;
+use rate_limit::{LoginThrottle, Scope, ThrottleSettings};
 
 /// An authenticated user. Every JMAP call runs on behalf of one; an account is reachable only
 /// through `Principal::may_access`, checked once at the edge.
@@ -42,8 +46,8 @@ pub enum AuthError {
     Missing,
     #[error("invalid credentials")]
     Invalid,
-    #[error("too many failed logins from this address; retry in {} s", retry_after.as_secs().max(1))]
-    RateLimited { retry_after: Duration },
+    #[error("too many failed logins for this {}; retry in {} s", scope.as_str(), retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration, scope: Scope },
     #[error("the directory is unavailable: {0}")]
     Unavailable(String),
 }
@@ -54,12 +58,56 @@ pub const WWW_AUTHENTICATE: &str = "Basic realm=\"tern\", Bearer realm=\"tern\""
 /// Authenticates requests against a [`Directory`].
 pub struct Authenticator {
     directory: Directory,
-    limiter: FailedLoginLimiter,
-    /// Bounds concurrent argon2 verifications (each takes ~19 MiB and a core for tens of
-    /// milliseconds): a burst of logins, honest or not, cannot exhaust memory or starve
-    /// the blocking pool. It also makes concurrent identical logins verify once: later
-    /// ones find the cache filled when their turn comes.
-    password_checks: tokio::sync::Semaphore,
+    throttle: Arc<LoginThrottle>,
+    /// Concurrent logins with identical credentials verify once (and take one throttle
+    /// reservation): later ones wait for the first and find the cache filled.
+    in_flight: InFlight,
+}
+
+type CacheKey = [u8; 32];
+
+#[derive(Default)]
+struct InFlight {
+    logins: std::sync::Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One login's turn for its credentials; leaving forgets the entry when nobody else waits.
+struct Flight<'a> {
+    flights: &'a InFlight,
+    key: CacheKey,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl InFlight {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>> {
+        self.logins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn enter(&self, key: CacheKey) -> Flight<'_> {
+        let lock = Arc::clone(self.map().entry(key).or_default());
+        let mut flight = Flight {
+            flights: self,
+            key,
+            lock: Arc::clone(&lock),
+            held: None,
+        };
+        flight.held = Some(lock.lock_owned().await);
+        flight
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.held = None;
+        let mut logins = self.flights.map();
+        // Only the map and this flight still hold it: nobody is waiting.
+        if Arc::strong_count(&self.lock) <= 2 {
+            logins.remove(&self.key);
+        }
+    }
 }
 
 /// A parsed `Authorization` header.
@@ -94,17 +142,29 @@ fn parse_authorization(header: &[u8]) -> Option<Credentials> {
 }
 
 impl Authenticator {
+    /// An authenticator with its own throttle: `failed_login_burst` and `refill` per address,
+    /// the default account limits.
     pub fn new(directory: Directory, failed_login_burst: u32, refill: Duration) -> Authenticator {
-        let parallelism = std::thread::available_parallelism().map_or(2, usize::from);
+        let settings = ThrottleSettings::per_address(failed_login_burst, refill);
+        Authenticator::with_throttle(directory, Arc::new(LoginThrottle::new(settings)))
+    }
+
+    /// An authenticator sharing `throttle` (with SMTP AUTH).
+    pub fn with_throttle(directory: Directory, throttle: Arc<LoginThrottle>) -> Authenticator {
         Authenticator {
             directory,
-            limiter: FailedLoginLimiter::new(failed_login_burst, refill),
-            password_checks: tokio::sync::Semaphore::new(parallelism),
+            throttle,
+            in_flight: InFlight::default(),
         }
     }
 
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The login throttle (SMTP AUTH shares it).
+    pub fn throttle(&self) -> &Arc<LoginThrottle> {
+        &self.throttle
     }
 
     /// Authenticates the value of an `Authorization` header sent from `client`.
@@ -121,31 +181,89 @@ impl Authenticator {
         if let Some(principal) = cache.get(&cache_key) {
             return Ok(principal);
         }
-        self.limiter
-            .check(client)
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
-        let found = match parse_authorization(header) {
-            Some(Credentials::Basic { email, password }) => {
-                let _permit = self.password_checks.acquire().await.map_err(|_| {
-                    AuthError::Unavailable("password verification is shut down".into())
-                })?;
-                if let Some(principal) = cache.get(&cache_key) {
-                    return Ok(principal);
-                }
-                self.directory.verify_password(&email, &password).await
+        let (email, password) = match parse_authorization(header) {
+            Some(Credentials::Basic { email, password }) => (email, password),
+            Some(Credentials::Bearer { token }) => {
+                return self.bearer(&token, client, cache_key).await;
             }
-            Some(Credentials::Bearer { token }) => self.directory.principal_for_token(&token).await,
-            None => Ok(None),
+            None => {
+                // Counts against the address like a wrong password (no account to charge).
+                if let Ok(attempt) = self.throttle.admit(client, "") {
+                    attempt.failed();
+                }
+                tracing::info!(%client, reason = "malformed Authorization", "failed login");
+                return Err(AuthError::Invalid);
+            }
+        };
+        let _flight = self.in_flight.enter(cache_key).await;
+        if let Some(principal) = cache.get(&cache_key) {
+            return Ok(principal);
         }
-        .map_err(|error| AuthError::Unavailable(error.message))?;
+        let attempt =
+            self.throttle
+                .admit(client, &email)
+                .map_err(|refusal| AuthError::RateLimited {
+                    retry_after: refusal.retry_after,
+                    scope: refusal.scope,
+                })?;
+        // Slowed down, not refused (see `rate_limit`): the right password still gets in.
+        if !attempt.delay().is_zero() {
+            tokio::time::sleep(attempt.delay()).await;
+        }
+        let found = self
+            .directory
+            .verify_password(&email, &password)
+            .await
+            .map_err(|error| AuthError::Unavailable(error.message))?;
         match found {
             Some(principal) => {
+                attempt.succeeded();
                 cache.insert(cache_key, principal.clone());
                 Ok(principal)
             }
             None => {
-                self.limiter.record_failure(client);
-                tracing::info!(%client, "failed login");
+                let delayed_by = attempt.delayed_by().map(Scope::as_str);
+                attempt.failed();
+                tracing::info!(%client, login = %email, delayed_by, "failed login");
+                Err(AuthError::Invalid)
+            }
+        }
+    }
+
+    /// Bearer tokens are random (no guessing to throttle per account); a wrong one counts
+    /// against the client's address.
+    async fn bearer(
+        &self,
+        token: &str,
+        client: IpAddr,
+        cache_key: [u8; 32],
+    ) -> Result<Principal, AuthError> {
+        let attempt =
+            self.throttle
+                .admit(client, "")
+                .map_err(|refusal| AuthError::RateLimited {
+                    retry_after: refusal.retry_after,
+                    scope: refusal.scope,
+                })?;
+        if !attempt.delay().is_zero() {
+            tokio::time::sleep(attempt.delay()).await;
+        }
+        let found = self
+            .directory
+            .principal_for_token(token)
+            .await
+            .map_err(|error| AuthError::Unavailable(error.message))?;
+        match found {
+            Some(principal) => {
+                attempt.succeeded();
+                self.directory
+                    .credential_cache()
+                    .insert(cache_key, principal.clone());
+                Ok(principal)
+            }
+            None => {
+                attempt.failed();
+                tracing::info!(%client, reason = "unknown bearer token", "failed login");
                 Err(AuthError::Invalid)
             }
         }

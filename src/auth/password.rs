@@ -1,7 +1,8 @@
 //! Password hashing (argon2id, PHC string format) and generation.
 //!
 //! Hashing and verifying cost tens of milliseconds of CPU on purpose: callers on the async
-//! runtime go through [`hash_blocking`] / [`verify_blocking`], which run on the blocking pool.
+//! runtime go through [`hash_blocking`] (the blocking pool) and, for logins, the directory's
+//! bounded [`super::verifier::Verifier`].
 
 use std::sync::OnceLock;
 
@@ -82,12 +83,6 @@ pub async fn hash_blocking(password: String) -> Result<String, PasswordError> {
     tokio::task::spawn_blocking(move || hash(&password))
         .await
         .map_err(|error| PasswordError::Hashing(format!("hashing task failed: {error}")))?
-}
-
-pub async fn verify_blocking(password: String, phc_hash: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&password, &phc_hash))
-        .await
-        .unwrap_or(false)
 }
 
 /// A random password for `account create` without `--password` and for `serve --demo`.

@@ -197,20 +197,32 @@ async fn authenticator_accepts_basic_and_bearer_and_rate_limits() {
             Err(AuthError::Invalid)
         );
     }
-    // Three failures used the burst: now even a fresh correct login from this address waits,
-    // unless it is already cached.
-    let fresh = basic("alice@example.test", "other");
+    // Three failures used the burst; with a 60 s refill (over the 10 s max delay) other
+    // logins from this address are refused at once, without verification ...
+    let other_user = basic("mallory@example.test", "guess");
     assert!(matches!(
-        authenticator.authenticate(Some(&fresh), CLIENT).await,
-        Err(AuthError::RateLimited { .. })
+        authenticator.authenticate(Some(&other_user), CLIENT).await,
+        Err(AuthError::RateLimited {
+            scope: rate_limit::Scope::Address,
+            ..
+        })
     ));
+    // ... but alice, who logged in from here before, is still verified (shared NAT), and
+    // her cached login works.
+    let fresh = basic("alice@example.test", "other");
+    assert_eq!(
+        authenticator.authenticate(Some(&fresh), CLIENT).await,
+        Err(AuthError::Invalid)
+    );
     assert_eq!(
         authenticator.authenticate(Some(&good), CLIENT).await,
         Ok(alice.principal())
     );
     let elsewhere = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
     assert_eq!(
-        authenticator.authenticate(Some(&fresh), elsewhere).await,
+        authenticator
+            .authenticate(Some(&other_user), elsewhere)
+            .await,
         Err(AuthError::Invalid)
     );
 }
@@ -260,7 +272,8 @@ async fn concurrent_identical_logins_verify_once() {
         assert_eq!(login.await.unwrap(), Ok(alice.principal()));
     }
     let all_logins = started.elapsed();
-    // Without single flight, 16 verifications on 2 permits take 8 verification times.
+    // Without single flight, 16 verifications take several verification times (and 16
+    // reservations would use up the address's burst of 10).
     let decoy = super::password::decoy_hash();
     let single = {
         let started = std::time::Instant::now();

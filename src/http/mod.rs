@@ -234,6 +234,11 @@ async fn route_request(
             .insert(ALLOW, HeaderValue::from_static(route.allowed_methods()));
         return response;
     }
+    if route == Route::Api
+        && let Some(refusal) = refuse_unless_json(request.headers())
+    {
+        return refusal;
+    }
     let ticket = match route {
         Route::WebSocket | Route::EventSource => ticket_in_query(uri.query()),
         _ => None,
@@ -273,6 +278,41 @@ async fn route_request(
             )
         }
     }
+}
+
+/// RFC 8620 §3.1: an API request is `application/json` (the media type, case-insensitive,
+/// RFC 9110 §8.3.1; a `charset` parameter, if any, must be UTF-8, RFC 8259 §8.1). Anything
+/// else, a missing type included, is `notJSON` (RFC 8620 §3.6.1), checked before the
+/// credentials: a cross-site form or `no-cors` fetch (which can only send `text/plain`, form
+/// types or none) never runs a method with the browser's cached credentials.
+fn refuse_unless_json(headers: &HeaderMap) -> Option<Response<ResponseBody>> {
+    let value = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let acceptable = value.is_some_and(|value| {
+        let mut parts = value.split(';');
+        let essence = parts.next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("application/json")
+            && parts.all(|parameter| match parameter.split_once('=') {
+                Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+                    let charset = charset.trim().trim_matches('"');
+                    charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8")
+                }
+                _ => true,
+            })
+    });
+    if acceptable {
+        return None;
+    }
+    let shown = value.unwrap_or("none");
+    tracing::info!(
+        content_type = shown,
+        reason = "notJSON",
+        "API request refused"
+    );
+    Some(jmap_problem(&crate::jmap::ProblemDetails::not_json(
+        format!("the request must be application/json (RFC 8620 §3.1), not {shown:?}"),
+    )))
 }
 
 /// The `ticket` query parameter of a WebSocket or EventSource URL (browsers).
@@ -433,6 +473,39 @@ mod tests {
             value.to_str().expect("ASCII"),
             "app;dur=1.234, commit;dur=0.987"
         );
+    }
+
+    #[test]
+    fn api_requests_must_be_json() {
+        let with = |value: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_str(value).expect("header"),
+                );
+            }
+            refuse_unless_json(&headers).is_none()
+        };
+        for good in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(with(Some(good)), "{good}");
+        }
+        for bad in [
+            None,
+            Some("text/plain"),
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/json; charset=utf-16"),
+            Some("application/jsonx"),
+        ] {
+            assert!(!with(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn auth_problem(error: &AuthError) -> Response<ResponseBody> {
             );
             response
         }
-        AuthError::RateLimited { retry_after } => {
+        AuthError::RateLimited { retry_after, .. } => {
             let mut response = problem(StatusCode::TOO_MANY_REQUESTS, &error.to_string());
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response

@@ -106,6 +106,15 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> V
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
+    // RFC 8620 §3.1: API requests are application/json.
+    if method == "POST"
+        && path.starts_with("/jmap/api")
+        && !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        text.push_str("Content-Type: application/json\r\n");
+    }
     if !body.is_empty() || method == "POST" {
         text.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -162,7 +171,12 @@ async fn missing_or_bad_credentials_get_401_with_both_challenges() {
 
 #[tokio::test]
 async fn failed_logins_are_rate_limited_per_address() {
-    let harness = start(|config| config.auth.failed_login_burst = 2).await;
+    // No slowing down (max delay 0): an empty bucket refuses at once.
+    let harness = start(|config| {
+        config.auth.failed_login_burst = 2;
+        config.auth.failed_login_max_delay_seconds = 0;
+    })
+    .await;
     let wrong = basic((ALICE.0, "wrong"));
     let wrong_request = request(
         "GET",
@@ -206,7 +220,7 @@ async fn oversized_chunked_request_is_cut_off_at_the_limit() {
     let chunk = vec![b' '; 800];
     let mut bytes = format!(
         "POST /jmap/api HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {auth}\r\n\
-         Transfer-Encoding: chunked\r\n\r\n"
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     .into_bytes();
     for _ in 0..2 {
@@ -236,7 +250,7 @@ async fn concurrent_requests_over_the_limit_get_429() {
     let mut held = TcpStream::connect(harness.server.http_addr).await.unwrap();
     let head = format!(
         "POST /jmap/api HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {auth}\r\n\
-         Content-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         ECHO.len()
     );
     held.write_all(head.as_bytes()).await.unwrap();
@@ -553,7 +567,8 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let auth = basic(ALICE);
     let mut in_flight = TcpStream::connect(harness.server.http_addr).await.unwrap();
     let head = format!(
-        "POST /jmap/api HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n",
+        "POST /jmap/api HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         ECHO.len()
     );
     in_flight.write_all(head.as_bytes()).await.unwrap();

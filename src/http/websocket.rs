@@ -89,6 +89,16 @@ fn header_has_token(headers: &HeaderMap, name: http::header::HeaderName, token: 
     })
 }
 
+/// Whether a `Sec-WebSocket-Key` value is the base64 (with padding) of exactly 16 bytes.
+fn is_valid_key(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    // 16 bytes encode to 22 characters plus "==": anything longer is refused before decoding.
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|nonce| nonce.len() == 16)
+}
+
 /// Answers a GET on the WebSocket URL: the 101 and a spawned connection, or an HTTP error.
 pub fn upgrade(
     state: &AppState,
@@ -126,6 +136,18 @@ pub fn upgrade(
     let Some(key) = headers.get("sec-websocket-key") else {
         return problem(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing");
     };
+    // RFC 6455 §4.2.1 item 5 (and §11.3.1): the key MUST be the base64 of 16 bytes; any other
+    // value is a bad handshake, answered 400 (RFC 6455 §4.2.1) before any upgrade.
+    if !is_valid_key(key.as_bytes()) {
+        tracing::info!(
+            reason = "bad Sec-WebSocket-Key",
+            "WebSocket upgrade refused"
+        );
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be the base64 encoding of 16 bytes (RFC 6455 §4.2.1)",
+        );
+    }
     // RFC 8887 §4.2: the client must offer the jmap subprotocol.
     if !header_has_token(headers, SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
         return problem(
@@ -182,6 +204,8 @@ type Socket = WebSocketStream<WireIo>;
 /// Why the connection loop ended.
 enum Ending {
     PeerClosed,
+    /// The peer sent a Close frame: tungstenite queued the answering Close, still to be sent.
+    PeerSentClose,
     Close(CloseCode, &'static str),
     Broken,
 }
@@ -244,7 +268,7 @@ impl Connection {
                             ),
                             None,
                         ))),
-                        Some(Ok(Message::Close(_))) => break Ending::PeerClosed,
+                        Some(Ok(Message::Close(_))) => break Ending::PeerSentClose,
                         // Pongs are queued by the library; both just prove liveness.
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
                     }
@@ -316,6 +340,12 @@ impl Connection {
                 sink.send(Message::Close(Some(frame))),
             )
             .await;
+        }
+        if let Ending::PeerSentClose = ending {
+            // RFC 6455 §5.5.1: an endpoint that receives a Close frame MUST send a Close frame
+            // in response (tungstenite queued it, echoing the status code); closing the sink
+            // flushes it, then the server closes the TCP connection (RFC 6455 §7.1.1).
+            let _ = tokio::time::timeout(self.limits.send_timeout, sink.close()).await;
         }
         ending
     }
@@ -609,6 +639,21 @@ mod tests {
             (ok.kind.as_str(), ok.id.as_deref()),
             ("Request", Some("r1"))
         );
+    }
+
+    #[test]
+    fn keys_are_base64_of_16_bytes() {
+        assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b"short"[..],
+            b"",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZSE=",
+            b"dGhlIHNhbXBsZSBub25jZQ=!",
+            b"dGhlIHNhbXBsZSBub25jZQ==dGhlIHNhbXBsZSBub25jZQ==",
+        ] {
+            assert!(!is_valid_key(bad), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

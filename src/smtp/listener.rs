@@ -275,8 +275,8 @@ impl Driver {
                             self.session.answer_auth(None);
                         }
                         Err(reply) => {
-                            self.session.answer_auth(None);
                             tracing::info!(client_ip = %ip, %reply, "SMTP AUTH refused");
+                            self.session.refuse_auth(reply);
                         }
                     }
                 }
@@ -504,16 +504,18 @@ pub fn start(
 }
 
 /// Builds the policy and starts the bound listeners (called by `server::Server::start`).
-/// `hostname` is the greeting name when `smtp.hostname` is unset.
+/// `hostname` is the greeting name when `smtp.hostname` is unset. SMTP AUTH uses the HTTP
+/// authenticator's directory and login throttle: a guess counts wherever it is made.
 pub async fn launch(
     config: &crate::config::Config,
-    directory: &crate::auth::directory::Directory,
+    authenticator: &crate::auth::Authenticator,
     blobs: &crate::store::blob::BlobStore,
     tls: Option<TlsAcceptor>,
     sockets: SmtpSockets,
     stop: &watch::Receiver<bool>,
     hostname: &str,
 ) -> Result<(SmtpAddresses, Vec<tokio::task::JoinHandle<()>>), String> {
+    let directory = authenticator.directory();
     // Stores from before the domain index learn their local domains from their accounts.
     directory
         .ensure_domain_index()
@@ -524,8 +526,7 @@ pub async fn launch(
         directory.clone(),
         blobs.clone(),
         antivirus.map(|antivirus| Arc::new(antivirus) as Arc<dyn crate::smtp::policy::DataFilter>),
-        config.auth.failed_login_burst,
-        Duration::from_secs(config.auth.failed_login_refill_seconds),
+        Arc::clone(authenticator.throttle()),
     )
     .with_postmaster(config.smtp.postmaster.clone());
     let hostname = config

@@ -14,14 +14,13 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::incoming::{self, IncomingMessage, IncomingRecipient};
 use super::session::{ReceivedMessage, RecipientDecision, RecipientQuery, Reply, replies};
 use crate::auth::directory::Directory;
-use crate::auth::rate_limit::FailedLoginLimiter;
+use crate::auth::rate_limit::LoginThrottle;
 use crate::outbound::queue::{self as outbound_queue, EnqueueError, MessageKind, OutboundMessage};
 use crate::store::blob::{BlobStore, FinishStep};
 use crate::store::{BoxFuture, StoreError};
@@ -54,7 +53,8 @@ pub struct Policy {
     directory: Directory,
     blobs: BlobStore,
     filter: Option<Arc<dyn DataFilter>>,
-    auth_failures: FailedLoginLimiter,
+    /// The server's login throttle, shared with HTTP (`crate::auth::rate_limit`).
+    login_throttle: Arc<LoginThrottle>,
     /// Where `postmaster` goes when no account has that address (`[smtp] postmaster`).
     postmaster: Option<String>,
 }
@@ -64,14 +64,13 @@ impl Policy {
         directory: Directory,
         blobs: BlobStore,
         filter: Option<Arc<dyn DataFilter>>,
-        auth_failure_burst: u32,
-        auth_failure_refill: Duration,
+        login_throttle: Arc<LoginThrottle>,
     ) -> Policy {
         Policy {
             directory,
             blobs,
             filter,
-            auth_failures: FailedLoginLimiter::new(auth_failure_burst, auth_failure_refill),
+            login_throttle,
             postmaster: None,
         }
     }
@@ -184,28 +183,42 @@ impl Policy {
         }
     }
 
-    /// Checks a submission login; repeated failures from one address are refused for a while
-    /// (the same token bucket as HTTP logins, `[auth]` settings).
+    /// Checks a submission login through the same throttle as HTTP logins (`[auth]`
+    /// settings): a client guessing too fast is slowed down, then refused with `454 4.7.0`
+    /// (RFC 4954 §6: temporary authentication failure) naming when to retry.
     pub async fn authenticate(
         &self,
         login: &str,
         password: &str,
         client_ip: IpAddr,
     ) -> Result<Option<Submitter>, Reply> {
-        if self.auth_failures.check(client_ip).is_err() {
-            return Err(Reply::new(
-                454,
-                (4, 7, 0),
-                "Too many failed logins; try again later",
-            ));
+        let attempt = match self.login_throttle.admit(client_ip, login) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                let seconds = refusal.retry_after.as_secs() + 1;
+                return Err(Reply::new(
+                    454,
+                    (4, 7, 0),
+                    format!(
+                        "Too many failed logins for this {}; try again in {seconds} s",
+                        refusal.scope.as_str()
+                    ),
+                ));
+            }
+        };
+        if !attempt.delay().is_zero() {
+            tokio::time::sleep(attempt.delay()).await;
         }
         match self.directory.verify_password(login, password).await {
-            Ok(Some(principal)) => Ok(Some(Submitter {
-                login: principal.email,
-                account_id: principal.account_id,
-            })),
+            Ok(Some(principal)) => {
+                attempt.succeeded();
+                Ok(Some(Submitter {
+                    login: principal.email,
+                    account_id: principal.account_id,
+                }))
+            }
             Ok(None) => {
-                self.auth_failures.record_failure(client_ip);
+                attempt.failed();
                 Ok(None)
             }
             Err(error) => {

@@ -198,6 +198,41 @@ pub fn take_max_changes(arguments: &mut Arguments) -> Result<Option<UnsignedInt>
     Ok(requested)
 }
 
+/// Members some clients put in every Comparator although they are arguments of `/query`
+/// (RFC 8620 §5.5), with the value that means "not given": jmapc sends `"anchorOffset": 0,
+/// "calculateTotal": false, "position": 0` in each one. At that value they change nothing, so
+/// they are ignored (RFC 8620 §5.5 lets a Comparator carry additional properties); any other
+/// value would be a request the server cannot honour in a comparator and stays an error.
+const QUERY_ARGUMENTS_IN_COMPARATORS: &[&str] = &[
+    "anchor",
+    "anchorOffset",
+    "calculateTotal",
+    "limit",
+    "position",
+];
+
+/// Removes the query arguments a lenient client left in a Comparator (see
+/// [`QUERY_ARGUMENTS_IN_COMPARATORS`]); `invalidArguments` if one has a value that would mean
+/// something.
+pub fn strip_query_arguments(members: &mut Map<String, Value>) -> Result<(), MethodError> {
+    for name in QUERY_ARGUMENTS_IN_COMPARATORS {
+        let Some(value) = members.remove(*name) else {
+            continue;
+        };
+        let neutral = match *name {
+            "anchorOffset" | "position" => value.as_i64() == Some(0),
+            "calculateTotal" => value == Value::Bool(false),
+            _ => value.is_null(),
+        };
+        if !neutral {
+            return Err(MethodError::invalid_arguments(format!(
+                "{name:?} is an argument of the query, not of a Comparator (RFC 8620 §5.5)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a `sort` argument (RFC 8620 §5.5): a list of Comparator objects.
 pub fn parse_sort(
     value: Option<Value>,
@@ -251,6 +286,7 @@ pub fn parse_sort(
                     ));
                 }
             };
+            strip_query_arguments(&mut members)?;
             if let Some(unknown) = members.keys().next() {
                 return Err(MethodError::invalid_arguments(format!(
                     "unknown Comparator member {unknown:?}"

@@ -154,4 +154,14 @@ impl Session {
             None => self.reply(replies::auth_failed()),
         }
     }
+
+    /// Answers a pending AUTH with `reply` instead of checking it (e.g. `454 4.7.0`, RFC 4954
+    /// §6, when the login throttle refuses the client for now).
+    pub fn refuse_auth(&mut self, reply: Reply) {
+        if !matches!(self.state, State::Waiting(Event::Authenticate { .. })) {
+            return;
+        }
+        self.state = State::Command;
+        self.reply(reply);
+    }
 }

@@ -14,7 +14,7 @@ use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::generic::check_if_in_state;
 use crate::jmap::types::{BlobId, Id, State, UtcDate};
 use crate::mail::parsed::blob::read_blob;
-use crate::mail::parsed::parse_message;
+use crate::mail::parsed::{looks_like_message, parse_message};
 use crate::store::BoxFuture;
 use crate::store::blob::{BlobErrorKind, BlobHash};
 use crate::store::commit::{DataType, commit_account};
@@ -164,6 +164,20 @@ async fn prepare(
         }
     };
     let (blob, raw) = read_message_blob(context, account_id, &blob_id).await?;
+    // RFC 8621 §4.8: a blob that is not an RFC 5322 message is `invalidEmail`, by the same
+    // test Email/parse answers `notParsable` with (RFC 8621 §4.9), instead of an empty Email.
+    if !looks_like_message(&raw) {
+        tracing::info!(
+            account_id,
+            %blob_id,
+            reason = "invalidEmail",
+            "Email/import refused a blob that is not a message"
+        );
+        return Err(SetError::with_description(
+            SetErrorType::InvalidEmail,
+            "the blob is not an RFC 5322 message (it does not start with a header field)",
+        ));
+    }
     Ok(NewEmail {
         blob,
         parsed: parse_message(&raw),

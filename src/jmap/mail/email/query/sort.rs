@@ -104,6 +104,7 @@ fn parse_comparator(item: Value) -> Result<EmailComparator, MethodError> {
             ));
         }
     };
+    crate::jmap::generic::strip_query_arguments(&mut members)?;
     if let Some(unknown) = members.keys().next() {
         return Err(MethodError::invalid_arguments(format!(
             "unknown Comparator member {unknown:?}"

@@ -1,0 +1,114 @@
+//! WebSocket misuse (issue 13, defects 5 and 6): a client's Close frame is answered with a
+//! Close frame (RFC 6455 §5.5.1) and a malformed `Sec-WebSocket-Key` is refused with 400
+//! (RFC 6455 §4.2.1), not upgraded.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+
+use crate::common::{TestServer, TestUser};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Sends an upgrade request with `key` and returns the status and head of the answer.
+async fn handshake(server: &TestServer, user: &TestUser, key: &str) -> (TcpStream, u16, String) {
+    let mut stream = TcpStream::connect(server.running().http_addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n\
+         Authorization: {}\r\n\r\n",
+        user.authorization()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write handshake");
+    // Byte by byte: nothing after the head may be consumed (frames follow a 101).
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT, stream.read_u8())
+            .await
+            .expect("an answer in time")
+            .expect("read handshake answer");
+        head.push(byte);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    (stream, status, head)
+}
+
+#[tokio::test]
+async fn malformed_websocket_keys_are_refused_with_400() {
+    let server = TestServer::start().await;
+    let alice = server.alice().clone();
+    for key in [
+        "short",
+        "not base64 at all!!!!!!!",
+        // Valid base64, but of 15 and of 17 bytes.
+        "dGhlIHNhbXBsZSBub25j",
+        "dGhlIHNhbXBsZSBub25jZSE=",
+    ] {
+        let (_stream, status, head) = handshake(&server, &alice, key).await;
+        assert_eq!(status, 400, "RFC 6455 §4.2.1: key {key:?} → {head}");
+    }
+    let (_stream, status, head) = handshake(&server, &alice, "dGhlIHNhbXBsZSBub25jZQ==").await;
+    assert_eq!(status, 101, "a well-formed key is accepted: {head}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_close_frame_is_answered_with_a_close_frame() {
+    let server = TestServer::start().await;
+    let alice = server.alice().clone();
+    let (stream, status, head) = handshake(&server, &alice, "dGhlIHNhbXBsZSBub25jZQ==").await;
+    assert_eq!(status, 101, "{head}");
+    let mut socket = WebSocketStream::from_raw_socket(stream, Role::Client, None).await;
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .expect("send Close");
+    // RFC 6455 §5.5.1: the server answers with a Close frame (echoing the status code).
+    let answer = loop {
+        match tokio::time::timeout(WAIT, socket.next()).await {
+            Err(_) => panic!("no Close frame within {WAIT:?}"),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(other) => break other,
+        }
+    };
+    match answer {
+        Some(Ok(Message::Close(frame))) => {
+            let code = frame.map(|frame| frame.code);
+            assert!(
+                matches!(code, None | Some(CloseCode::Normal)),
+                "the Close answer echoes 1000: {code:?}"
+            );
+        }
+        other => {
+            panic!("expected a Close frame, the server sent {other:?} (a dropped TCP is 1006)")
+        }
+    }
+    // Then the connection ends cleanly (the server closes TCP, RFC 6455 §7.1.1).
+    let end = tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(end, None | Some(Err(_))),
+        "nothing after the Close: {end:?}"
+    );
+    server.shutdown().await;
+}
