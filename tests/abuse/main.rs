@@ -6,3 +6,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+
+#[path = "../smtp_in_common/mod.rs"]
+mod smtp_in_common;
+
+mod connections;
+mod smtp_sessions;
