@@ -541,6 +541,16 @@ mod tests {
             demo = true
             shutdown_grace_seconds = 3
             blob_gc_interval_seconds = 60
+            fd_reserve = 100
+            [http]
+            max_connections = 10
+            max_connections_per_address = 2
+            max_push_connections = 5
+            max_push_connections_per_address = 1
+            first_byte_timeout_seconds = 1
+            header_timeout_seconds = 2
+            idle_timeout_seconds = 3
+            retry_after_seconds = 4
             [jmap]
             max_size_upload = 1000
             max_concurrent_upload = 2
@@ -573,6 +583,8 @@ mod tests {
         assert_eq!(config.jmap.core_limits().max_objects_in_set, 6);
         assert_eq!(config.telemetry.log_format, LogFormat::Json);
         assert_eq!(config.cors.allowed_origins, vec!["https://app.example"]);
+        assert_eq!(config.http.deadlines().idle.as_secs(), 3);
+        assert_eq!(config.server.fd_reserve, 100);
     }
 
     #[test]
@@ -659,6 +671,18 @@ mod tests {
         let mut config = Config::default();
         config.server.base_url = Some("mail.example".into());
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.http.first_byte_timeout_seconds = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .message
+                .contains("first_byte")
+        );
+        let mut config = Config::default();
+        config.smtp.ipv4_network_prefix = 33;
+        assert!(config.validate().unwrap_err().message.contains("prefix"));
     }
 
     #[test]
