@@ -21,7 +21,7 @@
 //!
 //! [http]                          # the JMAP listener's connections
 //! max_connections = 4096          # open connections; more: 503 + Retry-After (last tenth kept
-//!                                 # for client addresses holding none)
+//!                                 # for client addresses holding < 4)
 //! max_connections_per_address = 256  # more: 429 + Retry-After
 //! max_push_connections = 2048     # WebSocket + EventSource (no idle timeout), in total ...
 //! max_push_connections_per_address = 64  # ... and per client address

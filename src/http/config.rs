@@ -11,8 +11,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Open connections over the JMAP listener (push connections included); more are refused
-    /// with `503` and `Retry-After`. The last tenth is kept for client networks that hold no
-    /// connection yet.
+    /// with `503` and `Retry-After`. The last tenth is kept for client addresses that hold
+    /// fewer than four connections (fair share).
     pub max_connections: usize,
     /// Open connections from one client address; more get `429` and `Retry-After`.
     pub max_connections_per_address: usize,

@@ -3,8 +3,9 @@
 //! A connection is admitted when its address holds fewer than `per_address`, its network
 //! (the address masked to `ipv4_prefix`/`ipv6_prefix` bits) fewer than `per_network`, and
 //! the listener fewer than `total`. The last `total / 10` slots are a fair-share reserve: only
-//! a network that holds no connection yet may take one, so clients that filled the rest
-//! (many idle sessions from a few networks) cannot lock out a newcomer. The permit frees its
+//! a network that holds fewer than [`NEWCOMER_ALLOWANCE`] connections may take one, so
+//! clients that filled the rest (many idle sessions from a few networks) cannot lock out a
+//! newcomer, and an attacker needs many networks to use up the reserve too. The permit frees its
 //! slot when dropped, wherever the connection ends up (an upgraded WebSocket included).
 
 use std::collections::HashMap;
@@ -13,6 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use super::log::{DEFAULT_INTERVAL, LogThrottle};
+
+/// Connections a network may hold and still take a slot of the fair-share reserve: a new
+/// client (a browser opens a few connections at once; a closed one may not be released yet
+/// when the next arrives).
+pub const NEWCOMER_ALLOWANCE: usize = 4;
 
 /// The caps of one limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +158,7 @@ impl ConnectionLimiter {
         }
         let shared = self.limits.total.saturating_sub(self.reserve);
         let full = counts.total >= self.limits.total;
-        if full || (counts.total >= shared && held_by_network > 0) {
+        if full || (counts.total >= shared && held_by_network >= NEWCOMER_ALLOWANCE) {
             return Err(Refusal::Total);
         }
         counts.total += 1;
@@ -267,15 +273,16 @@ mod tests {
             }
         }
         assert_eq!(limiter.open(), 18);
-        // A network that holds connections may not take the reserve; a new one may.
+        // A network that holds a few connections may still take the reserve, one that holds
+        // more may not; a new one may, until the listener is full.
+        held.push(limiter.try_acquire(ip("10.0.3.9")).unwrap());
         assert_eq!(
-            limiter.try_acquire(ip("10.0.3.9")).unwrap_err(),
+            limiter.try_acquire(ip("10.0.3.10")).unwrap_err(),
             Refusal::Total
         );
         held.push(limiter.try_acquire(ip("10.9.9.9")).unwrap());
-        held.push(limiter.try_acquire(ip("10.8.8.8")).unwrap());
         assert_eq!(
-            limiter.try_acquire(ip("10.7.7.7")).unwrap_err(),
+            limiter.try_acquire(ip("10.8.8.8")).unwrap_err(),
             Refusal::Total
         );
         held.clear();

@@ -30,7 +30,7 @@ pub struct SmtpConfig {
     /// Accepted recipients per message; more get `452 4.5.3`.
     pub max_recipients: usize,
     /// Open SMTP connections over all listeners; more get `421 4.7.0` and are closed. The
-    /// last tenth is kept for client networks that hold no session yet (fair share).
+    /// last tenth is kept for client networks that hold fewer than four sessions (fair share).
     pub max_connections: usize,
     /// Open sessions from one client address; more get `421 4.7.0`.
     pub max_connections_per_address: usize,

@@ -161,14 +161,15 @@ async fn idle_keep_alive_connections_are_closed() {
 #[tokio::test]
 async fn over_the_caps_connections_are_refused_while_another_address_is_served() {
     let server = TestServer::start_with(|config| {
-        config.http.max_connections = 20;
-        config.http.max_connections_per_address = 5;
+        // 50 slots, the last 5 of them for addresses holding fewer than 4.
+        config.http.max_connections = 50;
+        config.http.max_connections_per_address = 10;
         config.http.retry_after_seconds = 3;
     })
     .await;
     let target = http_addr(&server);
     let mut held = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..10 {
         held.push(connect_from("127.0.0.7", target).await);
     }
     // Over the per-address cap: 429 with Retry-After, at once.
@@ -181,9 +182,9 @@ async fn over_the_caps_connections_are_refused_while_another_address_is_served()
     let mut full = None;
     'fill: for host in 10..20 {
         let source = format!("127.0.0.{host}");
-        for _ in 0..5 {
+        for _ in 0..10 {
             let mut stream = connect_from(&source, target).await;
-            let answer = early_answer(&mut stream, Duration::from_millis(100)).await;
+            let answer = early_answer(&mut stream, Duration::from_millis(50)).await;
             if answer.is_empty() {
                 held.push(stream);
             } else {

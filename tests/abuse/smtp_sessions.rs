@@ -152,3 +152,32 @@ async fn trickled_message_data_is_cut_at_the_whole_data_deadline() {
     let _ = next.reader.read_to_end(&mut rest).await;
     harness.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_full_listener_keeps_its_last_slots_for_new_networks() {
+    // 20 sessions, the last 2 for networks holding fewer than 4.
+    let harness = start(|config| {
+        config.smtp.max_connections = 20;
+        config.smtp.max_connections_per_address = 8;
+        config.smtp.max_connections_per_network = 8;
+    })
+    .await;
+    let target = mx(&harness);
+    let mut held = Vec::new();
+    for (source, count) in [("127.0.5.1", 8), ("127.0.6.1", 6), ("127.0.7.1", 4)] {
+        for _ in 0..count {
+            let (client, greeting) = session_from(source, target).await;
+            assert!(greeting.starts_with("220 "), "{source}: {greeting}");
+            held.push(client);
+        }
+    }
+    // 18 of 20 taken: a network holding 4 is refused, ...
+    let (_refused, reply) = session_from("127.0.7.2", target).await;
+    assert!(reply.starts_with("421 4.7.0"), "{reply}");
+    // ... a new one is served.
+    let (mut probe, greeting) = session_from("127.0.0.1", target).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(probe.command("EHLO probe").await.starts_with("250"));
+    drop(held);
+    harness.server.shutdown().await;
+}
