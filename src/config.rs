@@ -24,7 +24,7 @@
 //!                                 # for client addresses holding < 4)
 //! max_connections_per_address = 256  # more: 429 + Retry-After
 //! max_push_connections = 2048     # WebSocket + EventSource (no idle timeout), in total ...
-//! max_push_connections_per_address = 64  # ... and per client address
+//! max_push_connections_per_address = 192  # ... and per client address
 //! first_byte_timeout_seconds = 10 # a new connection must send a byte within this time
 //! header_timeout_seconds = 20     # a request head must be whole this long after its first byte
 //! idle_timeout_seconds = 60       # keep-alive connection with no request in flight

@@ -38,7 +38,7 @@ impl Default for HttpConfig {
             max_connections: 4096,
             max_connections_per_address: 256,
             max_push_connections: 2048,
-            max_push_connections_per_address: 64,
+            max_push_connections_per_address: 192,
             first_byte_timeout_seconds: 10,
             header_timeout_seconds: 20,
             idle_timeout_seconds: 60,
