@@ -14,6 +14,21 @@
 //! demo = false                    # create alice@ and bob@example.test on first start
 //! shutdown_grace_seconds = 10     # how long in-flight requests may finish on shutdown
 //! blob_gc_interval_seconds = 3600 # how often unreferenced blobs are collected
+//! fd_reserve = 256                # descriptors kept out of the connection caps (store, index,
+//!                                 # outbound, admin); the soft RLIMIT_NOFILE is raised to the
+//!                                 # hard one at start-up and http.max_connections plus
+//!                                 # smtp.max_connections are shrunk to fit under it
+//!
+//! [http]                          # the JMAP listener's connections
+//! max_connections = 4096          # open connections; more: 503 + Retry-After (last tenth kept
+//!                                 # for client addresses holding < 4)
+//! max_connections_per_address = 256  # more: 429 + Retry-After
+//! max_push_connections = 2048     # WebSocket + EventSource (no idle timeout), in total ...
+//! max_push_connections_per_address = 192  # ... and per client address
+//! first_byte_timeout_seconds = 10 # a new connection must send a byte within this time
+//! header_timeout_seconds = 20     # a request head must be whole this long after its first byte
+//! idle_timeout_seconds = 60       # keep-alive connection with no request in flight
+//! retry_after_seconds = 5         # Retry-After of a refused connection
 //!
 //! [jmap]                          # RFC 8620 §2 core capability limits
 //! max_size_upload = 50000000
@@ -56,11 +71,17 @@
 //! hostname = "mx.example.org"     # greeting/EHLO name; default: base_url host
 //! max_message_size = 26214400     # SIZE; larger: 552 5.3.4
 //! max_recipients = 100            # per message; more: 452 4.5.3
-//! max_connections = 1000          # over all SMTP listeners; more: 421
+//! max_connections = 1000          # over all SMTP listeners; more: 421 4.7.0
+//! max_connections_per_address = 20   # sessions from one client address; more: 421 4.7.0
+//! max_connections_per_network = 100  # ... from one /24 (IPv4) or /64 (IPv6)
+//! ipv4_network_prefix = 24        # what "network" means for the cap above
+//! ipv6_network_prefix = 64
 //! connection_rate_burst = 60      # new connections per client address, then ...
 //! connection_rate_refill_ms = 100 # ... one more every this many ms
-//! command_timeout_seconds = 300   # RFC 5321 §4.5.3.2
-//! data_timeout_seconds = 180
+//! command_timeout_seconds = 300   # RFC 5321 §4.5.3.2; a whole command, not per byte
+//! data_timeout_seconds = 180      # per read in DATA/BDAT, and the grace of ...
+//! min_data_rate = 1024            # ... the whole-DATA deadline: data_timeout_seconds plus
+//!                                 # one second per this many bytes received
 //! max_errors = 20                 # error replies before 421 and close
 //! loopback_auth_without_tls = true # AUTH in clear for loopback clients only
 //!
@@ -143,6 +164,7 @@ impl ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub http: crate::http::config::HttpConfig,
     pub store: StoreConfig,
     pub jmap: JmapConfig,
     pub auth: AuthConfig,
@@ -170,6 +192,8 @@ pub struct ServerConfig {
     pub demo: bool,
     pub shutdown_grace_seconds: u64,
     pub blob_gc_interval_seconds: u64,
+    /// File descriptors kept out of the HTTP and SMTP connection caps (`limits::descriptors`).
+    pub fd_reserve: u64,
 }
 
 impl Default for ServerConfig {
@@ -183,6 +207,7 @@ impl Default for ServerConfig {
             demo: false,
             shutdown_grace_seconds: 10,
             blob_gc_interval_seconds: 3600,
+            fd_reserve: 256,
         }
     }
 }
@@ -380,6 +405,7 @@ impl Config {
         self.smtp
             .validate(self.tls_enabled())
             .map_err(ConfigError::invalid)?;
+        self.http.validate().map_err(ConfigError::invalid)?;
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => {
                 return Err(ConfigError::invalid(
@@ -536,6 +562,16 @@ mod tests {
             demo = true
             shutdown_grace_seconds = 3
             blob_gc_interval_seconds = 60
+            fd_reserve = 100
+            [http]
+            max_connections = 10
+            max_connections_per_address = 2
+            max_push_connections = 5
+            max_push_connections_per_address = 1
+            first_byte_timeout_seconds = 1
+            header_timeout_seconds = 2
+            idle_timeout_seconds = 3
+            retry_after_seconds = 4
             [jmap]
             max_size_upload = 1000
             max_concurrent_upload = 2
@@ -568,6 +604,8 @@ mod tests {
         assert_eq!(config.jmap.core_limits().max_objects_in_set, 6);
         assert_eq!(config.telemetry.log_format, LogFormat::Json);
         assert_eq!(config.cors.allowed_origins, vec!["https://app.example"]);
+        assert_eq!(config.http.deadlines().idle.as_secs(), 3);
+        assert_eq!(config.server.fd_reserve, 100);
     }
 
     #[test]
@@ -654,6 +692,18 @@ mod tests {
         let mut config = Config::default();
         config.server.base_url = Some("mail.example".into());
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.http.first_byte_timeout_seconds = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .message
+                .contains("first_byte")
+        );
+        let mut config = Config::default();
+        config.smtp.ipv4_network_prefix = 33;
+        assert!(config.validate().unwrap_err().message.contains("prefix"));
     }
 
     #[test]

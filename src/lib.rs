@@ -6,6 +6,7 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod jmap;
+pub mod limits;
 pub mod mail;
 pub mod outbound;
 pub mod push;

@@ -214,6 +214,46 @@ async fn create_demo_accounts(directory: &Directory) -> Result<Vec<DemoAccount>,
     Ok(created)
 }
 
+/// Raises the open file limit and fits the connection caps under it, keeping
+/// `server.fd_reserve` descriptors for the store, the search index, outbound mail, DNS and the
+/// admin endpoint (`limits::descriptors`): so that idle connections cannot make `accept`
+/// fail for every listener.
+fn fit_to_descriptors(config: &mut Config) {
+    let limit = crate::limits::descriptors::raise_nofile_limit();
+    let smtp = &config.smtp;
+    let smtp_listens =
+        smtp.listen.is_some() || smtp.submission.is_some() || smtp.submissions.is_some();
+    let smtp_wanted = if smtp_listens {
+        smtp.max_connections
+    } else {
+        0
+    };
+    let (http, smtp_cap) = crate::limits::descriptors::fit_connection_caps(
+        limit.now,
+        config.server.fd_reserve,
+        config.http.max_connections,
+        smtp_wanted,
+    );
+    if http < config.http.max_connections || smtp_cap < smtp_wanted {
+        tracing::warn!(
+            open_file_limit = ?limit.now,
+            fd_reserve = config.server.fd_reserve,
+            http.max_connections = http,
+            smtp.max_connections = smtp_cap,
+            "connection caps lowered to fit the open file limit; raise the hard limit \
+             (e.g. LimitNOFILE=) to allow more"
+        );
+    } else if limit.before != limit.now {
+        tracing::debug!(before = ?limit.before, now = ?limit.now, "open file limit raised");
+    }
+    config.http.max_connections = http;
+    if smtp_listens {
+        config.smtp.max_connections = smtp_cap;
+        config.smtp.max_connections_per_address =
+            config.smtp.max_connections_per_address.min(smtp_cap);
+    }
+}
+
 /// Expires upload references and deletes unreferenced blobs every `interval` until `stop`.
 async fn collect_blobs_periodically(
     blobs: BlobStore,
@@ -291,10 +331,11 @@ fn start_delivery(
 
 impl Server {
     /// Starts a server; ready to serve when this returns.
-    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
         config
             .validate()
             .map_err(|error| StartError::new(StartErrorKind::Config, error.message))?;
+        fit_to_descriptors(&mut config);
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => Some(
                 listener::tls_acceptor(cert, key)
@@ -431,6 +472,7 @@ impl Server {
                 admin_handler,
                 stop_receiver.clone(),
                 grace,
+                listener::ListenerLimits::admin(),
             )));
             admin_addr = Some(bound);
             admin_file = Some(file);
@@ -493,6 +535,7 @@ impl Server {
             handler,
             stop_receiver,
             grace,
+            listener::ListenerLimits::from_config(&config.http, config.http.max_connections),
         )));
         tracing::info!(%http_addr, %base_url, data_dir = %data_dir.display(), "Tern is serving");
         Ok(RunningServer {

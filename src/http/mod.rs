@@ -12,6 +12,8 @@
 pub mod admin;
 pub mod admin_client;
 mod blob;
+pub mod config;
+mod connection;
 mod cors;
 pub mod download_headers;
 pub mod eventsource;
@@ -56,6 +58,10 @@ pub struct AppState {
     pub tickets: crate::push::TicketStore,
     websocket_limits: websocket::WebSocketLimits,
     eventsource_ping: eventsource::PingBounds,
+    /// WebSocket and EventSource connections: long-lived, so bounded on their own
+    /// (`http.max_push_connections`, `http.max_push_connections_per_address`).
+    push_connections: Arc<crate::limits::ConnectionLimiter>,
+    retry_after_seconds: u64,
 }
 
 impl AppState {
@@ -78,6 +84,16 @@ impl AppState {
             tickets: crate::push::TicketStore::new(),
             websocket_limits: websocket::WebSocketLimits::from_config(config),
             eventsource_ping: eventsource::PingBounds::from_config(&config.push),
+            push_connections: crate::limits::ConnectionLimiter::new(
+                crate::limits::ConnectionLimits {
+                    total: config.http.max_push_connections,
+                    per_address: config.http.max_push_connections_per_address,
+                    per_network: config.http.max_push_connections,
+                    ipv4_prefix: 32,
+                    ipv6_prefix: 128,
+                },
+            ),
+            retry_after_seconds: config.http.retry_after_seconds,
         }
     }
 }
@@ -254,7 +270,19 @@ async fn route_request(
         },
     };
     tracing::Span::current().record("account_id", principal.account_id);
-    match route {
+    let push_slot = match route {
+        Route::WebSocket | Route::EventSource => match state.push_connections.try_acquire(client) {
+            Ok(permit) => Some(permit),
+            Err(refusal) => return push_refused(state, refusal, client),
+        },
+        _ => None,
+    };
+    // The slot is kept as long as the connection (an upgraded WebSocket outlives this request).
+    let hold = request
+        .extensions()
+        .get::<listener::ConnectionHold>()
+        .cloned();
+    let response = match route {
         Route::Session => session(state, &principal),
         Route::Api => api(state, &principal, request).await,
         Route::Upload { account } => blob::upload(state, &principal, account, request).await,
@@ -277,7 +305,40 @@ async fn route_request(
                 }),
             )
         }
+    };
+    let accepted =
+        response.status().is_success() || response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (Some(slot), Some(hold), true) = (push_slot, hold, accepted) {
+        hold.keep(slot);
     }
+    response
+}
+
+/// A push connection over its bound: `429` (this client's share) or `503` (the server's),
+/// with `Retry-After` (RFC 6585 §4, RFC 9110 §10.2.3), and one rate-limited log line.
+fn push_refused(
+    state: &AppState,
+    refusal: crate::limits::Refusal,
+    client: IpAddr,
+) -> Response<ResponseBody> {
+    if let Some(suppressed) = state.push_connections.log_refusal(refusal) {
+        tracing::warn!(client_ip = %client, reason = refusal.name(),
+            open = state.push_connections.open(), suppressed, "push connection refused");
+    }
+    let status = if refusal.is_client_share() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = problem(
+        status,
+        &format!("{refusal} for push (WebSocket, EventSource)"),
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(state.retry_after_seconds.max(1)),
+    );
+    response
 }
 
 /// RFC 8620 §3.1: an API request is `application/json` (the media type, case-insensitive,

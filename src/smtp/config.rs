@@ -29,16 +29,32 @@ pub struct SmtpConfig {
     pub max_message_size: u64,
     /// Accepted recipients per message; more get `452 4.5.3`.
     pub max_recipients: usize,
-    /// Open SMTP connections over all listeners; more get `421 4.7.0` and are closed.
+    /// Open SMTP connections over all listeners; more get `421 4.7.0` and are closed. The
+    /// last tenth is kept for client networks that hold fewer than four sessions (fair share).
     pub max_connections: usize,
+    /// Open sessions from one client address; more get `421 4.7.0`.
+    pub max_connections_per_address: usize,
+    /// Open sessions from one client network (see the prefixes); more get `421 4.7.0`.
+    pub max_connections_per_network: usize,
+    /// Leading bits of an IPv4 client address that name its network (24: a /24).
+    pub ipv4_network_prefix: u8,
+    /// Leading bits of an IPv6 client address that name its network (64: a /64).
+    pub ipv6_network_prefix: u8,
     /// New connections per client address before throttling (a token bucket) ...
     pub connection_rate_burst: u32,
     /// ... refilled by one every this many milliseconds.
     pub connection_rate_refill_ms: u64,
-    /// RFC 5321 §4.5.3.2.7: waiting for the next command (at least 5 minutes).
+    /// RFC 5321 §4.5.3.2.7: waiting for the next command (at least 5 minutes). A deadline
+    /// for the whole command from the previous reply: bytes trickling in do not extend it.
     pub command_timeout_seconds: u64,
-    /// RFC 5321 §4.5.3.2.5/6: waiting for the next block of message data (3 minutes).
+    /// RFC 5321 §4.5.3.2.5/6: waiting for the next block of message data (3 minutes); also
+    /// the grace of the whole-DATA deadline (see `min_data_rate`).
     pub data_timeout_seconds: u64,
+    /// Bytes per second a message transfer (DATA, or one BDAT chunk) must average: it must
+    /// end within `data_timeout_seconds` plus one second per `min_data_rate` bytes received.
+    /// RFC 5321 §4.5.3.2's timeouts are minimums for the client's benefit, not a licence to
+    /// trickle one byte at a time.
+    pub min_data_rate: u64,
     /// Error replies per session before it is closed with `421 4.7.0`.
     pub max_errors: usize,
     /// Allow AUTH without TLS on the submission listeners for loopback clients (local tools
@@ -73,10 +89,15 @@ impl Default for SmtpConfig {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_connections: 1000,
+            max_connections_per_address: 20,
+            max_connections_per_network: 100,
+            ipv4_network_prefix: 24,
+            ipv6_network_prefix: 64,
             connection_rate_burst: 60,
             connection_rate_refill_ms: 100,
             command_timeout_seconds: 300,
             data_timeout_seconds: 180,
+            min_data_rate: 1024,
             max_errors: 20,
             loopback_auth_without_tls: true,
             postmaster: None,
@@ -111,6 +132,15 @@ impl SmtpConfig {
             ("smtp.max_recipients", self.max_recipients as u64),
             ("smtp.max_connections", self.max_connections as u64),
             (
+                "smtp.max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            (
+                "smtp.max_connections_per_network",
+                self.max_connections_per_network as u64,
+            ),
+            ("smtp.min_data_rate", self.min_data_rate),
+            (
                 "smtp.connection_rate_burst",
                 u64::from(self.connection_rate_burst),
             ),
@@ -124,6 +154,12 @@ impl SmtpConfig {
         ];
         if let Some((name, _)) = checks.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{name} must be at least 1"));
+        }
+        if self.ipv4_network_prefix > 32 || self.ipv6_network_prefix > 128 {
+            return Err(
+                "smtp.ipv4_network_prefix is at most 32 and smtp.ipv6_network_prefix at most 128"
+                    .to_owned(),
+            );
         }
         Ok(())
     }

@@ -3,21 +3,28 @@
 //! write its replies. Three kinds: MX (port 25 style, no AUTH), submission (587 style,
 //! STARTTLS then AUTH) and submissions (465 style, implicit TLS).
 //!
-//! Limits: a maximum of open connections over all listeners, a per-client-address token
-//! bucket for new connections, RFC 5321 §4.5.3.2 timeouts (command and data, configurable),
-//! and a read buffer allocated per read rather than per connection, so an idle session costs
-//! its small state and the socket only.
+//! Limits: open sessions over all listeners, per client address and per client network
+//! (`limits::connections`, with a fair-share reserve for networks holding none), a
+//! per-client-address token bucket for new connections, and a read buffer allocated per read
+//! rather than per connection, so an idle session costs its small state and the socket only.
+//!
+//! Deadlines (the session is sans-IO, so they live here, with the socket): RFC 5321
+//! §4.5.3.2 sets minimum timeouts for the client's benefit, not a licence to trickle. A
+//! command must be whole within `command_timeout_seconds` of the previous reply, however its
+//! bytes trickle in; message content (DATA, or one BDAT chunk) must not pause longer than
+//! `data_timeout_seconds` (§4.5.3.2.5) and must end within `data_timeout_seconds` plus one
+//! second per `min_data_rate` bytes received.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -25,6 +32,7 @@ use super::config::SmtpConfig;
 use super::policy::{Policy, Submitter};
 use super::session::{Event, Reply, Session, SessionConfig};
 use crate::auth::rate_limit::FailedLoginLimiter;
+use crate::limits::{ConnectionLimiter, ConnectionLimits, LogThrottle};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read per socket read.
@@ -54,13 +62,14 @@ impl ListenerKind {
 pub struct SmtpShared {
     pub policy: Policy,
     pub tls: Option<TlsAcceptor>,
-    connections: Arc<Semaphore>,
+    connections: Arc<ConnectionLimiter>,
     connection_rate: FailedLoginLimiter,
     mx_config: Arc<SessionConfig>,
     submission_config: Arc<SessionConfig>,
     loopback_submission_config: Arc<SessionConfig>,
     command_timeout: Duration,
     data_timeout: Duration,
+    min_data_rate: u64,
 }
 
 impl SmtpShared {
@@ -90,7 +99,13 @@ impl SmtpShared {
         SmtpShared {
             policy,
             tls,
-            connections: Arc::new(Semaphore::new(config.max_connections)),
+            connections: ConnectionLimiter::new(ConnectionLimits {
+                total: config.max_connections,
+                per_address: config.max_connections_per_address,
+                per_network: config.max_connections_per_network,
+                ipv4_prefix: config.ipv4_network_prefix,
+                ipv6_prefix: config.ipv6_network_prefix,
+            }),
             connection_rate: FailedLoginLimiter::new(
                 config.connection_rate_burst,
                 Duration::from_millis(config.connection_rate_refill_ms),
@@ -100,12 +115,13 @@ impl SmtpShared {
             loopback_submission_config: Arc::new(loopback_submission),
             command_timeout: Duration::from_secs(config.command_timeout_seconds),
             data_timeout: Duration::from_secs(config.data_timeout_seconds),
+            min_data_rate: config.min_data_rate.max(1),
         }
     }
 
     /// Connections open now (for tests and metrics).
-    pub fn open_connections(&self, max_connections: usize) -> usize {
-        max_connections.saturating_sub(self.connections.available_permits())
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 
     fn session_config(&self, kind: ListenerKind, peer: IpAddr) -> Arc<SessionConfig> {
@@ -134,7 +150,9 @@ pub async fn serve(
             Ok(pair) => pair,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, listener = kind.name(), "accept failed");
+                if let Some(suppressed) = ACCEPT_FAILED.allow() {
+                    tracing::warn!(%error, listener = kind.name(), suppressed, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -147,6 +165,10 @@ pub async fn serve(
         });
     }
 }
+
+static ACCEPT_FAILED: LogThrottle = LogThrottle::new(crate::limits::log::DEFAULT_INTERVAL);
+static TIMED_OUT: LogThrottle = LogThrottle::new(crate::limits::log::DEFAULT_INTERVAL);
+static RATE_LIMITED: LogThrottle = LogThrottle::new(crate::limits::log::DEFAULT_INTERVAL);
 
 async fn refuse(mut stream: TcpStream, reply: Reply) {
     let mut out = Vec::new();
@@ -164,7 +186,10 @@ async fn handle_connection(
 ) {
     let ip = peer.ip();
     if shared.connection_rate.check(ip).is_err() {
-        tracing::info!(client_ip = %ip, listener = kind.name(), "connection rate limit");
+        if let Some(suppressed) = RATE_LIMITED.allow() {
+            tracing::info!(client_ip = %ip, listener = kind.name(), reason = "rate",
+                suppressed, "SMTP connection refused");
+        }
         return refuse(
             stream,
             Reply::new(
@@ -176,13 +201,20 @@ async fn handle_connection(
         .await;
     }
     shared.connection_rate.record_failure(ip);
-    let Ok(_permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
-        tracing::warn!(client_ip = %ip, "SMTP connection limit reached");
-        return refuse(
-            stream,
-            Reply::new(421, (4, 7, 0), "Too many connections; try again later"),
-        )
-        .await;
+    let _permit = match shared.connections.try_acquire(ip) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            if let Some(suppressed) = shared.connections.log_refusal(refusal) {
+                tracing::warn!(client_ip = %ip, listener = kind.name(), reason = refusal.name(),
+                    open = shared.connections.open(), suppressed, "SMTP connection refused");
+            }
+            // RFC 5321 §3.1: a server may refuse a session with 421 instead of the greeting.
+            return refuse(
+                stream,
+                Reply::new(421, (4, 7, 0), format!("{refusal}; try again later")),
+            )
+            .await;
+        }
     };
     let connection = match kind {
         ListenerKind::Submissions => {
@@ -205,6 +237,7 @@ async fn handle_connection(
         matches!(connection, Connection::Tls(_)),
     );
     tracing::debug!(client_ip = %ip, listener = kind.name(), "SMTP session started");
+    let shared_command_timeout = shared.command_timeout;
     let mut driver = Driver {
         client_ip: ip,
         connection: Some(connection),
@@ -212,6 +245,8 @@ async fn handle_connection(
         shared,
         submitter: None,
         stop,
+        command_deadline: Instant::now() + shared_command_timeout,
+        data: None,
     };
     if let Err(error) = driver.run().await {
         tracing::debug!(client_ip = %ip, %error, "SMTP session ended with an error");
@@ -225,6 +260,10 @@ struct Driver {
     shared: Arc<SmtpShared>,
     submitter: Option<Submitter>,
     stop: watch::Receiver<bool>,
+    /// The whole current command must have arrived by then (reset by every reply).
+    command_deadline: Instant,
+    /// Message content being read: since when, and how many bytes so far.
+    data: Option<(Instant, u64)>,
 }
 
 impl Driver {
@@ -240,6 +279,8 @@ impl Driver {
         }
         let output = self.session.take_output();
         let timeout = self.shared.command_timeout;
+        // A reply ends a command: the next one gets a whole command timeout.
+        self.command_deadline = Instant::now() + timeout;
         let connection = self.connection()?;
         let write = async {
             connection.write_all(&output).await?;
@@ -305,12 +346,20 @@ impl Driver {
         }
     }
 
+    /// When the read now starting must have returned.
+    fn read_deadline(&mut self) -> Instant {
+        let now = Instant::now();
+        if !self.session.in_data() {
+            self.data = None;
+            return self.command_deadline;
+        }
+        let (started, received) = *self.data.get_or_insert((now, 0));
+        let earned = Duration::from_secs_f64(received as f64 / self.shared.min_data_rate as f64);
+        (now + self.shared.data_timeout).min(started + self.shared.data_timeout + earned)
+    }
+
     async fn read_some(&mut self) -> io::Result<()> {
-        let timeout = if self.session.in_data() {
-            self.shared.data_timeout
-        } else {
-            self.shared.command_timeout
-        };
+        let deadline = self.read_deadline();
         let mut stop = self.stop.clone();
         let mut buffer = Vec::new();
         let connection = self
@@ -325,10 +374,21 @@ impl Driver {
             connection.read_buf(&mut buffer).await
         };
         tokio::select! {
-            outcome = tokio::time::timeout(timeout, read) => match outcome {
+            outcome = tokio::time::timeout_at(deadline.into(), read) => match outcome {
                 Ok(Ok(0)) | Ok(Err(_)) => self.session.input_closed(),
-                Ok(Ok(_)) => self.session.feed(&buffer),
-                Err(_) => self.session.timed_out(),
+                Ok(Ok(read)) => {
+                    if let Some((_, received)) = &mut self.data {
+                        *received += read as u64;
+                    }
+                    self.session.feed(&buffer)
+                }
+                Err(_) => {
+                    if let Some(suppressed) = TIMED_OUT.allow() {
+                        tracing::info!(client_ip = %self.client_ip, in_data = self.session.in_data(),
+                            suppressed, "SMTP session timed out");
+                    }
+                    self.session.timed_out()
+                }
             },
             _ = stop.wait_for(|stop| *stop) => self.session.shutting_down(),
         }

@@ -7,5 +7,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../smtp_in_common/mod.rs"]
+mod smtp_in_common;
+
+mod connections;
 mod logins;
+mod smtp_sessions;
 mod websocket;
