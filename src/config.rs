@@ -14,6 +14,8 @@
 //! demo = false                    # create alice@ and bob@example.test on first start
 //! shutdown_grace_seconds = 10     # how long in-flight requests may finish on shutdown
 //! blob_gc_interval_seconds = 3600 # how often unreferenced blobs are collected
+//! memory_budget_mb = 1024         # what requests may hold: half for in-flight responses,
+//!                                 # 1/32 per request's JSON, 1/256 per body value
 //!
 //! [jmap]                          # RFC 8620 §2 core capability limits
 //! max_size_upload = 50000000
@@ -166,6 +168,9 @@ pub struct ServerConfig {
     pub demo: bool,
     pub shutdown_grace_seconds: u64,
     pub blob_gc_interval_seconds: u64,
+    /// The memory API requests may use, in MiB; the response limits derive from it
+    /// (`jmap::budget::MemoryLimits`).
+    pub memory_budget_mb: u64,
 }
 
 impl Default for ServerConfig {
@@ -179,6 +184,7 @@ impl Default for ServerConfig {
             demo: false,
             shutdown_grace_seconds: 10,
             blob_gc_interval_seconds: 3600,
+            memory_budget_mb: crate::jmap::budget::DEFAULT_MEMORY_BUDGET_MB,
         }
     }
 }
@@ -421,6 +427,11 @@ impl Config {
                 "admin.addr {} must be a loopback address",
                 self.admin.addr
             )));
+        }
+        if self.server.memory_budget_mb < 16 {
+            return Err(ConfigError::invalid(
+                "server.memory_budget_mb must be at least 16",
+            ));
         }
         if self.server.blob_gc_interval_seconds == 0 {
             return Err(ConfigError::invalid(

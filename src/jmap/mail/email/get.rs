@@ -49,8 +49,9 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
     let account = arguments.take_account("accountId", context)?;
     let requested_ids = arguments.take_string_list("ids")?;
     let property_names = arguments.take_string_list("properties")?;
-    let options = BodyOptions::take(&mut arguments)?;
+    let mut options = BodyOptions::take(&mut arguments)?;
     arguments.finish()?;
+    options.server_max_body_value_bytes = context.engine.memory.max_body_value_bytes;
 
     let names: Vec<String> = match property_names {
         Some(names) => names,
@@ -166,19 +167,33 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
         } else {
             None
         };
-        list.push(Value::Object(render_email(
+        // Each Email is serialized as soon as it is rendered and charged to the request's
+        // response budget, so a heavy Email costs its JSON, not a `Value` tree, and a list
+        // over the limit stops here (issue 13).
+        let object = Value::Object(render_email(
             email_id,
             &record,
             parsed.as_ref(),
             raw.as_deref(),
             &requested,
             &options,
-        )));
+        ));
+        drop(raw);
+        let item = serde_json::value::to_raw_value(&object).map_err(|error| {
+            MethodError::with_description(
+                MethodErrorType::ServerFail,
+                format!("cannot serialize Email: {error}"),
+            )
+        })?;
+        drop(object);
+        context.meter.charge(item.get().len() as u64).await?;
+        list.push(item);
     }
+    context.raw_list = Some(list);
     Ok(json!({
         "accountId": account,
         "state": State::new(state),
-        "list": list,
+        "list": [],
         "notFound": not_found,
     }))
 }
