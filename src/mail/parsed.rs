@@ -675,4 +675,6 @@ pub fn preview_of(text: &str) -> String {
 }
 
 #[cfg(test)]
+pub(crate) mod bounds_tests;
+#[cfg(test)]
 mod tests;

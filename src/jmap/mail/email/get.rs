@@ -188,6 +188,8 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
         drop(object);
         context.meter.charge(item.get().len() as u64).await?;
         list.push(item);
+        // Rendering a large Email is CPU work without an await: let other requests run.
+        tokio::task::yield_now().await;
     }
     context.raw_list = Some(list);
     Ok(json!({

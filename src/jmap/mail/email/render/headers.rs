@@ -387,4 +387,14 @@ body: not a header\r\n";
         assert!(HeaderForm::Raw.allowed_for("received"));
         assert!(HeaderForm::MessageIds.allowed_for("content-id"));
     }
+
+    #[test]
+    fn header_fields_are_bounded() {
+        let block: String = (0..5_000).map(|index| format!("X-N: {index}\r\n")).collect();
+        let fields = raw_fields(block.as_bytes());
+        assert_eq!(fields.len(), MAX_HEADER_FIELDS);
+        assert_eq!(fields[MAX_HEADER_FIELDS - 1].value, b" 999");
+        let all = header_value(block.as_bytes(), "x-n", HeaderForm::Raw, true);
+        assert_eq!(all.as_array().map(Vec::len), Some(MAX_HEADER_FIELDS));
+    }
 }
