@@ -107,6 +107,7 @@ impl ApiResponse {
         current.push_str("\"methodResponses\":[");
         for (index, response) in self.method_responses.iter().enumerate() {
             if index > 0 {
+                current.push(',');
                 current.push_str(&quote(&self.method_responses[index - 1].call_id));
                 current.push_str("],");
             }
@@ -116,6 +117,7 @@ impl ApiResponse {
             pieces.push(std::mem::take(&mut current));
         }
         if let Some(last) = self.method_responses.last() {
+            current.push(',');
             current.push_str(&quote(&last.call_id));
             current.push(']');
         }
