@@ -66,6 +66,7 @@ pub fn api_response(response: ApiResponse) -> Response<ResponseBody> {
     let body = ChunksBody {
         chunks: chunks.into(),
         remaining,
+        total: remaining,
         reservation,
     };
     let mut response = Response::new(body.boxed_unsync());
@@ -78,7 +79,16 @@ pub fn api_response(response: ApiResponse) -> Response<ResponseBody> {
 struct ChunksBody {
     chunks: VecDeque<Bytes>,
     remaining: u64,
+    total: u64,
     reservation: Reservation,
+}
+
+impl Drop for ChunksBody {
+    fn drop(&mut self) {
+        // Sent (or abandoned): a large response's memory goes back to the system.
+        self.chunks.clear();
+        crate::jmap::budget::return_freed_memory(self.total);
+    }
 }
 
 impl http_body::Body for ChunksBody {
