@@ -115,6 +115,9 @@ pub struct EngineShared {
     pub memory: MemoryLimits,
     /// Bytes held by in-flight responses, server-wide.
     response_budget: Arc<ResponseBudget>,
+    /// Heavy renders (an Email of many parts) running at once: half the cores, so that the
+    /// rest keep answering everyone else while heavy requests queue here.
+    pub heavy_renders: tokio::sync::Semaphore,
 }
 
 impl EngineShared {
@@ -169,6 +172,9 @@ impl Engine {
                 search: std::sync::OnceLock::new(),
                 memory: MemoryLimits::default(),
                 response_budget: ResponseBudget::new(MemoryLimits::default().response_budget_bytes),
+                heavy_renders: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+                ),
             }),
         }
     }

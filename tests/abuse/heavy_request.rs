@@ -5,8 +5,8 @@
 //! client's Core/echo keeps being served, and the server process stays under its memory budget
 //! and gives the memory back afterwards.
 //!
-//! The RSS test runs the real `tern` binary (an in-process server would share its RSS with the
-//! other tests) and reads `/proc/PID/status`.
+//! The RSS test runs the server in a process of its own (an in-process server would share its
+//! RSS with the other tests) and reads `/proc/PID/status`.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::Path;
@@ -17,8 +17,6 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
-
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
 const USING: [&str; 2] = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"];
 
@@ -223,41 +221,27 @@ fn p99(latencies: &mut [Duration]) -> Duration {
     latencies.get(index).copied().unwrap_or_default()
 }
 
-/// A `tern serve` process on a fresh data dir with accounts alice and bob; killed on drop.
+/// A Tern server in a process of its own, on a fresh data dir with accounts alice and bob;
+/// killed on drop. The process is this test binary run again for [`server_process`]: it links
+/// the library under test, whereas `CARGO_BIN_EXE_tern` names a path that every checkout
+/// sharing a target directory overwrites.
 struct ServerProcess {
     child: Child,
     base_url: String,
     _dir: tempfile::TempDir,
 }
 
+const SERVER_DIR_ENV: &str = "TERN_ABUSE_SERVER_DIR";
+
 impl ServerProcess {
-    fn start(extra_config: &str) -> ServerProcess {
+    fn start() -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        for (email, password) in [("alice@example.test", "alice-pw"), ("bob@example.test", "bob-pw")]
-        {
-            let created = Command::new(TERN)
-                .args(["account", "create", email, "--password", password, "--data-dir"])
-                .arg(&data)
-                .env_remove("RUST_LOG")
-                .output()
-                .unwrap();
-            assert!(created.status.success(), "{created:?}");
-        }
-        let config = dir.path().join("tern.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\ndata_dir = {:?}\nhttp = \"127.0.0.1:0\"\n{extra_config}\n\
-                 [smtp]\nlisten = \"\"\n",
-                data.to_str().unwrap()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(TERN)
-            .args(["serve", "--config"])
-            .arg(&config)
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "heavy_request::server_process", "--ignored", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(SERVER_DIR_ENV, dir.path())
             .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -268,12 +252,13 @@ impl ServerProcess {
             base_url: String::new(),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "server did not start");
             let mut line = String::new();
             assert!(reader.read_line(&mut line).unwrap() > 0, "server exited");
-            if let Some(rest) = line.trim_end().strip_prefix("Tern serving JMAP at ") {
+            // The test harness writes `test name ... ` on the same line first.
+            if let Some((_, rest)) = line.trim_end().split_once("Tern serving JMAP at ") {
                 process.base_url = rest.split_whitespace().next().unwrap().to_owned();
                 std::thread::spawn(move || {
                     let mut sink = String::new();
@@ -313,14 +298,46 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The issue's scenario against the real binary with the default budget (1024 MiB): the
+/// The server of [`ServerProcess`]: runs only when started by it (otherwise returns at once),
+/// with the default configuration, until its parent closes stdin or kills it.
+#[test]
+#[ignore = "the server process of heavy_email_get_stays_under_the_memory_budget"]
+fn server_process() {
+    let Some(dir) = std::env::var_os(SERVER_DIR_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let mut config = tern::config::Config::default();
+        config.server.data_dir = Path::new(&dir).join("data");
+        config.server.http = "127.0.0.1:0".parse().unwrap();
+        config.admin.enabled = false;
+        config.smtp.listen = None;
+        let running = tern::server::Server::start(config).await.unwrap();
+        let directory = running.directory();
+        for (email, password) in [("alice@example.test", "alice-pw"), ("bob@example.test", "bob-pw")]
+        {
+            directory.create_account(email, password).await.unwrap();
+        }
+        println!("Tern serving JMAP at {}", running.base_url.trim_end_matches('/'));
+        // Until the parent goes away (its end of stdin closes).
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await;
+        running.shutdown().await;
+    });
+}
+
+/// The issue's scenario against a server process with the default budget (1024 MiB): the
 /// server stays under it, answers bounded responses, keeps answering another client, and
 /// gives the memory back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn heavy_email_get_stays_under_the_memory_budget() {
     const BUDGET_MIB: f64 = 1024.0;
     const MAX_RESPONSE: usize = 32 << 20;
-    let mut server = ServerProcess::start("");
+    let mut server = ServerProcess::start();
     let alice = Client::connect(&server.base_url, "alice@example.test", "alice-pw").await;
     let bob = Client::connect(&server.base_url, "bob@example.test", "bob-pw").await;
     let many = alice.import(many_parts_message(10_000)).await;
@@ -376,9 +393,10 @@ async fn heavy_email_get_stays_under_the_memory_budget() {
         "RSS after the requests {after:.1} MiB: memory not given back (idle {idle_rss:.1} MiB)"
     );
     assert!(latencies.len() >= 10, "the probe ran during the requests");
-    // The issue's bound is 100 ms; a debug build on a loaded 2-core machine gets some slack.
+    // The issue's bound: p99 ≤ 100 ms (measured 29 ms in a debug build at load average 6 on
+    // 2 cores, since heavy Emails render on at most half the cores).
     assert!(
-        probe_p99 <= Duration::from_millis(250),
+        probe_p99 <= Duration::from_millis(100),
         "Core/echo p99 {probe_p99:?} during the heavy requests"
     );
 }
