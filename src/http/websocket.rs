@@ -376,9 +376,10 @@ impl Connection {
                 let principal = Arc::clone(&self.principal);
                 let done = done.clone();
                 tokio::spawn(async move {
-                    let outcome = AssertUnwindSafe(engine.handle_request_response(&principal, request))
-                        .catch_unwind()
-                        .await;
+                    let outcome =
+                        AssertUnwindSafe(engine.handle_request_response(&principal, request))
+                            .catch_unwind()
+                            .await;
                     let text = match outcome {
                         Ok(Ok(response)) => response_message(response, request_id.as_deref()),
                         Ok(Err(problem)) => request_error(&problem, request_id.as_deref()),

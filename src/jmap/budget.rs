@@ -368,11 +368,18 @@ mod tests {
                 },
                 budget,
             );
-            third.settle(30).await.map(|()| third.into_reservation().bytes())
+            third
+                .settle(30)
+                .await
+                .map(|()| third.into_reservation().bytes())
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut reservation = first.into_reservation();
         reservation.release(50);
-        assert_eq!(waiting.await.unwrap().unwrap(), 30, "the queued request got in");
+        assert_eq!(
+            waiting.await.unwrap().unwrap(),
+            30,
+            "the queued request got in"
+        );
     }
 }

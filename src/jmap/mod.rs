@@ -173,7 +173,8 @@ impl Engine {
                 memory: MemoryLimits::default(),
                 response_budget: ResponseBudget::new(MemoryLimits::default().response_budget_bytes),
                 heavy_renders: tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+                    std::thread::available_parallelism()
+                        .map_or(1, |cores| (cores.get() / 2).max(1)),
                 ),
             }),
         }
@@ -244,7 +245,10 @@ impl Engine {
         principal: &Principal,
         body: &[u8],
     ) -> Result<Value, ProblemDetails> {
-        Ok(self.handle_api_response(principal, body).await?.into_value())
+        Ok(self
+            .handle_api_response(principal, body)
+            .await?
+            .into_value())
     }
 
     /// [`Engine::handle_api`], with the response kept serialized (what HTTP sends).
@@ -313,8 +317,14 @@ impl Engine {
                 Ok(arguments) => (invocation.name, arguments),
                 Err(error) => ("error".to_owned(), error.to_json()),
             };
-            let response =
-                settle(&mut context.meter, name, &arguments, raw_list, invocation.call_id).await;
+            let response = settle(
+                &mut context.meter,
+                name,
+                &arguments,
+                raw_list,
+                invocation.call_id,
+            )
+            .await;
             drop(arguments);
             // The method's own response precedes its implicit ones (RFC 8620 §5.4).
             let implicit = std::mem::take(&mut context.implicit_responses);

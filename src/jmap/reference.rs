@@ -191,8 +191,7 @@ pub fn evaluate_raw_pointer(document: &RawValue, tokens: &[String]) -> Option<Va
             }
         }
         b'{' => {
-            let members: BTreeMap<String, &RawValue> =
-                serde_json::from_str(document.get()).ok()?;
+            let members: BTreeMap<String, &RawValue> = serde_json::from_str(document.get()).ok()?;
             evaluate_raw_pointer(members.get(token.as_str())?, rest)
         }
         _ => None,
@@ -207,11 +206,7 @@ mod tests {
 
     fn earlier() -> Vec<MethodResponse> {
         vec![
-            (
-                "Thing/query",
-                json!({"ids": ["t1", "t2"], "total": 2}),
-                "q",
-            ),
+            ("Thing/query", json!({"ids": ["t1", "t2"], "total": 2}), "q"),
             (
                 "Thing/get",
                 json!({"list": [

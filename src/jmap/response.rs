@@ -47,7 +47,10 @@ pub struct ApiResponse {
 impl ApiResponse {
     /// The JSON bytes the response will take.
     pub fn len(&self) -> usize {
-        self.frame(&[]).iter().map(|chunk| chunk.len()).sum::<usize>()
+        self.frame(&[])
+            .iter()
+            .map(|chunk| chunk.len())
+            .sum::<usize>()
             + self
                 .method_responses
                 .iter()
@@ -182,7 +185,10 @@ mod tests {
             assert_eq!(text.len(), length + r#""@type":"Response","#.len());
             let object = value.as_object_mut().unwrap();
             object.remove("@type");
-            assert_eq!(object.remove("createdIds").map(|v| v.as_object().cloned()), created.map(Some));
+            assert_eq!(
+                object.remove("createdIds").map(|v| v.as_object().cloned()),
+                created.map(Some)
+            );
             assert_eq!(value, expected);
         }
     }

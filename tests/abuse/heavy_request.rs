@@ -85,7 +85,8 @@ impl Client {
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
-        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
         let authorization = format!("Basic {credentials}");
         let session: Value = http
             .get(format!("{base_url}/.well-known/jmap"))
@@ -237,7 +238,12 @@ impl ServerProcess {
     fn start() -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "heavy_request::server_process", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "heavy_request::server_process",
+                "--ignored",
+                "--nocapture",
+            ])
             .args(["--test-threads", "1"])
             .env(SERVER_DIR_ENV, dir.path())
             .env("RUST_LOG", "warn")
@@ -271,9 +277,12 @@ impl ServerProcess {
 
     /// A `/proc/PID/status` figure (VmRSS, VmHWM), in MiB.
     fn memory_mib(&self, field: &str) -> f64 {
-        let status =
-            std::fs::read_to_string(Path::new("/proc").join(self.child.id().to_string()).join("status"))
-                .unwrap();
+        let status = std::fs::read_to_string(
+            Path::new("/proc")
+                .join(self.child.id().to_string())
+                .join("status"),
+        )
+        .unwrap();
         let line = status
             .lines()
             .find(|line| line.starts_with(field))
@@ -315,11 +324,16 @@ fn server_process() {
         config.smtp.listen = None;
         let running = tern::server::Server::start(config).await.unwrap();
         let directory = running.directory();
-        for (email, password) in [("alice@example.test", "alice-pw"), ("bob@example.test", "bob-pw")]
-        {
+        for (email, password) in [
+            ("alice@example.test", "alice-pw"),
+            ("bob@example.test", "bob-pw"),
+        ] {
             directory.create_account(email, password).await.unwrap();
         }
-        println!("Tern serving JMAP at {}", running.base_url.trim_end_matches('/'));
+        println!(
+            "Tern serving JMAP at {}",
+            running.base_url.trim_end_matches('/')
+        );
         // Until the parent goes away (its end of stdin closes).
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
@@ -349,21 +363,35 @@ async fn heavy_email_get_stays_under_the_memory_budget() {
 
     // One heavy request alone: the bytes held per byte of JSON answered.
     let started = Instant::now();
-    let (status, body) = alice.post(&heavy_request(&alice.account_id, &many, 64)).await;
+    let (status, body) = alice
+        .post(&heavy_request(&alice.account_id, &many, 64))
+        .await;
     let single_elapsed = started.elapsed();
     let answered = check_heavy_answer(status, &body, MAX_RESPONSE);
     let single_peak = server.memory_mib("VmHWM");
     let single_body = body.len();
     drop(body);
-    let (status, body) = alice.post(&heavy_request(&alice.account_id, &deep, 64)).await;
-    assert_eq!(check_heavy_answer(status, &body, MAX_RESPONSE), 64, "the deep message is small");
+    let (status, body) = alice
+        .post(&heavy_request(&alice.account_id, &deep, 64))
+        .await;
+    assert_eq!(
+        check_heavy_answer(status, &body, MAX_RESPONSE),
+        64,
+        "the deep message is small"
+    );
 
     // Several at once, on both messages.
     let concurrent: Vec<_> = (0..6)
         .map(|index| {
             let alice = alice.clone();
-            let id = if index % 2 == 0 { many.clone() } else { deep.clone() };
-            tokio::spawn(async move { alice.post(&heavy_request(&alice.account_id, &id, 64)).await })
+            let id = if index % 2 == 0 {
+                many.clone()
+            } else {
+                deep.clone()
+            };
+            tokio::spawn(
+                async move { alice.post(&heavy_request(&alice.account_id, &id, 64)).await },
+            )
         })
         .collect();
     for request in concurrent {
@@ -387,7 +415,10 @@ async fn heavy_email_get_stays_under_the_memory_budget() {
     );
     assert!(server.alive(), "the server survived");
     assert!(answered > 0, "a heavy Email/get is answered while it fits");
-    assert!(peak < BUDGET_MIB, "peak RSS {peak:.1} MiB over the {BUDGET_MIB} MiB budget");
+    assert!(
+        peak < BUDGET_MIB,
+        "peak RSS {peak:.1} MiB over the {BUDGET_MIB} MiB budget"
+    );
     assert!(
         after < idle_rss + 256.0,
         "RSS after the requests {after:.1} MiB: memory not given back (idle {idle_rss:.1} MiB)"
@@ -407,8 +438,12 @@ async fn heavy_email_get_stays_under_the_memory_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_response_limit_calls_answer_request_too_large() {
     let server = TestServer::start_with(|config| config.server.memory_budget_mb = 64).await;
-    let alice = Client::connect(&server.base_url(), &server.alice().email, &server.alice().password)
-        .await;
+    let alice = Client::connect(
+        &server.base_url(),
+        &server.alice().email,
+        &server.alice().password,
+    )
+    .await;
     let many = alice.import(many_parts_message(10_000)).await;
     let mut request = heavy_request(&alice.account_id, &many, 63);
     request["methodCalls"]
@@ -418,7 +453,10 @@ async fn over_the_response_limit_calls_answer_request_too_large() {
     let max_response = (64usize << 20) / 32;
     let (status, body) = alice.post(&request).await;
     let answered = check_heavy_answer_with_echo(status, &body, max_response);
-    assert!(answered > 0 && answered < 63, "{answered} of 63 answered in full");
+    assert!(
+        answered > 0 && answered < 63,
+        "{answered} of 63 answered in full"
+    );
     // Concurrent ones too: each bounded, none failing otherwise.
     let concurrent: Vec<_> = (0..4)
         .map(|_| {

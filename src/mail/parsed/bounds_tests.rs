@@ -66,7 +66,10 @@ fn ten_thousand_parts_keep_the_first_thousand() {
     assert_eq!(parsed.parts[0].sub_parts.len(), MAX_PARTS - 1);
     assert_eq!(parsed.text_body.len(), MAX_PARTS - 1);
     assert_consistent(&parsed);
-    assert_eq!(parsed.preview, "part 0 part 1 part 2 part 3 part 4 part 5 part 6 part 7");
+    assert_eq!(
+        parsed.preview,
+        "part 0 part 1 part 2 part 3 part 4 part 5 part 6 part 7"
+    );
 }
 
 #[test]
@@ -79,7 +82,11 @@ fn five_thousand_deep_is_cut_at_max_depth() {
         "parsed in {:?}",
         started.elapsed()
     );
-    assert!(parsed.parts.len() <= MAX_DEPTH + 2, "{} parts", parsed.parts.len());
+    assert!(
+        parsed.parts.len() <= MAX_DEPTH + 2,
+        "{} parts",
+        parsed.parts.len()
+    );
     assert!(depth_of(&parsed, 0) <= MAX_DEPTH + 1);
     assert_consistent(&parsed);
 }
@@ -98,7 +105,11 @@ fn stored_structures_over_the_bound_are_cut_on_reading() {
     stored.text_body = (1..=5_000).collect();
     stored.html_body = stored.text_body.clone();
     let decoded = ParsedEmail::decode_stored(&stored.encode_stored()).unwrap();
-    assert_eq!(decoded.parts.len(), 5_001, "the stored form still decodes whole");
+    assert_eq!(
+        decoded.parts.len(),
+        5_001,
+        "the stored form still decodes whole"
+    );
     let mut bounded = decoded;
     bounded.bound_structure();
     assert_eq!(bounded.parts.len(), MAX_PARTS);

@@ -193,15 +193,20 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
             }
         };
         let item = if heavy {
-            let _slot = context.engine.heavy_renders.acquire().await.map_err(|_| {
-                MethodError::new(MethodErrorType::ServerUnavailable)
-            })?;
-            tokio::task::spawn_blocking(render).await.map_err(|error| {
-                MethodError::with_description(
-                    MethodErrorType::ServerFail,
-                    format!("rendering the Email failed: {error}"),
-                )
-            })??
+            let _slot = context
+                .engine
+                .heavy_renders
+                .acquire()
+                .await
+                .map_err(|_| MethodError::new(MethodErrorType::ServerUnavailable))?;
+            tokio::task::spawn_blocking(render)
+                .await
+                .map_err(|error| {
+                    MethodError::with_description(
+                        MethodErrorType::ServerFail,
+                        format!("rendering the Email failed: {error}"),
+                    )
+                })??
         } else {
             render()?
         };

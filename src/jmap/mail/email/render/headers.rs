@@ -390,7 +390,9 @@ body: not a header\r\n";
 
     #[test]
     fn header_fields_are_bounded() {
-        let block: String = (0..5_000).map(|index| format!("X-N: {index}\r\n")).collect();
+        let block: String = (0..5_000)
+            .map(|index| format!("X-N: {index}\r\n"))
+            .collect();
         let fields = raw_fields(block.as_bytes());
         assert_eq!(fields.len(), MAX_HEADER_FIELDS);
         assert_eq!(fields[MAX_HEADER_FIELDS - 1].value, b" 999");
