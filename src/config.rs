@@ -18,6 +18,8 @@
 //!                                 # outbound, admin); the soft RLIMIT_NOFILE is raised to the
 //!                                 # hard one at start-up and http.max_connections plus
 //!                                 # smtp.max_connections are shrunk to fit under it
+//! memory_budget_mb = 1024         # what requests may hold: half for in-flight responses,
+//!                                 # 1/32 per request's JSON, 1/256 per body value
 //!
 //! [http]                          # the JMAP listener's connections
 //! max_connections = 4096          # open connections; more: 503 + Retry-After (last tenth kept
@@ -194,7 +196,13 @@ pub struct ServerConfig {
     pub blob_gc_interval_seconds: u64,
     /// File descriptors kept out of the HTTP and SMTP connection caps (`limits::descriptors`).
     pub fd_reserve: u64,
+    /// The memory API requests may use, in MiB; the response limits derive from it
+    /// (`jmap::budget::MemoryLimits`).
+    pub memory_budget_mb: u64,
 }
+
+/// `[server] memory_budget_mb` by default: what API requests may hold (`jmap::budget`).
+pub const DEFAULT_MEMORY_BUDGET_MB: u64 = 1024;
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
@@ -208,6 +216,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 10,
             blob_gc_interval_seconds: 3600,
             fd_reserve: 256,
+            memory_budget_mb: DEFAULT_MEMORY_BUDGET_MB,
         }
     }
 }
@@ -468,6 +477,11 @@ impl Config {
                 "admin.addr {} must be a loopback address",
                 self.admin.addr
             )));
+        }
+        if self.server.memory_budget_mb < 16 {
+            return Err(ConfigError::invalid(
+                "server.memory_budget_mb must be at least 16",
+            ));
         }
         if self.server.blob_gc_interval_seconds == 0 {
             return Err(ConfigError::invalid(

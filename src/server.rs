@@ -427,6 +427,9 @@ impl Server {
         urls.web_push =
             crate::push::config::WebPushSettings::new(&config.push, vapid.public_key_base64());
         let engine = Engine::new(store.clone(), config.jmap.core_limits(), urls)
+            .with_memory_limits(crate::jmap::budget::MemoryLimits::from_budget_mb(
+                config.server.memory_budget_mb,
+            ))
             .with_method_observer(crate::telemetry::method_observer());
 
         // Computed once, off the async workers, so the first login of an unknown user does

@@ -41,7 +41,9 @@ use crate::config::Config;
 use crate::jmap::Engine;
 use crate::store::blob::BlobStore;
 pub use cors::Cors;
-use response::{ResponseBody, auth_problem, jmap_problem, json_response, limit_problem, problem};
+use response::{
+    ResponseBody, api_response, auth_problem, jmap_problem, json_response, limit_problem, problem,
+};
 use slots::AccountSlots;
 
 /// Everything a request handler needs; shared by all connections.
@@ -476,7 +478,7 @@ async fn api(
         }
     };
     let received = Instant::now();
-    match state.engine.handle_api(principal, &body).await {
+    match state.engine.handle_api_response(principal, &body).await {
         Ok(value) => {
             let handled = received.elapsed();
             // A commit of this account that the push hub saw during the request.
@@ -485,7 +487,7 @@ async fn api(
                 .last_commit_seen(principal.account_id)
                 .and_then(|seen| seen.checked_duration_since(received))
                 .filter(|committed| *committed <= handled);
-            let mut response = json_response(StatusCode::OK, &value);
+            let mut response = api_response(value);
             let headers = response.headers_mut();
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             headers.insert(SERVER_TIMING, server_timing(handled, committed));

@@ -2,15 +2,21 @@
 //! (`application/problem+json`); JMAP request-level errors use the engine's
 //! [`ProblemDetails`] with their RFC 8620 §3.6.1 `type`, everything else `about:blank`.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
+use http_body::{Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use serde_json::{Value, json};
 
 use crate::auth::AuthError;
-use crate::jmap::ProblemDetails;
+use crate::jmap::budget::Reservation;
+use crate::jmap::{ApiResponse, ProblemDetails};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response: buffered JSON or a streamed download.
@@ -49,6 +55,68 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot serialize the response: {error}"),
         ),
+    }
+}
+
+/// An API Response object (RFC 8620 §3.4) sent as the engine's pieces, without joining them
+/// into one buffer; the response budget bytes they hold are given back as they are sent.
+pub fn api_response(response: ApiResponse) -> Response<ResponseBody> {
+    let (chunks, reservation) = response.into_chunks(&[]);
+    let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+    let body = ChunksBody {
+        chunks: chunks.into(),
+        remaining,
+        total: remaining,
+        reservation,
+    };
+    let mut response = Response::new(body.boxed_unsync());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    response
+}
+
+struct ChunksBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+    total: u64,
+    reservation: Reservation,
+}
+
+impl Drop for ChunksBody {
+    fn drop(&mut self) {
+        // Sent (or abandoned): a large response's memory goes back to the system.
+        self.chunks.clear();
+        crate::jmap::budget::return_freed_memory(self.total);
+    }
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match this.chunks.pop_front() {
+            Some(chunk) => {
+                let length = chunk.len() as u64;
+                this.remaining = this.remaining.saturating_sub(length);
+                this.reservation.release(length);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -406,9 +406,10 @@ impl Connection {
                 let principal = Arc::clone(&self.principal);
                 let done = done.clone();
                 tokio::spawn(async move {
-                    let outcome = AssertUnwindSafe(engine.handle_request(&principal, request))
-                        .catch_unwind()
-                        .await;
+                    let outcome =
+                        AssertUnwindSafe(engine.handle_request_response(&principal, request))
+                            .catch_unwind()
+                            .await;
                     let text = match outcome {
                         Ok(Ok(response)) => response_message(response, request_id.as_deref()),
                         Ok(Err(problem)) => request_error(&problem, request_id.as_deref()),
@@ -592,20 +593,12 @@ fn push_enable_arguments(text: &str) -> Result<(PushFilter, Option<String>), Pro
 }
 
 /// RFC 8887 §4.3.3: the Response object plus `@type` and the request's id.
-fn response_message(response: Value, request_id: Option<&str>) -> String {
-    let mut object = match response {
-        Value::Object(object) => object,
-        other => {
-            let mut object = Map::new();
-            object.insert("response".to_owned(), other);
-            object
-        }
-    };
-    object.insert("@type".to_owned(), json!("Response"));
+fn response_message(response: crate::jmap::ApiResponse, request_id: Option<&str>) -> String {
+    let mut extra = vec![("@type", json!("Response"))];
     if let Some(id) = request_id {
-        object.insert("requestId".to_owned(), Value::String(id.to_owned()));
+        extra.push(("requestId", Value::String(id.to_owned())));
     }
-    Value::Object(object).to_string()
+    response.into_string(&extra)
 }
 
 /// RFC 8887 §4.3.4: problem details plus `@type` and the request's id.

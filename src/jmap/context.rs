@@ -22,6 +22,12 @@ pub struct CallContext<'r> {
     /// `onSuccessDestroyOriginal`).
     /// `(method name, arguments)`; the engine gives them the running call's id.
     pub implicit_responses: Vec<(String, Value)>,
+    /// The request's account of the JSON it answers (`budget.rs`): a method building a large
+    /// answer charges as it goes, so it stops early instead of growing the heap.
+    pub meter: super::budget::ResponseMeter,
+    /// A method that serialized its `list` item by item (Email/get) leaves the items here and
+    /// answers `list` empty; the engine writes them in place (`response::Spliced`).
+    pub raw_list: Option<Vec<Box<serde_json::value::RawValue>>>,
 }
 
 impl CallContext<'_> {

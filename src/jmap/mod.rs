@@ -15,6 +15,7 @@
 //!   [`context::CallContext::authorize`].
 
 pub mod blob;
+pub mod budget;
 pub mod context;
 pub mod core;
 pub mod dispatch;
@@ -24,6 +25,7 @@ pub mod mail;
 pub mod push_subscription;
 pub mod reference;
 pub mod request;
+pub mod response;
 pub mod session;
 pub mod types;
 
@@ -45,10 +47,13 @@ use tracing::Instrument;
 pub use error::{MethodError, MethodErrorType, ProblemDetails, SetError, SetErrorType};
 pub use session::SessionUrls;
 
+use budget::{MemoryLimits, ResponseBudget, ResponseMeter};
 use context::{Arguments, CallContext};
 use dispatch::MethodEntry;
 use reference::{MethodResponse, resolve_result_references};
 use request::Request;
+pub use response::ApiResponse;
+use response::Spliced;
 
 use crate::auth::Principal;
 use crate::store::Store;
@@ -106,6 +111,13 @@ pub struct EngineShared {
     observer: Option<MethodObserver>,
     /// The full-text index, once the server started it (absent: text filters scan the store).
     search: std::sync::OnceLock<crate::search::SearchHandle>,
+    /// What `[server] memory_budget_mb` allows requests (see `budget.rs`).
+    pub memory: MemoryLimits,
+    /// Bytes held by in-flight responses, server-wide.
+    response_budget: Arc<ResponseBudget>,
+    /// Heavy renders (an Email of many parts) running at once: half the cores, so that the
+    /// rest keep answering everyone else while heavy requests queue here.
+    pub heavy_renders: tokio::sync::Semaphore,
 }
 
 impl EngineShared {
@@ -158,6 +170,12 @@ impl Engine {
                 capabilities,
                 observer: None,
                 search: std::sync::OnceLock::new(),
+                memory: MemoryLimits::default(),
+                response_budget: ResponseBudget::new(MemoryLimits::default().response_budget_bytes),
+                heavy_renders: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism()
+                        .map_or(1, |cores| (cores.get() / 2).max(1)),
+                ),
             }),
         }
     }
@@ -169,6 +187,23 @@ impl Engine {
             None => tracing::warn!("method observer installed after the engine was shared"),
         }
         self
+    }
+
+    /// Sets the memory limits (call before cloning the engine).
+    pub fn with_memory_limits(mut self, memory: MemoryLimits) -> Engine {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.memory = memory;
+                shared.response_budget = ResponseBudget::new(memory.response_budget_bytes);
+            }
+            None => tracing::warn!("memory limits set after the engine was shared"),
+        }
+        self
+    }
+
+    /// Bytes held by in-flight responses right now, server-wide.
+    pub fn response_bytes_held(&self) -> u64 {
+        self.shared.response_budget.used()
     }
 
     /// Connects the full-text index (once; later calls are ignored).
@@ -210,10 +245,22 @@ impl Engine {
         principal: &Principal,
         body: &[u8],
     ) -> Result<Value, ProblemDetails> {
+        Ok(self
+            .handle_api_response(principal, body)
+            .await?
+            .into_value())
+    }
+
+    /// [`Engine::handle_api`], with the response kept serialized (what HTTP sends).
+    pub async fn handle_api_response(
+        &self,
+        principal: &Principal,
+        body: &[u8],
+    ) -> Result<ApiResponse, ProblemDetails> {
         let max_calls =
             usize::try_from(self.shared.limits.max_calls_in_request).unwrap_or(usize::MAX);
         let request = Request::parse(body, max_calls)?;
-        self.handle_request(principal, request).await
+        self.handle_request_response(principal, request).await
     }
 
     /// Runs an already parsed request (the WebSocket transport parses its own frames).
@@ -222,6 +269,20 @@ impl Engine {
         principal: &Principal,
         request: Request,
     ) -> Result<Value, ProblemDetails> {
+        Ok(self
+            .handle_request_response(principal, request)
+            .await?
+            .into_value())
+    }
+
+    /// [`Engine::handle_request`], with the response kept serialized. Each method response is
+    /// serialized when its method returns and charged to the request's and the server's
+    /// response budgets (`budget.rs`); one that does not fit is answered with the error.
+    pub async fn handle_request_response(
+        &self,
+        principal: &Principal,
+        request: Request,
+    ) -> Result<ApiResponse, ProblemDetails> {
         // RFC 8620 §3.6.1: every capability in `using` must be known.
         if let Some(unknown) = request
             .using
@@ -236,6 +297,8 @@ impl Engine {
             principal,
             created_ids: request.created_ids.unwrap_or_default(),
             implicit_responses: Vec::new(),
+            meter: ResponseMeter::new(self.shared.memory, self.shared.response_budget.clone()),
+            raw_list: None,
         };
         let mut responses: Vec<MethodResponse> = Vec::with_capacity(request.method_calls.len());
         for invocation in request.method_calls {
@@ -249,53 +312,51 @@ impl Engine {
                     &responses,
                 )
                 .await;
+            let raw_list = context.raw_list.take();
             let (name, arguments) = match outcome {
                 Ok(arguments) => (invocation.name, arguments),
                 Err(error) => ("error".to_owned(), error.to_json()),
             };
+            let response = settle(
+                &mut context.meter,
+                name,
+                &arguments,
+                raw_list,
+                invocation.call_id,
+            )
+            .await;
+            drop(arguments);
             // The method's own response precedes its implicit ones (RFC 8620 §5.4).
             let implicit = std::mem::take(&mut context.implicit_responses);
-            let call_id = invocation.call_id;
-            let implicit_responses: Vec<MethodResponse> = implicit
-                .into_iter()
-                .map(|(implicit_name, implicit_arguments)| MethodResponse {
-                    name: implicit_name,
-                    arguments: implicit_arguments,
-                    call_id: call_id.clone(),
-                })
-                .collect();
-            responses.push(MethodResponse {
-                name,
-                arguments,
-                call_id,
-            });
-            responses.extend(implicit_responses);
+            let call_id = response.call_id.clone();
+            responses.push(response);
+            for (implicit_name, implicit_arguments) in implicit {
+                let response = settle(
+                    &mut context.meter,
+                    implicit_name,
+                    &implicit_arguments,
+                    None,
+                    call_id.clone(),
+                )
+                .await;
+                responses.push(response);
+            }
         }
-        let mut response = Map::with_capacity(3);
-        response.insert(
-            "methodResponses".to_owned(),
-            Value::Array(
-                responses
-                    .into_iter()
-                    .map(MethodResponse::into_json)
-                    .collect(),
-            ),
-        );
-        if return_created_ids {
-            let created: Map<String, Value> = context
+        let created_ids = return_created_ids.then(|| {
+            context
                 .created_ids
                 .into_iter()
                 .map(|(creation_id, id)| {
                     (creation_id.into_string(), Value::String(id.into_string()))
                 })
-                .collect();
-            response.insert("createdIds".to_owned(), Value::Object(created));
-        }
-        response.insert(
-            "sessionState".to_owned(),
-            Value::String(session::session_state(&self.shared, principal)),
-        );
-        Ok(Value::Object(response))
+                .collect::<Map<String, Value>>()
+        });
+        Ok(ApiResponse {
+            method_responses: responses,
+            created_ids,
+            session_state: session::session_state(&self.shared, principal),
+            reservation: context.meter.into_reservation(),
+        })
     }
 
     async fn run_call(
@@ -338,4 +399,53 @@ impl Engine {
         }
         outcome
     }
+}
+
+/// Serializes one method response and settles its size with the request's meter; a response
+/// over the limits is replaced by the method error saying so (`budget.rs`).
+async fn settle(
+    meter: &mut ResponseMeter,
+    name: String,
+    arguments: &Value,
+    raw_list: Option<Vec<Box<serde_json::value::RawValue>>>,
+    call_id: String,
+) -> MethodResponse {
+    let serialized = match (&raw_list, arguments) {
+        (Some(items), Value::Object(object)) => serde_json::value::to_raw_value(&Spliced {
+            object,
+            member: "list",
+            items,
+        }),
+        _ => serde_json::value::to_raw_value(arguments),
+    };
+    drop(raw_list);
+    let outcome = match serialized {
+        Ok(raw) => match meter.settle(raw.get().len() as u64).await {
+            Ok(()) => Ok(raw),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(MethodError::with_description(
+            MethodErrorType::ServerFail,
+            format!("cannot serialize the response: {error}"),
+        )),
+    };
+    let (name, raw) = match outcome {
+        Ok(raw) => (name, raw),
+        Err(error) => {
+            let raw = serde_json::value::to_raw_value(&error.to_json())
+                .unwrap_or_else(|_| error_fallback());
+            meter.settle_error(raw.get().len() as u64);
+            ("error".to_owned(), raw)
+        }
+    };
+    MethodResponse {
+        name,
+        arguments: raw,
+        call_id,
+    }
+}
+
+fn error_fallback() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(r#"{"type":"serverFail"}"#.to_owned())
+        .unwrap_or_default()
 }

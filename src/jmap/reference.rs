@@ -3,32 +3,39 @@
 //! JSON Pointer, RFC 6901, with JMAP's `*` extension) selects in the arguments of the first
 //! earlier response with call id `resultOf`.
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::error::MethodError;
 
-/// A response produced earlier in the same request: `[name, arguments, callId]`.
-#[derive(Debug, Clone, PartialEq)]
+/// A response produced earlier in the same request: `[name, arguments, callId]`. The
+/// arguments are kept serialized (one copy of the JSON the client gets, issue 13); a result
+/// reference reads the part it selects without parsing the rest.
+#[derive(Debug, Clone)]
 pub struct MethodResponse {
     pub name: String,
-    pub arguments: Value,
+    pub arguments: Box<RawValue>,
     pub call_id: String,
 }
 
 impl MethodResponse {
+    /// Serializes `arguments` (`None` only if a value cannot be serialized, which
+    /// `serde_json::Value` always can).
+    pub fn new(name: String, arguments: &Value, call_id: String) -> Option<MethodResponse> {
+        Some(MethodResponse {
+            name,
+            arguments: serde_json::value::to_raw_value(arguments).ok()?,
+            call_id,
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         Value::Array(vec![
             Value::from(self.name.as_str()),
-            self.arguments.clone(),
+            serde_json::from_str(self.arguments.get()).unwrap_or(Value::Null),
             Value::from(self.call_id.as_str()),
-        ])
-    }
-
-    pub fn into_json(self) -> Value {
-        Value::Array(vec![
-            Value::String(self.name),
-            self.arguments,
-            Value::String(self.call_id),
         ])
     }
 }
@@ -92,7 +99,7 @@ fn evaluate_reference(reference: &Value, earlier: &[MethodResponse]) -> Result<V
     let tokens = parse_pointer(path).ok_or_else(|| {
         MethodError::invalid_result_reference(format!("{path:?} is not a JSON Pointer"))
     })?;
-    evaluate_pointer(&response.arguments, &tokens)
+    evaluate_raw_pointer(&response.arguments, &tokens)
         .ok_or_else(|| MethodError::invalid_result_reference(format!("{path:?} selects nothing")))
 }
 
@@ -161,6 +168,36 @@ pub fn evaluate_pointer(document: &Value, tokens: &[String]) -> Option<Value> {
     }
 }
 
+/// [`evaluate_pointer`] on serialized JSON: only what the pointer walks through is parsed (and
+/// then only into borrowed slices), and only the selected values become `Value`s.
+pub fn evaluate_raw_pointer(document: &RawValue, tokens: &[String]) -> Option<Value> {
+    let Some((token, rest)) = tokens.split_first() else {
+        return serde_json::from_str(document.get()).ok();
+    };
+    match document.get().trim_start().as_bytes().first()? {
+        b'[' => {
+            let items: Vec<&RawValue> = serde_json::from_str(document.get()).ok()?;
+            if token == "*" {
+                let mut collected = Vec::with_capacity(items.len());
+                for item in items {
+                    match evaluate_raw_pointer(item, rest)? {
+                        Value::Array(inner) => collected.extend(inner),
+                        other => collected.push(other),
+                    }
+                }
+                Some(Value::Array(collected))
+            } else {
+                evaluate_raw_pointer(items.get(parse_array_index(token)?)?, rest)
+            }
+        }
+        b'{' => {
+            let members: BTreeMap<String, &RawValue> = serde_json::from_str(document.get()).ok()?;
+            evaluate_raw_pointer(members.get(token.as_str())?, rest)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,25 +206,22 @@ mod tests {
 
     fn earlier() -> Vec<MethodResponse> {
         vec![
-            MethodResponse {
-                name: "Thing/query".into(),
-                arguments: json!({"ids": ["t1", "t2"], "total": 2}),
-                call_id: "q".into(),
-            },
-            MethodResponse {
-                name: "Thing/get".into(),
-                arguments: json!({"list": [
+            ("Thing/query", json!({"ids": ["t1", "t2"], "total": 2}), "q"),
+            (
+                "Thing/get",
+                json!({"list": [
                     {"id": "t1", "parts": ["p1", "p2"], "a/b": 1, "m~n": 2},
                     {"id": "t2", "parts": ["p3"]}
                 ]}),
-                call_id: "g".into(),
-            },
-            MethodResponse {
-                name: "Thing/query".into(),
-                arguments: json!({"ids": ["later"]}),
-                call_id: "q".into(),
-            },
+                "g",
+            ),
+            ("Thing/query", json!({"ids": ["later"]}), "q"),
         ]
+        .into_iter()
+        .filter_map(|(name, arguments, call_id)| {
+            MethodResponse::new(name.to_owned(), &arguments, call_id.to_owned())
+        })
+        .collect()
     }
 
     fn resolve(arguments: Value) -> Result<Value, MethodError> {

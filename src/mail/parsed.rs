@@ -130,6 +130,23 @@ impl ParsedEmail {
     pub fn part(&self, index: u32) -> Option<&BodyPart> {
         self.parts.get(index as usize)
     }
+
+    /// Cuts a body structure stored before [`MAX_PARTS`] existed to its first `MAX_PARTS`
+    /// parts. Parts are in document order (a parent before its children), so every part kept
+    /// keeps its parent; references to the parts cut are dropped.
+    pub fn bound_structure(&mut self) {
+        if self.parts.len() <= MAX_PARTS {
+            return;
+        }
+        self.parts.truncate(MAX_PARTS);
+        let kept = |index: &u32| (*index as usize) < MAX_PARTS;
+        for part in &mut self.parts {
+            part.sub_parts.retain(kept);
+        }
+        self.text_body.retain(kept);
+        self.html_body.retain(kept);
+        self.attachments.retain(kept);
+    }
 }
 
 /// RFC 8621 §4.1.4: the preview is at most 256 characters.
@@ -139,7 +156,13 @@ pub const PREVIEW_CHARS: usize = 256;
 const PREVIEW_SOURCE_BYTES: usize = 64 * 1024;
 
 /// Deepest multipart nesting expanded; deeper parts are kept as opaque leaves.
-const MAX_DEPTH: usize = 48;
+pub const MAX_DEPTH: usize = 48;
+
+/// Most body parts kept of one message (issue 13: a 439 KB message of 10,000 parts made one
+/// Email/get cost 45 MB). The parts after the first `MAX_PARTS` (in document order) are not
+/// shown in the body structure; their octets stay in the message (and its blob). RFC 8621
+/// sets no limit; 1,000 is far above what mail clients produce.
+pub const MAX_PARTS: usize = 1000;
 
 /// Parses a message. Never fails: input that is not a message at all yields a ParsedEmail with
 /// one empty text part covering the input (so it still has a body structure).
@@ -316,6 +339,9 @@ struct StructureBuilder<'m, 'x, 't> {
 impl StructureBuilder<'_, '_, '_> {
     /// Adds mail-parser part `id` (and its children) and returns its index in `parts`.
     fn add(&mut self, id: usize, parent_subtype: Option<&str>, depth: usize) -> Option<u32> {
+        if self.parts.len() >= MAX_PARTS {
+            return None;
+        }
         let source = self.message.parts.get(id)?;
         match self.visited.get_mut(id) {
             Some(seen) if !*seen => *seen = true,
@@ -648,5 +674,7 @@ pub fn preview_of(text: &str) -> String {
     preview
 }
 
+#[cfg(test)]
+pub(crate) mod bounds_tests;
 #[cfg(test)]
 mod tests;

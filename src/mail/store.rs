@@ -79,7 +79,11 @@ pub async fn load_parsed(
         return Ok(None);
     };
     ParsedEmail::decode_stored(&bytes)
-        .map(Some)
+        .map(|mut parsed| {
+            // Messages stored before the parts bound get it on reading (issue 13).
+            parsed.bound_structure();
+            Some(parsed)
+        })
         .map_err(|error| StoreError::corrupt(format!("Email {email_id}: {error}")))
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod smtp_in_common;
 
 mod connections;
+mod heavy_request;
 mod logins;
 mod smtp_sessions;
 mod websocket;

@@ -4,6 +4,7 @@
 //! bodyValues and header forms not kept in the metadata read the raw message.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -49,8 +50,9 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
     let account = arguments.take_account("accountId", context)?;
     let requested_ids = arguments.take_string_list("ids")?;
     let property_names = arguments.take_string_list("properties")?;
-    let options = BodyOptions::take(&mut arguments)?;
+    let mut options = BodyOptions::take(&mut arguments)?;
     arguments.finish()?;
+    options.server_max_body_value_bytes = context.engine.memory.max_body_value_bytes;
 
     let names: Vec<String> = match property_names {
         Some(names) => names,
@@ -80,6 +82,8 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
     let parsed_properties: Vec<EmailProperty> =
         requested.iter().map(|item| item.property.clone()).collect();
     let needs_raw = render::needs_raw(&parsed_properties, &options);
+    let requested = Arc::new(requested);
+    let options = Arc::new(options);
 
     let max_objects = context.engine.limits.max_objects_in_get;
     let account_id = account.number();
@@ -166,21 +170,80 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
         } else {
             None
         };
-        list.push(Value::Object(render_email(
-            email_id,
-            &record,
-            parsed.as_ref(),
-            raw.as_deref(),
-            &requested,
-            &options,
-        )));
+        // Each Email is serialized as soon as it is rendered and charged to the request's
+        // response budget, so a heavy Email costs its JSON, not a `Value` tree, and a list
+        // over the limit stops here (issue 13). A heavy one renders on a blocking thread, so
+        // that the async workers keep answering other clients meanwhile.
+        let heavy = parsed
+            .as_ref()
+            .is_some_and(|parsed| parsed.parts.len() > HEAVY_PARTS)
+            || raw.as_ref().is_some_and(|raw| raw.len() > HEAVY_RAW_BYTES);
+        let render = {
+            let requested = Arc::clone(&requested);
+            let options = Arc::clone(&options);
+            move || {
+                serialize_email(
+                    email_id,
+                    &record,
+                    parsed.as_ref(),
+                    raw.as_deref(),
+                    &requested,
+                    &options,
+                )
+            }
+        };
+        let item = if heavy {
+            let _slot = context
+                .engine
+                .heavy_renders
+                .acquire()
+                .await
+                .map_err(|_| MethodError::new(MethodErrorType::ServerUnavailable))?;
+            tokio::task::spawn_blocking(render)
+                .await
+                .map_err(|error| {
+                    MethodError::with_description(
+                        MethodErrorType::ServerFail,
+                        format!("rendering the Email failed: {error}"),
+                    )
+                })??
+        } else {
+            render()?
+        };
+        context.meter.charge(item.get().len() as u64).await?;
+        list.push(item);
     }
+    context.raw_list = Some(list);
     Ok(json!({
         "accountId": account,
         "state": State::new(state),
-        "list": list,
+        "list": [],
         "notFound": not_found,
     }))
+}
+
+/// An Email over this many body parts (or raw bytes, when the raw message is read) renders on a
+/// blocking thread.
+const HEAVY_PARTS: usize = 64;
+const HEAVY_RAW_BYTES: usize = 256 * 1024;
+
+fn serialize_email(
+    email_id: u64,
+    record: &EmailRecord,
+    parsed: Option<&ParsedEmail>,
+    raw: Option<&[u8]>,
+    requested: &[Requested],
+    options: &BodyOptions,
+) -> Result<Box<serde_json::value::RawValue>, MethodError> {
+    let object = Value::Object(render_email(
+        email_id, record, parsed, raw, requested, options,
+    ));
+    serde_json::value::to_raw_value(&object).map_err(|error| {
+        MethodError::with_description(
+            MethodErrorType::ServerFail,
+            format!("cannot serialize Email: {error}"),
+        )
+    })
 }
 
 fn render_email(

@@ -306,6 +306,9 @@ pub struct BodyOptions {
     pub fetch_all_body_values: bool,
     /// 0: no truncation.
     pub max_body_value_bytes: u64,
+    /// The server's own cap on a body value (0: none), applied with `max_body_value_bytes`:
+    /// `[server] memory_budget_mb` / 256 (issue 13).
+    pub server_max_body_value_bytes: u64,
 }
 
 impl Default for BodyOptions {
@@ -316,6 +319,8 @@ impl Default for BodyOptions {
             fetch_html_body_values: false,
             fetch_all_body_values: false,
             max_body_value_bytes: 0,
+            server_max_body_value_bytes: crate::jmap::budget::MemoryLimits::default()
+                .max_body_value_bytes,
         }
     }
 }
@@ -346,7 +351,18 @@ impl BodyOptions {
             max_body_value_bytes: arguments
                 .take_unsigned("maxBodyValueBytes")?
                 .map_or(0, |limit| limit.get()),
+            ..BodyOptions::default()
         })
+    }
+
+    /// The size a body value is cut to: the smaller of the client's `maxBodyValueBytes` and
+    /// the server's cap (0 for either: that one does not limit).
+    pub fn effective_max_body_value_bytes(&self) -> u64 {
+        match (self.max_body_value_bytes, self.server_max_body_value_bytes) {
+            (0, server) => server,
+            (client, 0) => client,
+            (client, server) => client.min(server),
+        }
     }
 }
 

@@ -179,9 +179,11 @@ impl Context<'_> {
             let body = self.body_bytes(part)?;
             let (mut text, decode_problem) =
                 part_text(body, part.encoding, part.charset.as_deref());
+            // RFC 8621 §4.2: the value MUST be cut to maxBodyValueBytes; the server's own cap
+            // (issue 13) cuts too, and isTruncated says so either way.
             let is_truncated = truncate(
                 &mut text,
-                options.max_body_value_bytes,
+                options.effective_max_body_value_bytes(),
                 part.content_type == "text/html",
             );
             values.insert(

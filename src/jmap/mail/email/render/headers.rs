@@ -91,8 +91,13 @@ pub struct RawField<'a> {
     pub value: &'a [u8],
 }
 
-/// The header fields of `block` in order, up to the blank line that ends them. Lines that
-/// are neither a field nor a continuation (malformed input) are skipped.
+/// Most header fields read of one header block (issue 13: the cost of one Email's rendering is
+/// bounded). RFC 5322 sets no limit; fields after these are not shown.
+pub const MAX_HEADER_FIELDS: usize = 1000;
+
+/// The header fields of `block` in order, up to the blank line that ends them (and at most
+/// [`MAX_HEADER_FIELDS`]). Lines that are neither a field nor a continuation (malformed
+/// input) are skipped.
 pub fn raw_fields(block: &[u8]) -> Vec<RawField<'_>> {
     let mut fields: Vec<RawField<'_>> = Vec::new();
     // (name, value start, value end) of the field being read.
@@ -111,6 +116,9 @@ pub fn raw_fields(block: &[u8]) -> Vec<RawField<'_>> {
         let next = (line_end + 1).min(block.len());
         if line.is_empty() {
             break;
+        }
+        if fields.len() >= MAX_HEADER_FIELDS {
+            return fields;
         }
         if matches!(line[0], b' ' | b'\t') {
             if let Some((_, _, end)) = current.as_mut() {
@@ -378,5 +386,17 @@ body: not a header\r\n";
         assert!(!HeaderForm::Urls.allowed_for("received"));
         assert!(HeaderForm::Raw.allowed_for("received"));
         assert!(HeaderForm::MessageIds.allowed_for("content-id"));
+    }
+
+    #[test]
+    fn header_fields_are_bounded() {
+        let block: String = (0..5_000)
+            .map(|index| format!("X-N: {index}\r\n"))
+            .collect();
+        let fields = raw_fields(block.as_bytes());
+        assert_eq!(fields.len(), MAX_HEADER_FIELDS);
+        assert_eq!(fields[MAX_HEADER_FIELDS - 1].value, b" 999");
+        let all = header_value(block.as_bytes(), "x-n", HeaderForm::Raw, true);
+        assert_eq!(all.as_array().map(Vec::len), Some(MAX_HEADER_FIELDS));
     }
 }
