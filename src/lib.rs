@@ -15,3 +15,5 @@ pub mod server;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod test_random;

@@ -8,22 +8,7 @@ use serde_json::{Value, json};
 use super::error::RequestErrorType;
 use super::request::Request;
 use super::test_support::{alice, engine};
-
-/// xorshift64*: small, fast, and reproducible from its seed.
-struct Generator(u64);
-
-impl Generator {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-}
+use crate::test_random::Generator;
 
 const SEEDS: &[&str] = &[
     r#"{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{"a":[1,2,{"b":null}]},"c0"]]}"#,

@@ -3,22 +3,7 @@
 //! `cargo test` checks the session's invariants on a few thousand hostile inputs.
 
 use super::fuzzing::{FUZZ_MAX_MESSAGE_SIZE, run};
-
-/// xorshift64*: small, fast, and reproducible from its seed.
-struct Generator(u64);
-
-impl Generator {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-}
+use crate::test_random::Generator;
 
 /// Transcripts that reach every state: pipelined transactions, BDAT, AUTH, STARTTLS, DATA
 /// with dot-stuffing. 0xFF cuts the input into the pieces the client sends.
