@@ -17,42 +17,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
+use crate::messages::{deep_nesting as deep_message, many_parts as many_parts_message};
 
 const USING: [&str; 2] = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"];
-
-/// A multipart/mixed message of `parts` small text/plain parts (10,000: the issue's 439 KB).
-fn many_parts_message(parts: usize) -> Vec<u8> {
-    let mut raw = String::from(
-        "From: a@example.test\r\nTo: alice@example.test\r\nSubject: many parts\r\n\
-         Message-ID: <many@example.test>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
-    );
-    for index in 0..parts {
-        raw.push_str(&format!(
-            "--b\r\nContent-Type: text/plain\r\n\r\npart {index}\r\n"
-        ));
-    }
-    raw.push_str("--b--\r\n");
-    raw.into_bytes()
-}
-
-/// Multiparts nested `depth` deep around one text part.
-fn deep_message(depth: usize) -> Vec<u8> {
-    let mut raw = String::from(
-        "From: a@example.test\r\nTo: alice@example.test\r\nSubject: deep\r\n\
-         Message-ID: <deep@example.test>\r\nMIME-Version: 1.0\r\n",
-    );
-    for level in 0..depth {
-        raw.push_str(&format!(
-            "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
-        ));
-    }
-    raw.push_str("Content-Type: text/plain\r\n\r\nthe bottom\r\n");
-    for level in (0..depth).rev() {
-        raw.push_str(&format!("--b{level}--\r\n"));
-    }
-    raw.into_bytes()
-}
 
 /// `calls` × the heavy Email/get of the issue on `id`.
 fn heavy_request(account_id: &str, id: &str, calls: usize) -> Value {

@@ -10,6 +10,10 @@ mod common;
 #[path = "../smtp_in_common/mod.rs"]
 mod smtp_in_common;
 
+/// The pathological messages, shared with `bench abuse`.
+#[path = "../../examples/bench/abuse/messages.rs"]
+mod messages;
+
 mod connections;
 mod heavy_request;
 mod logins;

@@ -3,38 +3,10 @@
 
 use super::*;
 
-/// A multipart/mixed message of `parts` small text/plain parts (the issue's 439 KB message
-/// has 10,000).
-pub(crate) fn many_parts_message(parts: usize) -> Vec<u8> {
-    let mut raw = String::from(
-        "From: a@example.test\r\nTo: alice@example.test\r\nSubject: many parts\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
-    );
-    for index in 0..parts {
-        raw.push_str(&format!(
-            "--b\r\nContent-Type: text/plain\r\n\r\npart {index}\r\n"
-        ));
-    }
-    raw.push_str("--b--\r\n");
-    raw.into_bytes()
-}
-
-/// Multiparts nested `depth` deep around one text part.
-pub(crate) fn deep_message(depth: usize) -> Vec<u8> {
-    let mut raw = String::from(
-        "From: a@example.test\r\nTo: alice@example.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n",
-    );
-    for level in 0..depth {
-        raw.push_str(&format!(
-            "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
-        ));
-    }
-    raw.push_str("Content-Type: text/plain\r\n\r\nthe bottom\r\n");
-    for level in (0..depth).rev() {
-        raw.push_str(&format!("--b{level}--\r\n"));
-    }
-    raw.into_bytes()
-}
+/// The pathological messages, shared with the abuse suite and `bench abuse`.
+#[path = "../../../examples/bench/abuse/messages.rs"]
+mod messages;
+use messages::{deep_nesting as deep_message, many_parts as many_parts_message};
 
 fn depth_of(parsed: &ParsedEmail, index: u32) -> usize {
     parsed.part(index).map_or(0, |part| {
