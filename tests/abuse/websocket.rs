@@ -112,3 +112,90 @@ async fn a_close_frame_is_answered_with_a_close_frame() {
     );
     server.shutdown().await;
 }
+
+/// A flood: 8 WebSockets each pipelining 32 Core/echo requests of 4 KB at once, again and
+/// again. Each socket holds at most `max_in_flight` requests (the rest get a `limit`
+/// RequestError, RFC 8620 §3.6.1, on the same socket, which stays open), and a normal client
+/// on HTTP keeps getting Core/echo answers within the bound the whole time.
+#[tokio::test]
+async fn a_websocket_flood_is_bounded_per_socket_and_other_clients_are_served() {
+    const SOCKETS: usize = 8;
+    const PIPELINED: usize = 32;
+    let server = TestServer::start().await;
+    let alice = server.alice().clone();
+    let request = serde_json::json!({"@type": "Request", "id": "flood",
+        "using": ["urn:ietf:params:jmap:core"],
+        "methodCalls": [["Core/echo", {"flood": "x".repeat(4 * 1024)}, "0"]]})
+    .to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = tokio::task::JoinSet::new();
+    for _ in 0..SOCKETS {
+        let (stream, status, head) = handshake(&server, &alice, "dGhlIHNhbXBsZSBub25jZQ==").await;
+        assert_eq!(status, 101, "{head}");
+        let mut socket = WebSocketStream::from_raw_socket(stream, Role::Client, None).await;
+        let request = request.clone();
+        let stop = std::sync::Arc::clone(&stop);
+        flooders.spawn(async move {
+            let (mut answered, mut limited) = (0usize, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..PIPELINED {
+                    socket
+                        .send(Message::text(request.clone()))
+                        .await
+                        .expect("the flooded socket stays open");
+                }
+                let mut pending = PIPELINED;
+                while pending > 0 {
+                    match tokio::time::timeout(WAIT, socket.next()).await {
+                        Ok(Some(Ok(Message::Text(text)))) => {
+                            pending -= 1;
+                            if text.as_str().contains("urn:ietf:params:jmap:error:limit") {
+                                limited += 1;
+                            } else {
+                                assert!(text.as_str().contains("Core/echo"), "{text}");
+                                answered += 1;
+                            }
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        other => panic!("the flooded socket ended: {other:?}"),
+                    }
+                }
+            }
+            (answered, limited)
+        });
+    }
+    let mut probes = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let started = std::time::Instant::now();
+        let answer = server
+            .post_api(&alice, &crate::common::echo_request(1))
+            .await;
+        assert_eq!(answer.status, 200, "Core/echo during the flood");
+        probes.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut answered, mut limited) = (0, 0);
+    for (socket_answered, socket_limited) in flooders.join_all().await {
+        answered += socket_answered;
+        limited += socket_limited;
+    }
+    probes.sort();
+    let p99 = probes[(probes.len() * 99).div_ceil(100) - 1];
+    println!(
+        "flood: {answered} answered, {limited} limited; probe n={} p50={:?} p99={p99:?}",
+        probes.len(),
+        probes[probes.len() / 2]
+    );
+    assert!(
+        answered > 0 && limited > 0,
+        "{answered} answered, {limited} limited"
+    );
+    // Debug build on a loaded 2-core machine: the 100 ms, with room for the noise.
+    assert!(
+        p99 < Duration::from_millis(250),
+        "probe p99 {p99:?} during the flood"
+    );
+    server.shutdown().await;
+}
