@@ -16,7 +16,7 @@
 //!   later (perhaps after a backoff with a random factor) may succeed").
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -270,46 +270,8 @@ fn unavailable() -> MethodError {
     )
 }
 
-/// Responses at least this large trim the heap once sent ([`return_freed_memory`]).
-pub const TRIM_AFTER_BYTES: u64 = 4 << 20;
-
-/// Gives the heap's free memory back to the system after a large response was sent. glibc
-/// keeps freed memory in its per-thread arenas (issue 13 measured 2.6 GB kept after one
-/// request); bounding the peak alone still left the peak resident. One trim runs at a time
-/// on a blocking thread, and one more runs if responses finished meanwhile.
-pub fn return_freed_memory(response_bytes: u64) {
-    static PENDING: AtomicBool = AtomicBool::new(false);
-    static RUNNING: AtomicBool = AtomicBool::new(false);
-    if response_bytes < TRIM_AFTER_BYTES {
-        return;
-    }
-    PENDING.store(true, Ordering::Release);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if RUNNING.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    drop(runtime.spawn_blocking(|| {
-        while PENDING.swap(false, Ordering::AcqRel) {
-            trim_heap();
-        }
-        RUNNING.store(false, Ordering::Release);
-    }));
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim takes no pointer and only walks glibc's own arenas, each under its
-    // lock (MT-Safe in the glibc manual); it cannot invalidate any live allocation.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
+/// Gives freed heap back after a large response (the mechanism lives below every layer).
+pub use crate::limits::memory::{TRIM_AFTER_BYTES, return_freed_memory};
 
 #[cfg(test)]
 mod tests {

@@ -6,12 +6,14 @@
 //! - [`descriptors`]: the process's file descriptor limit, raised to the hard limit at
 //!   start-up, and the connection budgets that fit under it with a reserve for everything
 //!   else (store, search index, outbound mail, the admin endpoint);
+//! - [`memory`]: freed heap memory given back to the system after large transient uses;
 //! - [`log`]: log lines that an attacker can make repeat (refused connections, `accept`
 //!   failures) are rate-limited, with a count of what was left out.
 
 pub mod connections;
 pub mod descriptors;
 pub mod log;
+pub mod memory;
 
 pub use connections::{ConnectionLimiter, ConnectionLimits, ConnectionPermit, Refusal};
 pub use log::LogThrottle;
