@@ -20,6 +20,7 @@
 //!                                 # smtp.max_connections are shrunk to fit under it
 //! memory_budget_mb = 1024         # what requests may hold: half for in-flight responses,
 //!                                 # 1/32 per request's JSON, 1/256 per body value
+//! memory_trim_interval_seconds = 30  # give freed heap back to the system this often; 0: never
 //!
 //! [http]                          # the JMAP listener's connections
 //! max_connections = 4096          # open connections; more: 503 + Retry-After (last tenth kept
@@ -199,6 +200,8 @@ pub struct ServerConfig {
     /// The memory API requests may use, in MiB; the response limits derive from it
     /// (`jmap::budget::MemoryLimits`).
     pub memory_budget_mb: u64,
+    /// How often freed heap memory is given back to the system (`limits::memory`); 0: never.
+    pub memory_trim_interval_seconds: u64,
 }
 
 /// `[server] memory_budget_mb` by default: what API requests may hold (`jmap::budget`).
@@ -217,6 +220,7 @@ impl Default for ServerConfig {
             blob_gc_interval_seconds: 3600,
             fd_reserve: 256,
             memory_budget_mb: DEFAULT_MEMORY_BUDGET_MB,
+            memory_trim_interval_seconds: 30,
         }
     }
 }

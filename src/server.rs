@@ -496,6 +496,12 @@ impl Server {
         let search_task =
             start_search(&config, &store, &engine, &directory, &stop_receiver).await?;
         tasks.push(search_task);
+        if config.server.memory_trim_interval_seconds > 0 {
+            tasks.push(tokio::spawn(crate::limits::memory::trim_periodically(
+                Duration::from_secs(config.server.memory_trim_interval_seconds),
+                stop_receiver.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(collect_blobs_periodically(
             blobs.clone(),
             Duration::from_secs(config.server.blob_gc_interval_seconds),
