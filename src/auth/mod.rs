@@ -21,7 +21,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 pub use directory::{AccountInfo, Directory, DirectoryError, DirectoryErrorKind, Email};
-use rate_limit::{LoginThrottle, Scope, ThrottleSettings};
+use rate_limit::{Attempt, LoginThrottle, Scope, ThrottleSettings};
 
 /// An authenticated user. Every JMAP call runs on behalf of one; an account is reachable only
 /// through `Principal::may_access`, checked once at the edge.
@@ -199,17 +199,7 @@ impl Authenticator {
         if let Some(principal) = cache.get(&cache_key) {
             return Ok(principal);
         }
-        let attempt =
-            self.throttle
-                .admit(client, &email)
-                .map_err(|refusal| AuthError::RateLimited {
-                    retry_after: refusal.retry_after,
-                    scope: refusal.scope,
-                })?;
-        // Slowed down, not refused (see `rate_limit`): the right password still gets in.
-        if !attempt.delay().is_zero() {
-            tokio::time::sleep(attempt.delay()).await;
-        }
+        let attempt = self.admitted(client, &email).await?;
         let found = self
             .directory
             .verify_password(&email, &password)
@@ -230,6 +220,22 @@ impl Authenticator {
         }
     }
 
+    /// The throttle's admission of a login try: refused, or admitted after its delay (slowed
+    /// down, not refused: see `rate_limit`; the right password still gets in).
+    async fn admitted(&self, client: IpAddr, login: &str) -> Result<Attempt<'_>, AuthError> {
+        let attempt =
+            self.throttle
+                .admit(client, login)
+                .map_err(|refusal| AuthError::RateLimited {
+                    retry_after: refusal.retry_after,
+                    scope: refusal.scope,
+                })?;
+        if !attempt.delay().is_zero() {
+            tokio::time::sleep(attempt.delay()).await;
+        }
+        Ok(attempt)
+    }
+
     /// Bearer tokens are random (no guessing to throttle per account); a wrong one counts
     /// against the client's address.
     async fn bearer(
@@ -238,16 +244,7 @@ impl Authenticator {
         client: IpAddr,
         cache_key: [u8; 32],
     ) -> Result<Principal, AuthError> {
-        let attempt =
-            self.throttle
-                .admit(client, "")
-                .map_err(|refusal| AuthError::RateLimited {
-                    retry_after: refusal.retry_after,
-                    scope: refusal.scope,
-                })?;
-        if !attempt.delay().is_zero() {
-            tokio::time::sleep(attempt.delay()).await;
-        }
+        let attempt = self.admitted(client, "").await?;
         let found = self
             .directory
             .principal_for_token(token)
