@@ -127,6 +127,16 @@
 //! action = "reject"               # "reject" (554 5.7.1 at DATA) or "quarantine"
 //! timeout_ms = 30000
 //! chunk_bytes = 65536
+//!
+//! [cluster]                       # several nodes on one FoundationDB (schema/cluster.md)
+//! enabled = false                 # needs store.backend = "foundationdb"
+//! node_name = "node-a"            # the operator's name; default: host name and HTTP port
+//! advertise_url = "http://10.0.0.5:8080"  # where other nodes forward this node's accounts'
+//!                                 # requests; default: http://<server.http>
+//! heartbeat_interval_ms = 500     # this node's beat (a blind write)
+//! lease_ms = 2500                 # a node silent this long is expired; its accounts move
+//! forward_timeout_seconds = 60    # a request forwarded to an account's owner
+//! forget_nodes_after_seconds = 600  # registry records of nodes expired this long are removed
 //! ```
 
 use std::net::SocketAddr;
@@ -181,6 +191,7 @@ pub struct Config {
     pub delivery: crate::smtp::delivery::DeliveryConfig,
     pub spam: crate::smtp::spam::SpamConfig,
     pub antivirus: crate::smtp::antivirus::AntivirusConfig,
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -235,6 +246,9 @@ pub struct StoreConfig {
     /// FoundationDB cluster file; `None`: the client library's default
     /// (`FDB_CLUSTER_FILE`, then `/etc/foundationdb/fdb.cluster`).
     pub fdb_cluster_file: Option<PathBuf>,
+    /// Outstanding FoundationDB watches this node may hold (one per account with a push
+    /// listener, plus one per actor queue); FoundationDB's own default is 10,000.
+    pub fdb_max_watches: u32,
 }
 
 impl Default for StoreConfig {
@@ -243,6 +257,7 @@ impl Default for StoreConfig {
             backend: StoreBackendKind::Embedded,
             cache_size_mb: (crate::store::embedded::DEFAULT_CACHE_BYTES >> 20) as u64,
             fdb_cluster_file: None,
+            fdb_max_watches: 100_000,
         }
     }
 }
@@ -419,6 +434,12 @@ impl Config {
             .validate(self.tls_enabled())
             .map_err(ConfigError::invalid)?;
         self.http.validate().map_err(ConfigError::invalid)?;
+        self.cluster.validate().map_err(ConfigError::invalid)?;
+        if self.cluster.enabled && self.store.backend != StoreBackendKind::Foundationdb {
+            return Err(ConfigError::invalid(
+                "cluster.enabled needs store.backend = \"foundationdb\" (nodes share one store)",
+            ));
+        }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => {
                 return Err(ConfigError::invalid(

@@ -2,6 +2,7 @@
 //! this library so that tests, examples and the bench tool can start a real server in-process.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod http;

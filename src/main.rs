@@ -45,6 +45,34 @@ enum Command {
     /// Messages quarantined for a virus found after they were accepted.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// The nodes sharing a FoundationDB store, and which node owns which account.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// List the nodes (state, liveness, accounts owned).
+    Status {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Make a node hand all its accounts over and claim no new ones.
+    Drain {
+        /// Node name or id.
+        node: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Give an account to a node.
+    Move {
+        /// The account's email address.
+        account: String,
+        /// Node name or id.
+        node: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -336,6 +364,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", tern::outbound::cli::run(&config, operation).await?);
             Ok(())
         }
+        Command::Cluster(command) => cluster(command).await,
         Command::Quarantine(command) => {
             use tern::smtp::quarantine::Operation;
             let (data, operation) = match command {
@@ -371,6 +400,66 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `tern cluster ...`: straight on the shared store (FoundationDB).
+async fn cluster(command: ClusterCommand) -> Result<(), CliError> {
+    use tern::cluster::cli;
+    let data = match &command {
+        ClusterCommand::Status { data }
+        | ClusterCommand::Drain { data, .. }
+        | ClusterCommand::Move { data, .. } => data,
+    };
+    let config = load_config(data)?;
+    if config.store.backend != tern::config::StoreBackendKind::Foundationdb {
+        return Err(CliError(
+            "tern cluster needs store.backend = \"foundationdb\" in the configuration".to_owned(),
+        ));
+    }
+    let store = open_store(&config).await?;
+    let outcome = async {
+        match command {
+            ClusterCommand::Status { .. } => {
+                let watch = config.cluster.heartbeat_interval() * 3;
+                let status = cli::status(&store, watch).await?;
+                print!("{}", cli::render_status(&status));
+            }
+            ClusterCommand::Drain { node, .. } => {
+                let record = cli::drain(&store, &node).await.map_err(CliError)?;
+                println!(
+                    "node {} ({}) is draining; it hands its accounts over within a heartbeat",
+                    record.name,
+                    tern::cluster::format_node(record.id)
+                );
+            }
+            ClusterCommand::Move { account, node, .. } => {
+                let directory = Directory::new(store.clone());
+                let info = directory
+                    .account(&account)
+                    .await
+                    .map_err(|error| CliError(directory_message(&error)))?;
+                let hooks = tern::server::claim_hooks();
+                let (before, after) = cli::move_account(&store, info.account_id, &node, &hooks)
+                    .await
+                    .map_err(CliError)?;
+                println!(
+                    "{account}: owner {} epoch {} -> {} epoch {}",
+                    before
+                        .node
+                        .map_or("none".to_owned(), tern::cluster::format_node),
+                    before.epoch,
+                    after
+                        .node
+                        .map_or("none".to_owned(), tern::cluster::format_node),
+                    after.epoch
+                );
+            }
+        }
+        Ok::<(), CliError>(())
+    }
+    .await;
+    store.close().await?;
+    outcome
 }
 
 /// `tern index rebuild`: on a stopped data directory the tasks are queued for the next start;

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AccountInfo, Authenticator, Directory, DirectoryError, DirectoryErrorKind};
+use crate::cluster::ClusterNode;
 use crate::config::{Config, StoreBackendKind};
 use crate::http::admin::{AdminFile, AdminState, serve_admin_request};
 use crate::http::listener::{self, Handler};
@@ -35,6 +36,7 @@ use crate::http::{AppState, serve_request};
 use crate::jmap::{Engine, SessionUrls};
 use crate::store::blob::BlobStore;
 use crate::store::embedded::EmbeddedBackend;
+use crate::store::ownership::ClaimHook;
 use crate::store::{Store, StoreErrorKind, purge};
 
 /// Why the server did not start; `message` is one line for the user.
@@ -83,6 +85,7 @@ struct Listeners {
     admin: Option<TcpListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     smtp: crate::smtp::listener::SmtpSockets,
+    cluster: Option<Arc<ClusterNode>>,
 }
 
 /// A started server. Dropping it stops accepting connections (in-flight ones finish on their
@@ -108,6 +111,7 @@ pub struct RunningServer {
     dns: crate::dns::Resolver,
     delivery: crate::smtp::delivery::DeliveryActor,
     admin_file: Option<AdminFile>,
+    cluster: Option<Arc<ClusterNode>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -134,7 +138,11 @@ pub async fn open_store(config: &Config) -> Result<Store, crate::store::StoreErr
 #[cfg(feature = "foundationdb")]
 async fn open_foundationdb(config: &Config) -> Result<Store, crate::store::StoreError> {
     let cluster_file = config.store.fdb_cluster_file.as_deref();
-    let backend = crate::store::fdb::FdbBackend::open(cluster_file).await?;
+    let backend = crate::store::fdb::FdbBackend::open_with_watches(
+        cluster_file,
+        config.store.fdb_max_watches,
+    )
+    .await?;
     Ok(Store::new(Arc::new(backend)))
 }
 
@@ -329,6 +337,48 @@ fn start_delivery(
     Ok((dns, crate::smtp::delivery::DeliveryActor::start(context)))
 }
 
+/// The writes every claim of an account makes in its transaction (and an operator's move):
+/// the search index marks the account as rebuilding, so its text queries scan the store until
+/// the new owner's index has caught up (`search::follow_ownership`).
+pub fn claim_hooks() -> Vec<ClaimHook> {
+    vec![Arc::new(
+        |tx: &mut dyn crate::store::Transaction, account_id: u32| {
+            crate::search::queue::set_rebuilding(tx, account_id, true)
+        },
+    )]
+}
+
+/// Joins the store's cluster when `cluster.enabled`: registers this node and fences every
+/// account commit of the returned store.
+async fn join_cluster(
+    config: &Config,
+    store: Store,
+    http_listener: &TcpListener,
+) -> Result<(Store, Option<Arc<ClusterNode>>), StartError> {
+    if !config.cluster.enabled {
+        return Ok((store, None));
+    }
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|error| StartError::new(StartErrorKind::Io, error.to_string()))?;
+    let url = config
+        .cluster
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let name = config.cluster.node_name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_else(|_| "tern".to_owned());
+        format!("{host}:{}", http_addr.port())
+    });
+    let node = ClusterNode::join(&store, &config.cluster, name, url, claim_hooks())
+        .await
+        .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
+    let fenced = store.with_fence(Arc::clone(node.fence()));
+    Ok((fenced, Some(node)))
+}
+
 impl Server {
     /// Starts a server; ready to serve when this returns.
     pub async fn start(mut config: Config) -> Result<RunningServer, StartError> {
@@ -358,6 +408,15 @@ impl Server {
             };
             StartError::new(kind, error.message)
         })?;
+        let (store, cluster) = match join_cluster(&config, store.clone(), &http_listener).await {
+            Ok(joined) => joined,
+            Err(error) => {
+                if let Err(close_error) = store.close().await {
+                    tracing::warn!(%close_error, "closing the store after a failed start");
+                }
+                return Err(error);
+            }
+        };
         // SMTP after the store: its default MX address may be taken (only a warning), and a
         // data directory held by another server must be the one error a second start reports.
         let smtp_sockets = match crate::smtp::listener::bind(&config.smtp).await {
@@ -379,10 +438,14 @@ impl Server {
             admin: admin_listener,
             tls,
             smtp: smtp_sockets,
+            cluster: cluster.clone(),
         };
         match Server::start_on_store(config, store.clone(), listeners).await {
             Ok(running) => Ok(running),
             Err(error) => {
+                if let Some(cluster) = cluster {
+                    cluster.leave().await;
+                }
                 if let Err(close_error) = store.close().await {
                     tracing::warn!(%close_error, "closing the store after a failed start");
                 }
@@ -401,6 +464,7 @@ impl Server {
             admin: admin_listener,
             tls,
             smtp: smtp_sockets,
+            cluster,
         } = listeners;
         let data_dir = config.server.data_dir.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
@@ -507,7 +571,10 @@ impl Server {
             Duration::from_secs(config.server.blob_gc_interval_seconds),
             stop_receiver.clone(),
         )));
-        let state = Arc::new(AppState::new(&config, engine.clone(), authenticator, blobs));
+        let state = Arc::new(
+            AppState::new(&config, engine.clone(), authenticator, blobs)
+                .with_cluster(cluster.clone()),
+        );
         let push = state.push.clone();
         tasks.push(crate::push::deliverer::start(
             push.clone(),
@@ -562,6 +629,7 @@ impl Server {
             delivery,
             outbound,
             admin_file,
+            cluster,
             stop,
             tasks,
         })
@@ -635,6 +703,7 @@ impl RunningServer {
             push,
             delivery,
             outbound,
+            cluster,
             ..
         } = self;
         let _ = stop.send(true);
@@ -649,6 +718,11 @@ impl RunningServer {
             if let Err(error) = task.await {
                 tracing::warn!(%error, "listener task failed");
             }
+        }
+        // Graceful hand-over: the accounts are released only once nothing here writes them,
+        // and the next node that needs each one claims it at once.
+        if let Some(cluster) = cluster {
+            cluster.leave().await;
         }
         if let Some(file) = admin_file {
             file.remove_if_ours(&data_dir);

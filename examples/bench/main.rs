@@ -6,7 +6,8 @@
 //! cargo run --release --example bench -- --session-url http://127.0.0.1:8080/.well-known/jmap \
 //!     --user alice@example.test --password PASS [--runs 5] <scenario>
 //! ```
-//! `abuse` (in `abuse.rs`) runs the attacks of the abuse suite while probing.
+//! `abuse` (in `abuse.rs`) runs the attacks of the abuse suite while probing; `cluster-push`
+//! and `failover` (in `cluster.rs`) drive two nodes of a cluster.
 //! Scenarios (mail ones in `mail.rs`: mail-populate, mail-import, mail-query; push ones in
 //! `push.rs`: ws-echo, push-latency, push-idle, eventsource-latency; search ones in `search.rs`:
 //! search-query, search-freshness, search-rebuild, search-layout):
@@ -26,6 +27,7 @@
 //! server.
 
 mod abuse;
+mod cluster;
 mod delivery;
 mod mail;
 mod outbound;
@@ -84,6 +86,10 @@ struct Options {
     attack: Option<String>,
     /// abuse: how many loopback addresses the attackers use (127.0.1.1 …).
     attack_addresses: u8,
+    /// smtp-ingress: every address of `--smtp A,B,C` (sessions are spread over them).
+    smtp_spread: Vec<SocketAddr>,
+    /// cluster-push, failover: another node's base URL (`--observe-url`).
+    observe_url: Option<String>,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
@@ -91,7 +97,8 @@ const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --b
 [--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] [--attack NAME] [--attack-addresses N] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
-ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)|abuse>";
+ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)|abuse|\
+cluster-push|failover (--observe-url URL)>";
 
 fn parse_options() -> Result<Options, String> {
     let mut arguments = std::env::args().skip(1);
@@ -122,6 +129,8 @@ fn parse_options() -> Result<Options, String> {
         user: None,
         attack: None,
         attack_addresses: 20,
+        observe_url: None,
+        smtp_spread: Vec::new(),
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -170,10 +179,19 @@ fn parse_options() -> Result<Options, String> {
             "--corpus" => options.corpus = mail::Corpus::parse(&value()?)?,
             "--data-dir" => options.data_dir = Some(value()?),
             "--smtp" => {
-                let address: SocketAddr = value()?.parse().map_err(|_| "--smtp: not IP:PORT")?;
-                options.smtp = Some(address);
+                // Several (comma-separated) spread smtp-ingress sessions over a cluster's nodes.
+                let mut addresses = Vec::new();
+                for address in value()?.split(',') {
+                    let address: SocketAddr = address
+                        .parse()
+                        .map_err(|_| "--smtp: not IP:PORT[,IP:PORT…]")?;
+                    addresses.push(address);
+                }
+                options.smtp = addresses.first().copied();
+                options.smtp_spread = addresses;
             }
             "--attack" => options.attack = Some(value()?),
+            "--observe-url" => options.observe_url = Some(value()?),
             "--attack-addresses" => {
                 options.attack_addresses =
                     u8::try_from(number(value()?)?.clamp(1, 250)).unwrap_or(20)
@@ -333,13 +351,18 @@ fn build_request(
 }
 
 async fn discover(options: &Options) -> Result<Target, String> {
-    let session_endpoint = loopback_endpoint(&options.session_url)?;
+    discover_session(&options.session_url, &options.authorization).await
+}
+
+/// The session at `session_url` (another node of a cluster, say), as a target.
+async fn discover_session(session_url: &str, authorization: &str) -> Result<Target, String> {
+    let session_endpoint = loopback_endpoint(session_url)?;
     let mut connection = Connection::open(session_endpoint.address).await?;
     let request = build_request(
         "GET",
         &session_endpoint,
         &session_endpoint.path_and_query,
-        &options.authorization,
+        &authorization,
         None,
         Bytes::new(),
     )?;
@@ -373,7 +396,7 @@ async fn discover(options: &Options) -> Result<Target, String> {
         .ok_or("session lists no account")?;
     let upload_url = absolute("uploadUrl")?.replace("{accountId}", &account_id);
     Ok(Target {
-        authorization: options.authorization.clone(),
+        authorization: authorization.to_owned(),
         api: loopback_endpoint(&absolute("apiUrl")?)?,
         upload: loopback_endpoint(&upload_url)?,
         download_template: absolute("downloadUrl")?,
@@ -672,7 +695,10 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
         return Ok(());
     }
     // startup and the in-process outbound scenarios need no server.
-    let target = if options.scenario == "startup" || options.scenario.starts_with("outbound-") {
+    let target = if options.scenario == "startup"
+        || options.scenario == "failover"
+        || options.scenario.starts_with("outbound-")
+    {
         None
     } else {
         Some(discover(options).await?)
@@ -689,6 +715,8 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
             ("mail-import", Some(target)) => mail::import(options, target).await?,
             ("mail-query", Some(target)) => mail::query(options, target).await?,
             ("abuse", Some(target)) => abuse::abuse(options, target).await?,
+            ("cluster-push", Some(target)) => cluster::cluster_push(options, target).await?,
+            ("failover", _) => cluster::failover(options, run).await?,
             ("submission-latency", Some(target)) => {
                 submission::submission_latency(options, target, run).await?
             }

@@ -1,5 +1,6 @@
 //! SMTP ingress scenarios, against any SMTP server (`--smtp ADDR`, recipient `--user`):
-//! - `smtp-ingress`: `--connections` sessions (16 by default in BENCHMARKS.md) each send
+//! - `smtp-ingress`: `--connections` sessions (16 by default in BENCHMARKS.md; spread over
+//!   the addresses of `--smtp A,B,C`, e.g. a cluster's nodes) each send
 //!   messages of `--message-size` bytes back to back (MAIL/RCPT/DATA pipelined, sessions kept
 //!   open) until `--messages` were accepted in all; reports accepted messages/s, the latency
 //!   from sending a message to its `250` (p50/p99), and the delivered rate: the time from the
@@ -128,7 +129,8 @@ async fn wait_for_delivery(
 }
 
 pub async fn ingress(options: &Options, target: &Target) -> Result<RunFigures, String> {
-    let address = options.smtp.ok_or("smtp-ingress needs --smtp ADDR")?;
+    options.smtp.ok_or("smtp-ingress needs --smtp ADDR")?;
+    let addresses = options.smtp_spread.clone();
     let recipient = options
         .user
         .clone()
@@ -147,6 +149,8 @@ pub async fn ingress(options: &Options, target: &Target) -> Result<RunFigures, S
         let claimed = Arc::clone(&claimed);
         let recipient = recipient.clone();
         let size = options.message_size;
+        // Session i goes to address i mod n (`--smtp A,B,C`: the nodes of a cluster).
+        let address = addresses[index % addresses.len()];
         sessions.push(tokio::spawn(async move {
             let mut session = Session::open(address).await?;
             let mut samples = Samples::default();

@@ -17,6 +17,7 @@ mod connection;
 mod cors;
 pub mod download_headers;
 pub mod eventsource;
+pub mod forward;
 pub mod listener;
 pub mod response;
 mod slots;
@@ -37,6 +38,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth::{Authenticator, Principal};
+use crate::cluster::Route as Placement;
 use crate::config::Config;
 use crate::jmap::Engine;
 use crate::store::blob::BlobStore;
@@ -64,6 +66,14 @@ pub struct AppState {
     /// (`http.max_push_connections`, `http.max_push_connections_per_address`).
     push_connections: Arc<crate::limits::ConnectionLimiter>,
     retry_after_seconds: u64,
+    /// This node's cluster membership and the client that forwards requests to owners.
+    pub cluster: Option<Arc<ClusterLink>>,
+}
+
+/// What the HTTP layer needs of the cluster: routing decisions and the forwarding client.
+pub struct ClusterLink {
+    pub node: Arc<crate::cluster::ClusterNode>,
+    pub forwarder: forward::Forwarder,
 }
 
 impl AppState {
@@ -96,7 +106,17 @@ impl AppState {
                 },
             ),
             retry_after_seconds: config.http.retry_after_seconds,
+            cluster: None,
         }
+    }
+
+    /// Serves as a node of `cluster` (API requests and uploads run on the account's owner).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::ClusterNode>>) -> AppState {
+        self.cluster = cluster.map(|node| {
+            let forwarder = forward::Forwarder::new(node.forward_timeout());
+            Arc::new(ClusterLink { node, forwarder })
+        });
+        self
     }
 }
 
@@ -261,17 +281,43 @@ async fn route_request(
         Route::WebSocket | Route::EventSource => ticket_in_query(uri.query()),
         _ => None,
     };
-    let principal = match ticket {
-        Some(ticket) => match state.tickets.redeem(ticket) {
+    // A request another node forwarded: the cluster secret vouches for its principal.
+    let vouched = state
+        .cluster
+        .as_ref()
+        .and_then(|cluster| forward::forwarded_principal(&cluster.node, request.headers()));
+    let forwarded = vouched.is_some();
+    let principal = match (vouched, ticket) {
+        (Some(Ok(principal)), _) => principal,
+        (Some(Err(())), _) => return auth_problem(&crate::auth::AuthError::Invalid),
+        (None, Some(ticket)) => match state.tickets.redeem(ticket) {
             Some(principal) => principal,
             None => return auth_problem(&crate::auth::AuthError::Invalid),
         },
-        None => match authenticate(state, request.headers(), client).await {
+        (None, None) => match authenticate(state, request.headers(), client).await {
             Ok(principal) => principal,
             Err(response) => return response,
         },
     };
     tracing::Span::current().record("account_id", principal.account_id);
+    // Writes run on the account's owner (see `forward` for what is served anywhere).
+    if let Some(cluster) = &state.cluster
+        && matches!(route, Route::Api | Route::Upload { .. })
+    {
+        match cluster.node.route(principal.account_id).await {
+            Placement::Local => {}
+            Placement::Forward { node, url } if !forwarded => {
+                return cluster
+                    .forwarder
+                    .forward(&cluster.node, node, &url, &principal, request)
+                    .await;
+            }
+            Placement::Forward { .. } => {
+                return forward::unavailable("the account moved to another node; retry");
+            }
+            Placement::Unavailable(detail) => return forward::unavailable(&detail),
+        }
+    }
     let push_slot = match route {
         Route::WebSocket | Route::EventSource => match state.push_connections.try_acquire(client) {
             Ok(permit) => Some(permit),

@@ -162,6 +162,7 @@ pub fn upgrade(
         hub: state.push.clone(),
         principal: Arc::new(principal),
         limits: state.websocket_limits,
+        cluster: state.cluster.clone(),
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -197,6 +198,8 @@ struct Connection {
     hub: PushHub,
     principal: Arc<Principal>,
     limits: WebSocketLimits,
+    /// Set on a cluster node: requests run on the account's owner.
+    cluster: Option<Arc<super::ClusterLink>>,
 }
 
 type Socket = WebSocketStream<WireIo>;
@@ -405,7 +408,18 @@ impl Connection {
                 let engine = self.engine.clone();
                 let principal = Arc::clone(&self.principal);
                 let done = done.clone();
+                let cluster = self.cluster.clone();
+                let message = text.to_owned();
                 tokio::spawn(async move {
+                    // On a cluster the request runs on the account's owner; this socket stays
+                    // here (its pushes come from the store's watch on any node).
+                    if let Some(cluster) = cluster
+                        && let Some(text) =
+                            run_on_owner(&cluster, &principal, message, request_id.as_deref()).await
+                    {
+                        let _ = done.send(text).await;
+                        return;
+                    }
                     let outcome =
                         AssertUnwindSafe(engine.handle_request_response(&principal, request))
                             .catch_unwind()
@@ -599,6 +613,58 @@ fn response_message(response: crate::jmap::ApiResponse, request_id: Option<&str>
         extra.push(("requestId", Value::String(id.to_owned())));
     }
     response.into_string(&extra)
+}
+
+/// Runs a `Request` message on the account's owner when that is another node; `None` when
+/// this node is the owner (the caller runs it). An owner that cannot be reached is a
+/// `RequestError` with status 503: the client retries.
+async fn run_on_owner(
+    cluster: &super::ClusterLink,
+    principal: &Principal,
+    message: String,
+    request_id: Option<&str>,
+) -> Option<String> {
+    let unavailable = |detail: String| {
+        let mut problem = ProblemDetails::not_request(detail);
+        problem.kind = "about:blank".to_owned();
+        problem.status = 503;
+        request_error(&problem, request_id)
+    };
+    let (owner, url) = match cluster.node.route(principal.account_id).await {
+        crate::cluster::Route::Local => return None,
+        crate::cluster::Route::Forward { node, url } => (node, url),
+        crate::cluster::Route::Unavailable(detail) => return Some(unavailable(detail)),
+    };
+    let answer = cluster
+        .forwarder
+        .forward_api(
+            &cluster.node,
+            owner,
+            &url,
+            principal,
+            bytes::Bytes::from(message),
+        )
+        .await;
+    Some(match answer {
+        Ok(body) => match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(mut object)) => {
+                object.insert("@type".to_owned(), json!("Response"));
+                if let Some(id) = request_id {
+                    object.insert("requestId".to_owned(), Value::String(id.to_owned()));
+                }
+                Value::Object(object).to_string()
+            }
+            _ => unavailable("the owner's answer is not a JMAP response".to_owned()),
+        },
+        // The owner refused the request itself: its problem details, as a RequestError.
+        Err((status, body)) if status.is_client_error() => {
+            match serde_json::from_str::<ProblemDetails>(&body) {
+                Ok(problem) => request_error(&problem, request_id),
+                Err(_) => unavailable(body),
+            }
+        }
+        Err((_, detail)) => unavailable(detail),
+    })
 }
 
 /// RFC 8887 §4.3.4: problem details plus `@type` and the request's id.

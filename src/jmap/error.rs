@@ -34,7 +34,7 @@ impl RequestErrorType {
 
 /// An RFC 7807 problem details object. HTTP answers it with status `status` and content type
 /// `application/problem+json`, the body being `serde_json::to_vec(&problem)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
 #[error("{kind}: {detail}")]
 pub struct ProblemDetails {
     #[serde(rename = "type")]
@@ -204,7 +204,7 @@ impl MethodError {
     /// `serverUnavailable` when retrying later can help) without leaking internals.
     pub fn from_store(error: &crate::store::StoreError) -> MethodError {
         tracing::error!(kind = ?error.kind, message = %error.message, "store error in method");
-        if error.kind.is_retryable() {
+        if error.kind.is_temporary() {
             return MethodError::new(MethodErrorType::ServerUnavailable);
         }
         MethodError::with_description(MethodErrorType::ServerFail, "internal storage error")

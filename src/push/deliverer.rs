@@ -11,8 +11,8 @@
 //! - a failed delivery is retried with exponential backoff a bounded number of times, then
 //!   dropped (the next change sends the newest states anyway).
 //!
-//! Several nodes on one FoundationDB cluster would each deliver; electing one deliverer per
-//! account is left for the multi-node issue.
+//! - on a cluster, only the account's owner delivers (`store::ownership`): each push is sent
+//!   once, and a node that loses the account stops its task for it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +54,8 @@ async fn run(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry) {
     let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
     let mut stopped = hub.stopped();
     let version_key = push_accounts_version_key();
+    let fence = hub.store().fence().cloned();
+    let mut ownership = fence.as_ref().map(|fence| fence.subscribe());
     loop {
         let changed = hub.store().watch(&version_key);
         match hub
@@ -61,7 +63,29 @@ async fn run(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry) {
             .read(|tx| Box::pin(async move { push_accounts(tx).await }))
             .await
         {
-            Ok(accounts) => {
+            Ok(mut accounts) => {
+                // On a cluster, the owner of an account delivers its pushes: exactly once,
+                // whichever node the subscription was created on. Accounts without a live
+                // owner are claimed, so pushes resume after a failover.
+                if let Some(fence) = &fence {
+                    let mut owned = Vec::with_capacity(accounts.len());
+                    for account_id in accounts {
+                        let mine = fence.holds(account_id)
+                            || matches!(
+                                crate::store::ownership::ensure_owned(
+                                    hub.store(),
+                                    fence,
+                                    account_id
+                                )
+                                .await,
+                                Ok(Ok(_))
+                            );
+                        if mine {
+                            owned.push(account_id);
+                        }
+                    }
+                    accounts = owned;
+                }
                 tasks.retain(|account_id, task| {
                     let keep = accounts.contains(account_id) && !task.is_finished();
                     if !keep {
@@ -92,11 +116,24 @@ async fn run(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+            // This node gained or lost accounts; or, every few seconds, owners may have died.
+            () = ownership_changed(&mut ownership) => {}
             () = &mut stopped => break,
         }
     }
     for task in tasks.into_values() {
         task.abort();
+    }
+}
+
+/// Resolves when this node's held accounts change, or after a few seconds (an owner may
+/// have expired meanwhile); never on a single node.
+async fn ownership_changed(ownership: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match ownership {
+        Some(receiver) => {
+            let _ = tokio::time::timeout(Duration::from_secs(3), receiver.changed()).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

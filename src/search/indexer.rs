@@ -173,10 +173,23 @@ impl Indexer {
                 }
             };
             let drained = batch.len() < READ_BATCH;
+            // On a cluster this index holds only the accounts this node owns; the others'
+            // tasks are their owners' (this node's cursor moves past them).
+            let read_up_to = batch.last().map(|task| task.key.clone());
+            let batch: Vec<Task> = match self.store.fence() {
+                Some(fence) => batch
+                    .into_iter()
+                    .filter(|task| fence.holds(task.account_id))
+                    .collect(),
+                None => batch,
+            };
+            if batch.is_empty() && read_up_to.is_some() {
+                cursor = read_up_to.clone();
+            }
             if !batch.is_empty() {
                 match self.apply(&batch).await {
                     Ok(()) => {
-                        cursor = batch.last().map(|task| task.key.clone());
+                        cursor = read_up_to;
                         oldest.get_or_insert_with(Instant::now);
                         uncommitted.extend(batch);
                     }

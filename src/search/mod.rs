@@ -219,8 +219,15 @@ pub async fn start(
             commands,
         }),
     };
-    let mut to_rebuild = queue::rebuilding_accounts(&store).await?;
-    if created && !accounts.is_empty() {
+    // On a cluster, accounts are rebuilt as this node comes to own them (`follow_ownership`),
+    // not all at start-up: another node's index answers for the others.
+    let clustered = store.fence().is_some();
+    let mut to_rebuild = if clustered {
+        Vec::new()
+    } else {
+        queue::rebuilding_accounts(&store).await?
+    };
+    if created && !accounts.is_empty() && !clustered {
         tracing::info!(
             accounts = accounts.len(),
             "search index created; rebuilding from the store"
@@ -259,8 +266,46 @@ pub async fn start(
                 }
             }
         });
+        let following = store
+            .fence()
+            .map(|fence| tokio::spawn(follow_ownership(store.clone(), Arc::clone(fence))));
         actor.run(mailbox, stop).await;
         rebuild.abort();
+        if let Some(following) = following {
+            following.abort();
+        }
     });
     Ok((handle, task))
+}
+
+/// On a cluster node: every account this node comes to own is rebuilt into its index. The
+/// claim itself marked the account as rebuilding (`server::claim_hooks`), so its text
+/// queries scan the store until the rebuild's tasks are queued, and each Email with a pending
+/// task is scanned until indexed: queries stay exact while the index catches up.
+async fn follow_ownership(store: Store, fence: Arc<crate::store::ownership::Fence>) {
+    let mut generations = fence.subscribe();
+    let mut known: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    loop {
+        let held: std::collections::HashMap<u32, u64> = fence.held_accounts().into_iter().collect();
+        for (&account_id, &epoch) in &held {
+            if known.get(&account_id) == Some(&epoch) {
+                continue;
+            }
+            match queue::rebuild_account(&store, account_id).await {
+                Ok(emails) => tracing::info!(
+                    account_id,
+                    epoch,
+                    emails,
+                    "search: rebuilding an account this node now owns"
+                ),
+                Err(error) => {
+                    tracing::warn!(account_id, %error, "search: rebuilding a newly owned account failed")
+                }
+            }
+        }
+        known = held;
+        if generations.changed().await.is_err() {
+            return;
+        }
+    }
 }

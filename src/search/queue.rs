@@ -275,6 +275,9 @@ pub async fn pending_count(store: &Store) -> StoreResult<usize> {
         .await
 }
 
+/// Email records read (and index tasks queued) per transaction of a rebuild.
+const REBUILD_PAGE: usize = 1_000;
+
 /// Rebuilds one account's documents from the store: marks it rebuilding (text queries scan
 /// meanwhile), queues a reset and an index task per Email in bounded transactions, then clears
 /// the mark. Idempotent: an interrupted rebuild is run again at start-up.
@@ -287,30 +290,51 @@ pub async fn rebuild_account(store: &Store, account_id: u32) -> StoreResult<usiz
             })
         })
         .await?;
-    let email_ids = store
-        .read(|tx| Box::pin(crate::mail::store::list_email_ids(tx, account_id)))
-        .await?;
-    for chunk in email_ids.chunks(2_000) {
-        store
+    // One page of ids per transaction: a large account never makes one read or write
+    // that outlives FoundationDB's 5 s or exceeds its 10 MB.
+    let mut after = None;
+    let mut queued = 0;
+    loop {
+        let page = store
             .transact(|tx| {
-                let chunk = chunk.to_vec();
                 Box::pin(async move {
-                    for email_id in &chunk {
+                    let ids =
+                        crate::mail::store::email_ids_page(tx, account_id, after, REBUILD_PAGE)
+                            .await?;
+                    for email_id in &ids {
                         // An Email destroyed meanwhile has its delete task; keep it.
                         let key = email_task_key(account_id, *email_id);
                         if tx.get(&key).await?.is_none() {
                             write(tx, &key, TaskKind::Index)?;
                         }
                     }
-                    Ok(())
+                    Ok(ids)
                 })
             })
             .await?;
+        queued += page.len();
+        match page.last() {
+            Some(&last) => after = Some(last),
+            None => break,
+        }
     }
+    let me = store.fence().map(|fence| fence.node_id());
     store
-        .transact(|tx| Box::pin(async move { set_rebuilding(tx, account_id, false) }))
+        .transact(|tx| {
+            Box::pin(async move {
+                // On a cluster, only the account's owner ends a rebuild: a node deposed
+                // meanwhile must not clear the mark of the new owner's claim.
+                if let Some(me) = me {
+                    let owner = crate::store::ownership::read_owner(tx, account_id).await?;
+                    if owner.node != Some(me) {
+                        return Ok(());
+                    }
+                }
+                set_rebuilding(tx, account_id, false)
+            })
+        })
         .await?;
-    Ok(email_ids.len())
+    Ok(queued)
 }
 
 /// The search-queue part of the backend test suite.

@@ -180,8 +180,14 @@ where
     let mut retry = RetryBackoff::default();
     loop {
         let mut changes = Changes::default();
+        let mut admission = None;
         let outcome = async {
             let mut tx = store.backend().begin().await?;
+            // Fencing first (`ownership`): the owner record joins this transaction's reads,
+            // so a node deposed before the commit cannot commit.
+            if let Some(fence) = store.fence() {
+                admission = Some(fence.admit(tx.as_mut(), account_id).await?);
+            }
             let value = body(tx.as_mut(), &mut changes).await?;
             let (version, changed) = write_change_log(tx.as_mut(), account_id, &changes).await?;
             tx.commit().await?;
@@ -192,6 +198,9 @@ where
             })
         }
         .await;
+        if let (Some(fence), Some(admission), Ok(_)) = (store.fence(), admission, &outcome) {
+            fence.committed(account_id, admission);
+        }
         match outcome {
             Err(error) if retry.wait_before_retry(&error).await => continue,
             Ok(committed) => {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use foundationdb::api::{FdbApiBuilder, NetworkAutoStop};
-use foundationdb::options::{MutationType, StreamingMode};
+use foundationdb::options::{DatabaseOption, MutationType, StreamingMode, TransactionOption};
 use foundationdb::{Database, FdbError, RangeOption};
 
 use super::embedded::{check_value, check_writable_key};
@@ -28,6 +28,10 @@ use super::{
 
 /// The client API version this build speaks (FoundationDB 7.3).
 const API_VERSION: i32 = 730;
+/// Outstanding watches allowed per database handle unless configured (`store.fdb_max_watches`).
+pub const DEFAULT_MAX_WATCHES: u32 = 100_000;
+/// FoundationDB's ceiling for the max-watches option.
+const MAX_WATCHES_LIMIT: u32 = 1_000_000;
 /// The end of the application key space: keys at or above it are FoundationDB's system keys.
 const SYSTEM_KEYS_BEGIN: &[u8] = b"\xff";
 
@@ -100,6 +104,16 @@ impl FdbBackend {
     /// Connects to the cluster named by `cluster_file` (FoundationDB's default cluster file
     /// when `None`), booting the client network on first use, and checks the format version.
     pub async fn open(cluster_file: Option<&Path>) -> StoreResult<FdbBackend> {
+        FdbBackend::open_with_watches(cluster_file, DEFAULT_MAX_WATCHES).await
+    }
+
+    /// As [`FdbBackend::open`], allowing `max_watches` outstanding watches (FoundationDB's
+    /// default is 10,000 per database handle; a node holds one per account with a push
+    /// listener, plus one per actor queue: `schema/cluster.md`).
+    pub async fn open_with_watches(
+        cluster_file: Option<&Path>,
+        max_watches: u32,
+    ) -> StoreResult<FdbBackend> {
         boot_network()?;
         let cluster_path = match cluster_file {
             Some(path) => Some(path.to_str().ok_or_else(|| {
@@ -108,6 +122,20 @@ impl FdbBackend {
             None => None,
         };
         let database = Database::new(cluster_path).map_err(fdb_error)?;
+        // Without a timeout, a transaction waits forever for an unreachable cluster (the
+        // client retries connecting): every transaction gives up after the 5 s FoundationDB
+        // allows anyway, as `1031 transaction_timed_out` (retryable), so callers answer
+        // "try again" (HTTP 503, SMTP 451) instead of hanging while the cluster restarts.
+        database
+            .set_option(DatabaseOption::TransactionTimeout(
+                i32::try_from(MAX_TRANSACTION_AGE.as_millis()).unwrap_or(i32::MAX),
+            ))
+            .map_err(fdb_error)?;
+        database
+            .set_option(DatabaseOption::MaxWatches(
+                i32::try_from(max_watches.min(MAX_WATCHES_LIMIT)).unwrap_or(i32::MAX),
+            ))
+            .map_err(fdb_error)?;
         let backend = FdbBackend {
             database: Arc::new(database),
             closed: AtomicBool::new(false),
@@ -207,6 +235,11 @@ impl Backend for FdbBackend {
             Ok(transaction) => transaction,
             Err(error) => return Box::pin(async move { Err(fdb_error(error)) }),
         };
+        // A watch outlives its transaction; the database's transaction timeout would cancel
+        // it after 5 s, so this one transaction has none.
+        if let Err(error) = transaction.set_option(TransactionOption::Timeout(0)) {
+            return Box::pin(async move { Err(fdb_error(error)) });
+        }
         let fired = transaction.watch(key);
         let registered = transaction.commit();
         Box::pin(async move {

@@ -21,6 +21,8 @@ pub const UPGRADABLE_FORMAT_VERSIONS: &[u32] = &[1];
 pub const SUBSPACE_META: u8 = 0x01;
 /// Accounts, credentials and domains (the directory).
 pub const SUBSPACE_DIRECTORY: u8 = 0x02;
+/// Cluster membership and account ownership (`store::ownership`, `schema/cluster.md`).
+pub const SUBSPACE_CLUSTER: u8 = 0x03;
 /// Per-account data: objects, indexes, change log, states. Everything below starts with
 /// `SUBSPACE_ACCOUNT, account_id: u32`.
 pub const SUBSPACE_ACCOUNT: u8 = 0x10;
@@ -50,6 +52,16 @@ pub const DIR_TOKEN: u8 = 0x03;
 pub const DIR_NEXT_ACCOUNT_ID: u8 = 0x04;
 /// `DIRECTORY, DIR_DOMAIN, domain: string` → ().
 pub const DIR_DOMAIN: u8 = 0x05;
+
+// Cluster sections: `CLUSTER, section, ...` (`schema/cluster.md`).
+/// `CLUSTER, CLUSTER_NODE, node_id: u64` → node record (JSON: name, url, state, registered).
+pub const CLUSTER_NODE: u8 = 0x01;
+/// `CLUSTER, CLUSTER_HEARTBEAT, node_id: u64` → u64 BE beat counter (blind writes).
+pub const CLUSTER_HEARTBEAT: u8 = 0x02;
+/// `CLUSTER, CLUSTER_OWNER, account_id: u32` → owner node_id u64 BE (0: none), epoch u64 BE.
+pub const CLUSTER_OWNER: u8 = 0x03;
+/// `CLUSTER, CLUSTER_SECRET` → 32 random bytes authenticating node-to-node requests.
+pub const CLUSTER_SECRET: u8 = 0x04;
 
 // Account sections: `ACCOUNT, account_id: u32, section, ...`.
 /// `..., ACCT_OBJECT, data_type: u8, id: u64` → object value (possibly chunked).

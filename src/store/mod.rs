@@ -19,6 +19,8 @@ pub mod embedded;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;
 pub mod keys;
+pub mod ownership;
+pub mod ownership_suite;
 pub mod purge;
 pub mod record_codec;
 pub mod testsuite;
@@ -65,6 +67,10 @@ pub enum StoreErrorKind {
     Corrupt,
     /// Any other I/O or backend failure.
     Io,
+    /// The account is owned by another node, or this node was deposed (`ownership`): the
+    /// write is refused by the fence. Retrying the transaction cannot help; the client's
+    /// request can, through the owner.
+    NotOwner,
 }
 
 impl StoreErrorKind {
@@ -75,6 +81,12 @@ impl StoreErrorKind {
                 | StoreErrorKind::TransactionTooOld
                 | StoreErrorKind::Unavailable
         )
+    }
+
+    /// Whether the client that asked should try again later (JMAP `serverUnavailable`, HTTP
+    /// 503, SMTP 451): a retryable error that outlived the retries, or an ownership change.
+    pub fn is_temporary(self) -> bool {
+        self.is_retryable() || self == StoreErrorKind::NotOwner
     }
 }
 
@@ -158,11 +170,27 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// Set on a cluster node: every account commit passes this node's fence.
+    fence: Option<Arc<ownership::Fence>>,
 }
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Store {
-        Store { backend }
+        Store {
+            backend,
+            fence: None,
+        }
+    }
+
+    /// The same store, with every account commit fenced by `fence` (a cluster node). Set it
+    /// before cloning the store into the server's parts.
+    pub fn with_fence(mut self, fence: Arc<ownership::Fence>) -> Store {
+        self.fence = Some(fence);
+        self
+    }
+
+    pub fn fence(&self) -> Option<&Arc<ownership::Fence>> {
+        self.fence.as_ref()
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -215,15 +243,32 @@ impl Store {
 /// The retry policy of every transaction loop: exponential backoff with jitter, bounded by
 /// [`MAX_TRANSACTION_RETRIES`]. Loops that cannot use [`Store::transact`] (the commit path
 /// needs per-attempt state) share it so that all writers back off alike.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RetryBackoff {
     attempt: u32,
+    started: std::time::Instant,
 }
+
+impl Default for RetryBackoff {
+    fn default() -> RetryBackoff {
+        RetryBackoff {
+            attempt: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+/// How long a transaction loop keeps retrying in all: past it the caller answers "try again
+/// later" (a cluster recovering or restarting) rather than keep its client waiting.
+pub const MAX_RETRY_TIME: Duration = Duration::from_secs(8);
 
 impl RetryBackoff {
     /// Sleeps and returns true when `error` is retryable and retries remain.
     pub async fn wait_before_retry(&mut self, error: &StoreError) -> bool {
-        if !error.kind.is_retryable() || self.attempt >= MAX_TRANSACTION_RETRIES {
+        if !error.kind.is_retryable()
+            || self.attempt >= MAX_TRANSACTION_RETRIES
+            || self.started.elapsed() >= MAX_RETRY_TIME
+        {
             return false;
         }
         self.attempt += 1;

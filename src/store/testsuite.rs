@@ -58,6 +58,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
     ];
     tests.extend(super::chunked::suite::tests());
     tests.extend(super::blob::suite::tests());
+    tests.extend(super::ownership_suite::tests());
     tests.extend(crate::search::queue::suite::tests());
     tests.extend(crate::outbound::suite::tests());
     tests.extend(crate::smtp::incoming::suite::tests());

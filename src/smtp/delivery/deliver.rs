@@ -34,6 +34,8 @@ pub struct EntryOutcome {
     pub duplicates: usize,
     pub quarantined: bool,
     pub vacation_replies: usize,
+    /// Recipients left to the node that owns their account (a cluster).
+    pub deferred: usize,
 }
 
 /// What happened to one recipient.
@@ -70,8 +72,15 @@ pub async fn deliver_entry(
     entry: &IncomingMessage,
 ) -> Result<EntryOutcome, DeliveryError> {
     let context = &pipeline.context;
-    let (prepared, bytes) = prepare(context, &pipeline.dns_cache, entry).await?;
     let mut outcome = EntryOutcome::default();
+    // On a cluster each recipient is delivered by its account's owner (claimed here when it
+    // has none); the others are left to their owners, whose actors read the same queue.
+    let local = locally_deliverable(pipeline, entry).await?;
+    outcome.deferred = entry.pending_recipients().count() - local.len();
+    if local.is_empty() && outcome.deferred > 0 {
+        return Ok(outcome);
+    }
+    let (prepared, bytes) = prepare(context, &pipeline.dns_cache, entry).await?;
     if let Some(virus) = prepared.virus.clone() {
         quarantine(context, entry, &prepared, &virus).await?;
         tracing::warn!(queue_id = entry.queue_id, %virus, "infected message quarantined");
@@ -93,6 +102,9 @@ pub async fn deliver_entry(
     }
     for (index, recipient) in pending {
         let account_id = recipient.account_id;
+        if !local.contains(&index) {
+            continue;
+        }
         let min_spam = context.spam.bayes_min_spam;
         let classifier_votes = context.spam.enabled && {
             let (spam_total, _) = context
@@ -190,6 +202,35 @@ pub async fn deliver_entry(
         }
     }
     Ok(outcome)
+}
+
+/// The pending recipients (by index) this node may deliver: all of them on a single node; on
+/// a cluster, those whose account this node owns or has just claimed.
+async fn locally_deliverable(
+    pipeline: &Pipeline,
+    entry: &IncomingMessage,
+) -> Result<Vec<usize>, DeliveryError> {
+    let context = &pipeline.context;
+    let Some(fence) = context.store.fence() else {
+        return Ok(entry.pending_recipients().map(|(index, _)| index).collect());
+    };
+    let mut local = Vec::new();
+    for (index, recipient) in entry.pending_recipients() {
+        let account_id = recipient.account_id;
+        if fence.holds(account_id) {
+            local.push(index);
+            continue;
+        }
+        // Known to be another live node's for a moment: no transaction per queued entry.
+        if pipeline.owned_elsewhere(account_id) {
+            continue;
+        }
+        match crate::store::ownership::ensure_owned(&context.store, fence, account_id).await? {
+            Ok(_epoch) => local.push(index),
+            Err(_owner) => pipeline.remember_owned_elsewhere(account_id),
+        }
+    }
+    Ok(local)
 }
 
 async fn plan_vacation(

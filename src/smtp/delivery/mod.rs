@@ -28,7 +28,7 @@ pub mod prepared;
 pub mod suite;
 pub mod trace;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -110,7 +110,15 @@ pub struct Pipeline {
     pub context: DeliveryContext,
     pub dns_cache: crate::dns::DnsCache,
     pub filer: Arc<filer::Filer>,
+    /// Entries whose remaining recipients other nodes own (a cluster), with when to look at
+    /// them again: their owners deliver them; this node looks again in case an owner died.
+    deferred: Mutex<HashMap<u64, std::time::Instant>>,
+    /// Accounts another live node owned when last asked, until when to trust that.
+    elsewhere: Mutex<HashMap<u32, std::time::Instant>>,
 }
+
+/// How long an entry left to other nodes' owners waits before this node looks again.
+const DEFERRED_RECHECK: Duration = Duration::from_secs(1);
 
 impl Pipeline {
     pub fn new(context: DeliveryContext) -> Pipeline {
@@ -119,7 +127,32 @@ impl Pipeline {
             context,
             dns_cache: crate::dns::DnsCache::default(),
             filer,
+            deferred: Mutex::new(HashMap::new()),
+            elsewhere: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `account_id` was another live node's less than [`DEFERRED_RECHECK`] ago.
+    fn owned_elsewhere(&self, account_id: u32) -> bool {
+        let mut elsewhere = lock(&self.elsewhere);
+        match elsewhere.get(&account_id) {
+            Some(until) if *until > std::time::Instant::now() => true,
+            Some(_) => {
+                elsewhere.remove(&account_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_owned_elsewhere(&self, account_id: u32) {
+        let mut elsewhere = lock(&self.elsewhere);
+        let now = std::time::Instant::now();
+        // Bounded: expired entries go whenever the map grows large.
+        if elsewhere.len() >= 100_000 {
+            elsewhere.retain(|_, until| *until > now);
+        }
+        elsewhere.insert(account_id, now + DEFERRED_RECHECK);
     }
 }
 
@@ -264,7 +297,19 @@ async fn feed(
         let now = unix_now();
         let mut next_due: Option<i64> = None;
         let mut sent_any = false;
+        let mut recheck: Option<Duration> = None;
+        {
+            let mut deferred = lock(&pipeline.deferred);
+            let instant = std::time::Instant::now();
+            deferred.retain(|_, until| *until > instant);
+            if let Some(earliest) = deferred.values().min() {
+                recheck = Some(earliest.saturating_duration_since(instant));
+            }
+        }
         for entry in page {
+            if lock(&pipeline.deferred).contains_key(&entry.queue_id) {
+                continue;
+            }
             if entry.not_before > now {
                 next_due = Some(next_due.map_or(entry.not_before, |due| due.min(entry.not_before)));
                 continue;
@@ -292,6 +337,9 @@ async fn feed(
         }
         let sleep = next_due.map_or(IDLE_RESCAN, |due| {
             Duration::from_secs(u64::try_from(due - now).unwrap_or(0).max(1))
+        });
+        let sleep = recheck.map_or(sleep, |recheck| {
+            sleep.min(recheck.max(Duration::from_millis(10)))
         });
         tokio::select! {
             fired = woken => {
@@ -339,11 +387,23 @@ async fn work(
     while running.join_next().await.is_some() {}
 }
 
-/// Delivers one entry; false when it failed and was rescheduled.
+/// Delivers one entry; false when it failed and was rescheduled, or was left (in part) to
+/// other nodes.
 async fn run_job(pipeline: &Pipeline, entry: IncomingMessage) -> bool {
     let queue_id = entry.queue_id;
     let started = std::time::Instant::now();
     match deliver::deliver_entry(pipeline, &entry).await {
+        Ok(outcome) if outcome.deferred > 0 => {
+            lock(&pipeline.deferred).insert(queue_id, std::time::Instant::now() + DEFERRED_RECHECK);
+            tracing::debug!(
+                queue_id,
+                delivered = outcome.delivered,
+                deferred = outcome.deferred,
+                "recipients left to the nodes that own their accounts"
+            );
+            // Wakes the feeder, which then sleeps until the recheck.
+            false
+        }
         Ok(outcome) => {
             tracing::info!(
                 queue_id,
