@@ -362,7 +362,7 @@ async fn discover_session(session_url: &str, authorization: &str) -> Result<Targ
         "GET",
         &session_endpoint,
         &session_endpoint.path_and_query,
-        &authorization,
+        authorization,
         None,
         Bytes::new(),
     )?;

@@ -108,6 +108,9 @@ pub enum Route {
 /// Header names of node-to-node requests.
 pub const FORWARDED_PRINCIPAL: &str = "tern-forwarded-principal";
 pub const FORWARDED_AUTH: &str = "tern-forwarded-auth";
+/// The Session state the client sees at the forwarding node (RFC 8620 §3.4 `sessionState`
+/// must match the Session the client fetched, and nodes' Sessions differ by their URLs).
+pub const FORWARDED_SESSION_STATE: &str = "tern-forwarded-session-state";
 
 /// This process's membership of the cluster.
 pub struct ClusterNode {

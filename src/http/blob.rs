@@ -43,6 +43,24 @@ fn store_failure(error: &BlobError) -> Response<ResponseBody> {
     )
 }
 
+/// `maxSizeUpload` (RFC 8620 §6.1) for an upload that declares its size, checked before it is
+/// forwarded to the account's owner on a cluster.
+pub fn refuse_declared_oversize(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Option<Response<ResponseBody>> {
+    let max = state.engine.limits().max_size_upload;
+    declared_length(headers)
+        .is_some_and(|length| length > max)
+        .then(|| {
+            limit_problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "maxSizeUpload",
+                &format!("the upload is larger than {max} bytes"),
+            )
+        })
+}
+
 pub(super) async fn upload(
     state: &AppState,
     principal: &Principal,

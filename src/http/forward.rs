@@ -28,12 +28,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::auth::Principal;
-use crate::cluster::{ClusterNode, FORWARDED_AUTH, FORWARDED_PRINCIPAL};
+use crate::cluster::{ClusterNode, FORWARDED_AUTH, FORWARDED_PRINCIPAL, FORWARDED_SESSION_STATE};
 use crate::store::ownership::NodeId;
 
 use super::response::{BoxError, ResponseBody, problem};
 
-type ForwardBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub type ForwardBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// The node-to-node HTTP client (pooled HTTP/1.1 keep-alive connections).
 pub struct Forwarder {
@@ -61,9 +61,38 @@ impl Forwarder {
         owner: NodeId,
         base_url: &str,
         principal: &Principal,
+        session_state: &str,
         request: Request<Incoming>,
     ) -> Response<ResponseBody> {
         let (parts, body) = request.into_parts();
+        let body = body
+            .map_err(|error| Box::new(error) as BoxError)
+            .boxed_unsync();
+        self.forward_parts(
+            cluster,
+            owner,
+            base_url,
+            principal,
+            session_state,
+            parts,
+            body,
+        )
+        .await
+    }
+
+    /// Forwards a request whose body this node already read (an API request, checked against
+    /// `maxSizeRequest` here, so the owner never refuses it half-way through the stream).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn forward_parts(
+        &self,
+        cluster: &ClusterNode,
+        owner: NodeId,
+        base_url: &str,
+        principal: &Principal,
+        session_state: &str,
+        parts: http::request::Parts,
+        body: ForwardBody,
+    ) -> Response<ResponseBody> {
         let path = parts
             .uri
             .path_and_query()
@@ -78,10 +107,8 @@ impl Forwarder {
                 outgoing = outgoing.header(name, value);
             }
         }
-        let body = body
-            .map_err(|error| Box::new(error) as BoxError)
-            .boxed_unsync();
-        self.send(cluster, owner, principal, outgoing, body).await
+        self.send(cluster, owner, principal, session_state, outgoing, body)
+            .await
     }
 
     /// Sends one API request body (a WebSocket `Request` message) to the owner; returns the
@@ -92,6 +119,7 @@ impl Forwarder {
         owner: NodeId,
         base_url: &str,
         principal: &Principal,
+        session_state: &str,
         body: Bytes,
     ) -> Result<Bytes, (StatusCode, String)> {
         let uri = format!("{}/jmap/api", base_url.trim_end_matches('/'));
@@ -102,7 +130,9 @@ impl Forwarder {
         let body = Full::new(body)
             .map_err(|never| match never {})
             .boxed_unsync();
-        let response = self.send(cluster, owner, principal, outgoing, body).await;
+        let response = self
+            .send(cluster, owner, principal, session_state, outgoing, body)
+            .await;
         let status = response.status();
         let bytes = tokio::time::timeout(self.timeout, response.into_body().collect())
             .await
@@ -126,6 +156,7 @@ impl Forwarder {
         cluster: &ClusterNode,
         owner: NodeId,
         principal: &Principal,
+        session_state: &str,
         outgoing: http::request::Builder,
         body: ForwardBody,
     ) -> Response<ResponseBody> {
@@ -138,6 +169,7 @@ impl Forwarder {
         let Ok(request) = outgoing
             .header(FORWARDED_PRINCIPAL, named)
             .header(FORWARDED_AUTH, proof)
+            .header(FORWARDED_SESSION_STATE, session_state)
             .body(body)
         else {
             return unavailable("the request cannot be forwarded");
@@ -190,7 +222,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "upgrade"
             | FORWARDED_PRINCIPAL
             | FORWARDED_AUTH
+            | FORWARDED_SESSION_STATE
     )
+}
+
+/// The session state a vouched-for forwarded request asks its answer to carry.
+pub fn forwarded_session_state(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(FORWARDED_SESSION_STATE)
+        .and_then(|value| value.to_str().ok())
+        .filter(|state| state.len() <= 64)
+        .map(str::to_owned)
 }
 
 /// The principal a forwarding node vouches for, if its proof is right.

@@ -307,9 +307,43 @@ async fn route_request(
         match cluster.node.route(principal.account_id).await {
             Placement::Local => {}
             Placement::Forward { node, url } if !forwarded => {
+                let session_state = state.engine.session_state(&principal);
+                if route == Route::Api {
+                    // The request limits are checked here, before anything is forwarded.
+                    let (parts, body) = request.into_parts();
+                    let body = match read_api_body(state, &parts.headers, body).await {
+                        Ok(body) => body,
+                        Err(refusal) => return refusal,
+                    };
+                    let body = http_body_util::Full::new(body)
+                        .map_err(|never| match never {})
+                        .boxed_unsync();
+                    return cluster
+                        .forwarder
+                        .forward_parts(
+                            &cluster.node,
+                            node,
+                            &url,
+                            &principal,
+                            &session_state,
+                            parts,
+                            body,
+                        )
+                        .await;
+                }
+                if let Some(refusal) = blob::refuse_declared_oversize(state, request.headers()) {
+                    return refusal;
+                }
                 return cluster
                     .forwarder
-                    .forward(&cluster.node, node, &url, &principal, request)
+                    .forward(
+                        &cluster.node,
+                        node,
+                        &url,
+                        &principal,
+                        &session_state,
+                        request,
+                    )
                     .await;
             }
             Placement::Forward { .. } => {
@@ -332,7 +366,12 @@ async fn route_request(
         .cloned();
     let response = match route {
         Route::Session => session(state, &principal),
-        Route::Api => api(state, &principal, request).await,
+        Route::Api => {
+            let session_state = forwarded
+                .then(|| forward::forwarded_session_state(request.headers()))
+                .flatten();
+            api(state, &principal, session_state, request).await
+        }
         Route::Upload { account } => blob::upload(state, &principal, account, request).await,
         Route::Download {
             account,
@@ -485,6 +524,7 @@ async fn read_capped(body: Incoming, max: u64) -> Result<Bytes, BodyError> {
 async fn api(
     state: &AppState,
     principal: &Principal,
+    session_state: Option<String>,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let limits = state.engine.limits();
@@ -499,33 +539,18 @@ async fn api(
             ),
         );
     };
-    let too_large = || {
-        limit_problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "maxSizeRequest",
-            &format!(
-                "the request is larger than {} bytes",
-                limits.max_size_request
-            ),
-        )
-    };
-    // RFC 8620 §2 maxSizeRequest: refused before the body is read when it says its size.
-    if declared_length(request.headers()).is_some_and(|length| length > limits.max_size_request) {
-        return too_large();
-    }
-    let body = match read_capped(request.into_body(), limits.max_size_request).await {
+    let (parts, body) = request.into_parts();
+    let body = match read_api_body(state, &parts.headers, body).await {
         Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Broken(detail)) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the request body: {detail}"),
-            );
-        }
+        Err(refusal) => return refusal,
     };
     let received = Instant::now();
     match state.engine.handle_api_response(principal, &body).await {
         Ok(value) => {
+            let value = match session_state {
+                Some(session_state) => value.with_session_state(session_state),
+                None => value,
+            };
             let handled = received.elapsed();
             // A commit of this account that the push hub saw during the request.
             let committed = state
@@ -540,6 +565,34 @@ async fn api(
             response
         }
         Err(details) => jmap_problem(&details),
+    }
+}
+
+/// An API request's body, within `maxSizeRequest` (RFC 8620 §2), or the refusal to answer:
+/// refused before the body is read when the request says its size.
+async fn read_api_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Response<ResponseBody>> {
+    let max = state.engine.limits().max_size_request;
+    let too_large = || {
+        limit_problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "maxSizeRequest",
+            &format!("the request is larger than {max} bytes"),
+        )
+    };
+    if declared_length(headers).is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    match read_capped(body, max).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Broken(detail)) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the request body: {detail}"),
+        )),
     }
 }
 

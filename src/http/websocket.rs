@@ -414,8 +414,14 @@ impl Connection {
                     // On a cluster the request runs on the account's owner; this socket stays
                     // here (its pushes come from the store's watch on any node).
                     if let Some(cluster) = cluster
-                        && let Some(text) =
-                            run_on_owner(&cluster, &principal, message, request_id.as_deref()).await
+                        && let Some(text) = run_on_owner(
+                            &cluster,
+                            &principal,
+                            engine.session_state(&principal),
+                            message,
+                            request_id.as_deref(),
+                        )
+                        .await
                     {
                         let _ = done.send(text).await;
                         return;
@@ -621,6 +627,7 @@ fn response_message(response: crate::jmap::ApiResponse, request_id: Option<&str>
 async fn run_on_owner(
     cluster: &super::ClusterLink,
     principal: &Principal,
+    session_state: String,
     message: String,
     request_id: Option<&str>,
 ) -> Option<String> {
@@ -642,6 +649,7 @@ async fn run_on_owner(
             owner,
             &url,
             principal,
+            &session_state,
             bytes::Bytes::from(message),
         )
         .await;

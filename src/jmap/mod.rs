@@ -251,6 +251,11 @@ impl Engine {
             .into_value())
     }
 
+    /// The `state` of `principal`'s Session object on this node (RFC 8620 §2).
+    pub fn session_state(&self, principal: &Principal) -> String {
+        session::session_state(&self.shared, principal)
+    }
+
     /// [`Engine::handle_api`], with the response kept serialized (what HTTP sends).
     pub async fn handle_api_response(
         &self,

@@ -45,6 +45,13 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
+    /// Answers with the session state of the Session the client holds: on a cluster, that of
+    /// the node the client asked, which forwarded the request here (`http::forward`).
+    pub fn with_session_state(mut self, session_state: String) -> ApiResponse {
+        self.session_state = session_state;
+        self
+    }
+
     /// The JSON bytes the response will take.
     pub fn len(&self) -> usize {
         self.frame(&[])

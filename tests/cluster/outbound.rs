@@ -162,16 +162,6 @@ fn two_nodes_outbound_actors_send_each_message_once() {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        // Both nodes' actors took part (claims are shared, work is not all on one node).
-        let logs: Vec<String> = nodes
-            .iter()
-            .map(|node| std::fs::read_to_string(&node.log).unwrap_or_default())
-            .collect();
-        eprintln!(
-            "relayed {total} once each; sends logged per node: {:?}",
-            logs.iter()
-                .map(|log| log.matches("delivered").count())
-                .collect::<Vec<_>>()
-        );
+        eprintln!("relayed {total} messages, each exactly once");
     });
 }
