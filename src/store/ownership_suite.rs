@@ -64,7 +64,7 @@ async fn owner(store: &Store, account_id: u32) -> Owner {
 /// A node that still believes it owns the account, after another took it over, is refused
 /// by the fence — on its next commit and on every later one.
 pub async fn a_deposed_owner_cannot_commit(store: &Store) {
-    let account_id = 9_101;
+    let account_id = 9_201;
     reset(store, account_id).await;
     let a = node(&[]);
     let on_a = store.clone().with_fence(Arc::clone(&a));
@@ -107,7 +107,7 @@ pub async fn a_deposed_owner_cannot_commit(store: &Store) {
 /// Three nodes claim an unowned account at the same time: exactly one wins, the others are
 /// refused (the owner record is in each claim's read-conflict set).
 pub async fn concurrent_claims_admit_exactly_one_owner(store: &Store) {
-    let account_id = 9_102;
+    let account_id = 9_202;
     reset(store, account_id).await;
     let fences: Vec<Arc<Fence>> = (0..3).map(|_| node(&[])).collect();
     // All three are alive in each other's view (as registered, beating nodes are).
@@ -148,7 +148,7 @@ pub async fn concurrent_claims_admit_exactly_one_owner(store: &Store) {
 /// A live owner keeps its account; once expired in the claimer's view, it is taken over at
 /// the next epoch. An owner no longer registered at all counts as expired.
 pub async fn an_expired_owner_is_taken_over_and_a_live_one_is_not(store: &Store) {
-    let account_id = 9_103;
+    let account_id = 9_203;
     reset(store, account_id).await;
     let a = node(&[]);
     let on_a = store.clone().with_fence(Arc::clone(&a));
@@ -175,7 +175,7 @@ pub async fn an_expired_owner_is_taken_over_and_a_live_one_is_not(store: &Store)
 
 /// A node whose view is stale (it was paused) declares nobody expired.
 pub async fn a_stale_view_expires_nobody(store: &Store) {
-    let account_id = 9_104;
+    let account_id = 9_204;
     reset(store, account_id).await;
     let a = node(&[]);
     ensure_owned(store, &a, account_id)
@@ -194,7 +194,7 @@ pub async fn a_stale_view_expires_nobody(store: &Store) {
 
 /// A released account is claimed at once by the next node, at the next epoch.
 pub async fn release_hands_over_at_once(store: &Store) {
-    let account_id = 9_105;
+    let account_id = 9_205;
     reset(store, account_id).await;
     let a = node(&[]);
     let b = node(&[(a.node_id(), Liveness::Alive)]);
