@@ -16,7 +16,8 @@ fdb_dir=$(cd "${TERN_FDB_DIR:-../shared/fdb}" && pwd)
 export LIBRARY_PATH="$fdb_dir/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export LD_LIBRARY_PATH="$fdb_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release --features foundationdb --bin tern --example bench
+# TERN_BENCH_NO_BUILD=1: use the binaries already in $target_dir/release as they are.
+[ -n "${TERN_BENCH_NO_BUILD:-}" ] || cargo build --release --features foundationdb --bin tern --example bench
 tern="$target_dir/release/tern"
 bench="$target_dir/release/examples/bench"
 
@@ -45,6 +46,9 @@ enabled = true
 node_name = "$1"
 [admin]
 enabled = false
+[jmap]
+max_concurrent_upload = 8
+max_concurrent_requests = 16
 [smtp]
 listen = "127.0.0.1:$3"
 [dns]
@@ -68,14 +72,18 @@ node_config c 18183 12683
 user="bench@cluster.test"
 password="bench-password-$$"
 "$tern" account create "$user" --password "$password" --config "$work/a.toml" >/dev/null
+# cluster-push creates a Mailbox per round: its own account, so the mail account stays small.
+push_user="push@cluster.test"
+"$tern" account create "$push_user" --password "$password" --config "$work/a.toml" >/dev/null
 start_node a 18181
 start_node b 18182
 start_node c 18183
 url() { echo "http://127.0.0.1:$1/.well-known/jmap"; }
 auth=(--user "$user" --password "$password")
+push_auth=(--user "$push_user" --password "$password")
 
 echo "## commit on node a (the owner) → StateChange on a WebSocket at node b"
-"$bench" --session-url "$(url 18181)" "${auth[@]}" --runs "$runs" --requests 200 \
+"$bench" --session-url "$(url 18181)" "${push_auth[@]}" --runs "$runs" --requests 200 \
     --observe-url http://127.0.0.1:18182 cluster-push
 
 echo "## the same request at the owner (a) and at a non-owner (b, forwarded): Core/echo"
@@ -96,15 +104,33 @@ echo "## Email/query inMailbox on the Inbox, which the SMTP runs filled (5 x 2,0
 
 echo "## failover: kill -9 of the owner → first write through node b (10 runs)"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-"$bench" --session-url "$(url 18181)" "${auth[@]}" --runs 10 \
+"$bench" --session-url "$(url 18181)" "${push_auth[@]}" --runs 10 \
     --server-cmd "$tern serve --config $work/a.toml" \
+    --claim-cmd "$tern cluster move $push_user a --config $work/a.toml" \
     --observe-url http://127.0.0.1:18182 failover
 
 echo "## side by side: one embedded node, same scenarios"
-embedded="$work/embedded"
-"$tern" account create "$user" --password "$password" --data-dir "$embedded" >/dev/null
-"$tern" serve --data-dir "$embedded" --http 127.0.0.1:18190 --smtp 127.0.0.1:12690 \
-    --dns 127.0.0.1:9 >"$work/embedded.log" 2>&1 &
+cat > "$work/embedded.toml" <<EOF
+[server]
+data_dir = "$work/embedded"
+http = "127.0.0.1:18190"
+memory_trim_interval_seconds = 0
+[admin]
+enabled = false
+[jmap]
+max_concurrent_upload = 8
+max_concurrent_requests = 16
+[smtp]
+listen = "127.0.0.1:12690"
+[dns]
+nameserver = "127.0.0.1:9"
+timeout_ms = 100
+attempts = 1
+[outbound]
+enabled = false
+EOF
+"$tern" account create "$user" --password "$password" --config "$work/embedded.toml" >/dev/null
+"$tern" serve --config "$work/embedded.toml" >"$work/embedded.log" 2>&1 &
 pids+=($!)
 wait_port 18190
 "$bench" --session-url "$(url 18190)" "${auth[@]}" --runs "$runs" --requests 5000 echo-latency

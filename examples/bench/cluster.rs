@@ -6,7 +6,8 @@
 //!   instant without it) to the StateChange on the other node's socket.
 //! - `failover`: per run, starts the owner with `--server-cmd` (a node serving
 //!   `--session-url`), makes it the account's owner with one request, then writes through
-//!   `--observe-url` while it SIGKILLs the owner, and measures kill → the first successful
+//!   `--observe-url` while it SIGKILLs the owner (`--claim-cmd` first makes the new node
+//!   the owner, e.g. `tern cluster move USER a`), and measures kill → the first successful
 //!   write (Mailbox/set create answered `created`) through the other node. The killed node is
 //!   started again by the next run.
 
@@ -90,10 +91,12 @@ pub async fn cluster_push(options: &Options, target: &Target) -> Result<RunFigur
     let nonce = rand_nonce();
     let mut samples = Samples::default();
     let mut upper = Samples::default();
+    let mut answered = Samples::default();
     for round in 0..options.requests {
         let sent = Instant::now();
         let commit_ms =
             create_mailbox(&mut connection, target, &format!("cp{nonce}-{round}")).await?;
+        answered.push(sent.elapsed());
         let committed = sent + Duration::from_secs_f64(commit_ms.unwrap_or(0.0) / 1e3);
         let deadline = sent + Duration::from_secs(5);
         loop {
@@ -120,7 +123,11 @@ pub async fn cluster_push(options: &Options, target: &Target) -> Result<RunFigur
     let summary = samples.summary();
     let from_sending = upper.summary();
     let (p50, p99) = (summary.p50, summary.p99);
-    println!("  commit → StateChange on another node: {summary} (from sending: {from_sending})");
+    println!(
+        "  commit → StateChange on another node: {summary} (from sending: {from_sending}; \
+         the commit request itself, sent → answered: {})",
+        answered.summary()
+    );
     Ok(RunFigures {
         headline: p50,
         headline_unit: "ms p50",
@@ -144,7 +151,26 @@ pub async fn failover(options: &Options, run: usize) -> Result<RunFigures, Strin
         .spawn()
         .map_err(|error| format!("cannot start {program}: {error}"))?;
     let started = Instant::now();
-    // Ready, and the owner: one request through it claims the account.
+    // Ready (the session answers), then the owner: `--claim-cmd` moves the account to it,
+    // or one request through it claims an account nobody owns.
+    while super::discover(options).await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            return Err("the owner node did not start within 30 s".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(claim) = &options.claim_cmd {
+        let status = std::process::Command::new("sh")
+            .args(["-c", claim])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|error| format!("--claim-cmd: {error}"))?;
+        if !status.success() {
+            let _ = child.kill();
+            return Err(format!("--claim-cmd failed: {status}"));
+        }
+    }
     let owner = loop {
         if started.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();

@@ -90,6 +90,9 @@ struct Options {
     smtp_spread: Vec<SocketAddr>,
     /// cluster-push, failover: another node's base URL (`--observe-url`).
     observe_url: Option<String>,
+    /// failover: a shell command run once the owner node is up, making it the account's
+    /// owner (e.g. `tern cluster move USER a`).
+    claim_cmd: Option<String>,
 }
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
@@ -131,6 +134,7 @@ fn parse_options() -> Result<Options, String> {
         attack_addresses: 20,
         observe_url: None,
         smtp_spread: Vec::new(),
+        claim_cmd: None,
     };
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -192,6 +196,7 @@ fn parse_options() -> Result<Options, String> {
             }
             "--attack" => options.attack = Some(value()?),
             "--observe-url" => options.observe_url = Some(value()?),
+            "--claim-cmd" => options.claim_cmd = Some(value()?),
             "--attack-addresses" => {
                 options.attack_addresses =
                     u8::try_from(number(value()?)?.clamp(1, 250)).unwrap_or(20)

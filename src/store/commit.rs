@@ -181,6 +181,11 @@ where
     loop {
         let mut changes = Changes::default();
         let mut admission = None;
+        // One attempt at a time per account in this process (released before a backoff).
+        let turn = match store.account_locks() {
+            Some(locks) => Some(locks.lock(account_id).await),
+            None => None,
+        };
         let outcome = async {
             let mut tx = store.backend().begin().await?;
             // Fencing first (`ownership`): the owner record joins this transaction's reads,
@@ -198,6 +203,7 @@ where
             })
         }
         .await;
+        drop(turn);
         if let (Some(fence), Some(admission), Ok(_)) = (store.fence(), admission, &outcome) {
             fence.committed(account_id, admission);
         }

@@ -172,14 +172,52 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// Set on a cluster node: every account commit passes this node's fence.
     fence: Option<Arc<ownership::Fence>>,
+    /// On FoundationDB, this process's commits to one account run one at a time (see
+    /// [`AccountLocks`]); `None` on the embedded store, which serializes writers itself.
+    account_locks: Option<Arc<AccountLocks>>,
+}
+
+/// Striped per-account locks. Every commit of an account reads and bumps its version, so two
+/// concurrent commits of one account always conflict; on FoundationDB a conflict costs a
+/// whole round trip and a backoff, and eight busy writers of one account starve each other
+/// until their retries run out. The account's owner is the only node that writes it, so
+/// queueing its writers in-process removes those conflicts entirely.
+pub struct AccountLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl AccountLocks {
+    const STRIPES: usize = 256;
+
+    fn new() -> AccountLocks {
+        AccountLocks {
+            stripes: (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    pub async fn lock(&self, account_id: u32) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripes[account_id as usize % Self::STRIPES]
+            .lock()
+            .await
+    }
 }
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Store {
+        let account_locks =
+            (backend.name() == "foundationdb").then(|| Arc::new(AccountLocks::new()));
         Store {
             backend,
             fence: None,
+            account_locks,
         }
+    }
+
+    /// The per-account commit locks ([`AccountLocks`]), where the backend needs them.
+    pub fn account_locks(&self) -> Option<&Arc<AccountLocks>> {
+        self.account_locks.as_ref()
     }
 
     /// The same store, with every account commit fenced by `fence` (a cluster node). Set it
