@@ -193,8 +193,18 @@ pub async fn failover(options: &Options, run: usize) -> Result<RunFigures, Strin
     let (_, other) = observed(options).await?;
     let mut connection = Connection::open(other.api.address).await?;
     let nonce = rand_nonce();
-    // Writes through the other node work (forwarded to the owner) before the kill.
-    create_mailbox(&mut connection, &other, &format!("fo{nonce}-before")).await?;
+    // Writes through the other node work (forwarded to the owner) before the kill; right
+    // after a move the other node may still answer for the account once (then it learns).
+    let settle = Instant::now();
+    while let Err(error) =
+        create_mailbox(&mut connection, &other, &format!("fo{nonce}-before")).await
+    {
+        if settle.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            return Err(format!("writes through the other node fail before the kill: {error}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let killed = Instant::now();
     child.kill().map_err(|error| format!("kill: {error}"))?;
     let _ = child.wait();
