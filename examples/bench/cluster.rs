@@ -190,6 +190,12 @@ pub async fn failover(options: &Options, run: usize) -> Result<RunFigures, Strin
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The node answering must be the one started here (not another still on its port).
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!(
+            "the owner node exited at start ({status}): is its port taken?"
+        ));
+    }
     let (_, other) = observed(options).await?;
     let mut connection = Connection::open(other.api.address).await?;
     let nonce = rand_nonce();
@@ -201,7 +207,9 @@ pub async fn failover(options: &Options, run: usize) -> Result<RunFigures, Strin
     {
         if settle.elapsed() > Duration::from_secs(10) {
             let _ = child.kill();
-            return Err(format!("writes through the other node fail before the kill: {error}"));
+            return Err(format!(
+                "writes through the other node fail before the kill: {error}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -33,6 +33,8 @@ const READ_BATCH: usize = 500;
 pub const COMMIT_DOCS: usize = 2_000;
 /// Commit at most this long after the oldest uncommitted task was applied.
 pub const MAX_COMMIT_LATENCY: Duration = Duration::from_millis(400);
+/// The least time between passes over the queue that found only other nodes' tasks.
+const FOREIGN_RESCAN: Duration = Duration::from_millis(250);
 
 /// What the actor's mailbox accepts.
 #[derive(Debug)]
@@ -140,6 +142,8 @@ impl Indexer {
         let mut oldest: Option<Instant> = None;
         let mut waiters = Waiters::default();
         let mut held = false;
+        // Whether the last full pass read tasks, none of them this node's (a cluster).
+        let mut foreign_only = false;
         loop {
             if held {
                 if !uncommitted.is_empty() {
@@ -174,8 +178,15 @@ impl Indexer {
             };
             let drained = batch.len() < READ_BATCH;
             // On a cluster this index holds only the accounts this node owns; the others'
-            // tasks are their owners' (this node's cursor moves past them).
-            let read_up_to = batch.last().map(|task| task.key.clone());
+            // tasks are their owners' (this node's cursor moves past them, and past the rest
+            // of a foreign account at the end of the batch: ownership is per account).
+            let read_up_to = batch.last().map(|task| match self.store.fence() {
+                Some(fence) if !fence.holds(task.account_id) => {
+                    queue::past_account(task.account_id)
+                }
+                _ => task.key.clone(),
+            });
+            let read_any = !batch.is_empty();
             let batch: Vec<Task> = match self.store.fence() {
                 Some(fence) => batch
                     .into_iter()
@@ -183,6 +194,11 @@ impl Indexer {
                     .collect(),
                 None => batch,
             };
+            if cursor.is_none() {
+                foreign_only = read_any && batch.is_empty();
+            } else if read_any {
+                foreign_only = foreign_only && batch.is_empty();
+            }
             if batch.is_empty() && read_up_to.is_some() {
                 cursor = read_up_to.clone();
             }
@@ -228,18 +244,27 @@ impl Indexer {
             for waiter in waiters.flush.drain(..) {
                 let _ = waiter.send(());
             }
+            let mut pause = false;
             tokio::select! {
                 woke = wake => {
                     if woke.is_err() {
                         // The store closed: the server is going away.
                         return;
                     }
+                    pause = foreign_only;
                 }
                 command = commands.recv() => match command {
                     Some(command) => accept(command, &mut held, &mut waiters),
                     None => return,
                 },
                 _ = stop.wait_for(|stop| *stop) => return,
+            }
+            // Every task bumps the queue's version, so during another node's burst this one
+            // would re-read that node's tasks once per Email. After a pass that found only
+            // other nodes' tasks the next one waits a little (this node's own tasks wait as
+            // long; queries stay exact meanwhile: `AccountBacklog`).
+            if pause && sleep_or_stop(&mut stop, FOREIGN_RESCAN).await {
+                return;
             }
         }
     }

@@ -219,6 +219,7 @@ impl Backend for FdbBackend {
                 transaction,
                 started: Instant::now(),
                 mutation_bytes: 0,
+                reads: ReadStats::default(),
             });
             Ok(wrapped)
         })
@@ -262,7 +263,20 @@ struct FdbTransaction {
     /// Bytes written so far, checked against [`MAX_TRANSACTION_BYTES`] as the embedded store
     /// does, so both refuse the same transactions at the same point.
     mutation_bytes: usize,
+    reads: ReadStats,
 }
+
+/// What a transaction waited for, reported for slow ones (debugging a latency is otherwise
+/// guesswork: a transaction's reads are sequential round trips to the storage servers).
+#[derive(Debug, Default)]
+struct ReadStats {
+    gets: u32,
+    ranges: u32,
+    waited: std::time::Duration,
+}
+
+/// Transactions slower than this are logged (at debug) with their [`ReadStats`].
+const SLOW_TRANSACTION: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Range ends at or past the system key space stop at its start (reading it needs an option
 /// the server never sets).
@@ -302,8 +316,14 @@ impl FdbTransaction {
         Ok(())
     }
 
-    async fn range(&self, range: &KeyRange, options: RangeOptions) -> StoreResult<Vec<KeyValue>> {
+    async fn range(
+        &mut self,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> StoreResult<Vec<KeyValue>> {
         self.check_age()?;
+        let asked = Instant::now();
+        self.reads.ranges += 1;
         let begin = clamp_to_user_keys(&range.begin);
         let end = clamp_to_user_keys(&range.end);
         if begin >= end {
@@ -339,6 +359,7 @@ impl FdbTransaction {
         if let Some(limit) = limit {
             pairs.truncate(limit);
         }
+        self.reads.waited += asked.elapsed();
         Ok(pairs)
     }
 }
@@ -347,7 +368,10 @@ impl Transaction for FdbTransaction {
     fn get<'a>(&'a mut self, key: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
         Box::pin(async move {
             self.check_age()?;
+            let asked = Instant::now();
             let value = self.transaction.get(key, false).await.map_err(fdb_error)?;
+            self.reads.gets += 1;
+            self.reads.waited += asked.elapsed();
             Ok(value.map(|slice| slice.to_vec()))
         })
     }
@@ -403,12 +427,30 @@ impl Transaction for FdbTransaction {
                     "transaction exceeds the size limit",
                 ));
             }
-            let FdbTransaction { transaction, .. } = *self;
-            transaction
+            let FdbTransaction {
+                transaction,
+                started,
+                mutation_bytes,
+                reads,
+            } = *self;
+            let committing = Instant::now();
+            let committed = transaction
                 .commit()
                 .await
                 .map(|_committed| ())
-                .map_err(|error| fdb_error(FdbError::from(error)))
+                .map_err(|error| fdb_error(FdbError::from(error)));
+            if started.elapsed() >= SLOW_TRANSACTION {
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    gets = reads.gets,
+                    ranges = reads.ranges,
+                    read_wait_us = reads.waited.as_micros() as u64,
+                    commit_us = committing.elapsed().as_micros() as u64,
+                    mutation_bytes,
+                    "slow foundationdb transaction"
+                );
+            }
+            committed
         })
     }
 }

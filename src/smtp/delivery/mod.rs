@@ -119,6 +119,8 @@ pub struct Pipeline {
 
 /// How long an entry left to other nodes' owners waits before this node looks again.
 const DEFERRED_RECHECK: Duration = Duration::from_secs(1);
+/// The least time between scans of the queue that found only other nodes' entries.
+const FOREIGN_RESCAN: Duration = Duration::from_millis(250);
 
 impl Pipeline {
     pub fn new(context: DeliveryContext) -> Pipeline {
@@ -276,13 +278,18 @@ async fn feed(
 ) {
     let context = &pipeline.context;
     let mut backoff = Duration::from_millis(50);
+    // Where the next read starts: after a full page of entries left to other nodes, the
+    // next page (so entries of this node's accounts behind them are not stuck).
+    let mut page_after: Option<u64> = None;
+    // Whether the last scan found entries, all of them left to other nodes (a cluster).
+    let mut foreign_only = false;
     loop {
         if *stop.borrow() {
             return;
         }
         // Armed before the read: an enqueue committed after it still wakes us.
         let woken = incoming::watch(&context.store);
-        let page = match incoming::load_pending(&context.store, PAGE).await {
+        let page = match incoming::load_pending_after(&context.store, page_after, PAGE).await {
             Ok(page) => {
                 backoff = Duration::from_millis(50);
                 page
@@ -297,6 +304,10 @@ async fn feed(
         let now = unix_now();
         let mut next_due: Option<i64> = None;
         let mut sent_any = false;
+        let page_full = page.len() >= PAGE;
+        let last_in_page = page.last().map(|entry| entry.queue_id);
+        let mut left_to_others = 0usize;
+        let page_length = page.len();
         let mut recheck: Option<Duration> = None;
         {
             let mut deferred = lock(&pipeline.deferred);
@@ -308,6 +319,20 @@ async fn feed(
         }
         for entry in page {
             if lock(&pipeline.deferred).contains_key(&entry.queue_id) {
+                left_to_others += 1;
+                continue;
+            }
+            // Every pending recipient's account is another live node's (known without a
+            // transaction): left to the owners, as `deliver_entry` would decide.
+            if pipeline.context.store.fence().is_some()
+                && entry.pending_recipients().next().is_some()
+                && entry
+                    .pending_recipients()
+                    .all(|(_, recipient)| pipeline.owned_elsewhere(recipient.account_id))
+            {
+                lock(&pipeline.deferred)
+                    .insert(entry.queue_id, std::time::Instant::now() + DEFERRED_RECHECK);
+                left_to_others += 1;
                 continue;
             }
             if entry.not_before > now {
@@ -333,8 +358,20 @@ async fn feed(
         }
         if sent_any {
             // More may be due beyond this page (sending waited for free workers).
+            page_after = None;
             continue;
         }
+        let first_page = page_after.is_none();
+        foreign_only = if first_page {
+            page_length > 0 && left_to_others == page_length
+        } else {
+            foreign_only && left_to_others == page_length
+        };
+        if page_full && left_to_others == page_length {
+            page_after = last_in_page;
+            continue;
+        }
+        page_after = None;
         let sleep = next_due.map_or(IDLE_RESCAN, |due| {
             Duration::from_secs(u64::try_from(due - now).unwrap_or(0).max(1))
         });
@@ -351,6 +388,14 @@ async fn feed(
             () = finished.notified() => {}
             () = tokio::time::sleep(sleep.min(IDLE_RESCAN)) => {}
             () = stop_requested(&mut stop) => return,
+        }
+        if foreign_only {
+            // Every enqueue wakes every node: while other nodes' entries are all there is,
+            // re-read at most every FOREIGN_RESCAN, not once per message.
+            tokio::select! {
+                () = tokio::time::sleep(FOREIGN_RESCAN) => {}
+                () = stop_requested(&mut stop) => return,
+            }
         }
     }
 }
