@@ -224,6 +224,24 @@ fn message_id_hashes(parsed: &ParsedEmail) -> BTreeSet<u64> {
         .collect()
 }
 
+/// What [`import_email_linked`] reads that is particular to this message (the rest is the
+/// account's, read once per transaction): the thread index of its Message-IDs and the blob's
+/// metadata. For [`Transaction::prefetch`] before a batch of imports.
+pub fn import_reads(
+    account_id: u32,
+    parsed: &ParsedEmail,
+    blob: &BlobHash,
+    keys: &mut Vec<Vec<u8>>,
+    ranges: &mut Vec<KeyRange>,
+) {
+    for hash in message_id_hashes(parsed) {
+        ranges.push(KeyRange::prefix(&index::message_id_prefix(
+            account_id, hash,
+        )));
+    }
+    keys.push(blob::meta_key(blob));
+}
+
 /// Stores a new Email: record, metadata, indexes, Thread, counters, blob link, change log.
 /// The caller has validated the mailboxes and keywords and made sure the account may read
 /// the blob.

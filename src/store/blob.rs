@@ -129,14 +129,16 @@ fn unix_seconds(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The key of a digest's metadata (what [`link`] and [`link_held`] read).
+pub fn meta_key(hash: &BlobHash) -> Vec<u8> {
+    keys::blob_by_digest(BLOB_META, hash.as_bytes())
+}
+
 async fn read_meta(
     tx: &mut dyn Transaction,
     hash: &BlobHash,
 ) -> Result<Option<BlobMeta>, StoreError> {
-    match tx
-        .get(&keys::blob_by_digest(BLOB_META, hash.as_bytes()))
-        .await?
-    {
+    match tx.get(&meta_key(hash)).await? {
         Some(bytes) => BlobMeta::decode(&bytes).map(Some),
         None => Ok(None),
     }

@@ -144,6 +144,20 @@ pub trait Transaction: Send {
         range: &'a KeyRange,
         options: RangeOptions,
     ) -> BoxFuture<'a, StoreResult<Vec<KeyValue>>>;
+    /// A hint: reads `keys` and `ranges` concurrently now, so that the caller's later reads
+    /// of exactly these are answered without a round trip each. FoundationDB keeps what a
+    /// transaction read in its read-your-writes cache, and a transaction's reads are otherwise
+    /// sequential round trips (a batch of deliveries reads a dozen keys per message). The
+    /// embedded store reads locally and ignores it. Adds the read conflicts the later reads
+    /// would add anyway; the results are not returned.
+    fn prefetch<'a>(
+        &'a mut self,
+        keys: &'a [Vec<u8>],
+        ranges: &'a [KeyRange],
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let _ = (keys, ranges);
+        Box::pin(async { Ok(()) })
+    }
     fn set(&mut self, key: &[u8], value: &[u8]) -> StoreResult<()>;
     fn clear(&mut self, key: &[u8]) -> StoreResult<()>;
     fn clear_range(&mut self, range: &KeyRange) -> StoreResult<()>;

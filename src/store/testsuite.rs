@@ -45,6 +45,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
     let mut tests = vec![
         suite_test!(set_get_clear_and_snapshot_isolation),
         suite_test!(read_your_writes_in_gets_and_ranges),
+        suite_test!(prefetched_reads_answer_like_plain_reads),
         suite_test!(conflicting_read_write_fails_one_commit),
         suite_test!(simultaneous_conflicting_commits_admit_exactly_one),
         suite_test!(transact_retries_until_every_increment_lands),
@@ -293,6 +294,59 @@ pub async fn read_your_writes_in_gets_and_ranges(store: &Store) {
         names(&["a", "b", "bb", "e", "f", "m", "n"])
     );
     assert_eq!(after[6].1, 42i64.to_le_bytes().to_vec());
+    scratch.cleanup(store).await;
+}
+
+/// `Transaction::prefetch` is only a hint: whatever it warmed, later reads answer exactly as
+/// without it (own writes, limits, reversed ranges, a concurrent commit it must not see), and
+/// a prefetched key that is then read conflicts like any read.
+pub async fn prefetched_reads_answer_like_plain_reads(store: &Store) {
+    let scratch = Scratch::new();
+    let committed: Vec<(Vec<u8>, Vec<u8>)> = ["a", "p1", "p2", "p3", "q"]
+        .iter()
+        .map(|name| (scratch.key(name.as_bytes()), name.as_bytes().to_vec()))
+        .collect();
+    put(store, &committed).await;
+
+    let mut tx = store.backend().begin().await.expect("begin");
+    tx.set(&scratch.key(b"p2"), b"P2")
+        .expect("set before prefetch");
+    let keys = vec![scratch.key(b"a"), scratch.key(b"missing")];
+    let ranges = vec![
+        scratch.range(b"p", b"q"),
+        // Empty and inverted ranges are fine.
+        scratch.range(b"z", b"z"),
+        scratch.range(b"z", b"y"),
+    ];
+    tx.prefetch(&keys, &ranges).await.expect("prefetch");
+    // Another commit after the prefetch: invisible to this transaction's reads.
+    put(store, &[(scratch.key(b"a"), b"A".to_vec())]).await;
+    tx.set(&scratch.key(b"p3"), b"P3")
+        .expect("set after prefetch");
+    assert_eq!(
+        tx.get(&scratch.key(b"a")).await.expect("get"),
+        Some(b"a".to_vec())
+    );
+    assert_eq!(tx.get(&scratch.key(b"missing")).await.expect("get"), None);
+    let forward = tx
+        .get_range(&scratch.range(b"p", b"q"), opts(2, false))
+        .await
+        .expect("range");
+    assert_eq!(scratch.names(&forward), names(&["p1", "p2"]));
+    assert_eq!(forward[1].1, b"P2".to_vec());
+    let backward = tx
+        .get_range(&scratch.range(b"p", b"q"), opts(0, true))
+        .await
+        .expect("range");
+    assert_eq!(scratch.names(&backward), names(&["p3", "p2", "p1"]));
+    assert_eq!(backward[0].1, b"P3".to_vec());
+    // `a` was read and has changed since: this transaction must not commit.
+    expect_kind(
+        tx.commit().await,
+        StoreErrorKind::Conflict,
+        "commit after reading a changed key",
+    );
+    assert_eq!(get(store, &scratch.key(b"p3")).await, Some(b"p3".to_vec()));
     scratch.cleanup(store).await;
 }
 

@@ -17,14 +17,14 @@ use crate::auth::directory::account_email_in;
 use crate::jmap::types::UtcDate;
 use crate::mail::mailbox::{create_default_mailboxes, mailbox_with_role};
 use crate::mail::parsed::{ParsedEmail, parse_message};
-use crate::mail::store::{BlobAccess, ImportSpec, import_email_linked};
+use crate::mail::store::{BlobAccess, ImportSpec, import_email_linked, import_reads};
 use crate::smtp::incoming::{self, IncomingMessage, unix_now};
 use crate::smtp::quarantine::{self, QuarantineRecord};
 use crate::smtp::spam::{self, bayes, tokens::tokenize_message};
 use crate::smtp::vacation::{self, PlannedReply};
 use crate::store::blob::BlobHash;
 use crate::store::commit::Changes;
-use crate::store::{StoreError, StoreResult, Transaction};
+use crate::store::{KeyRange, StoreError, StoreResult, Transaction};
 
 /// What happened to one queue entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -270,6 +270,34 @@ async fn plan_vacation(
             None
         }
     }
+}
+
+/// What one delivery's commit reads that other deliveries of its batch do not (the queue
+/// entry, the duplicate window, the prepared record, the import's own keys): the filer reads
+/// them all at once before the batch ([`Transaction::prefetch`]) instead of one round trip
+/// after another.
+pub fn commit_reads(
+    delivery: &RecipientDelivery,
+    now: i64,
+    keys: &mut Vec<Vec<u8>>,
+    ranges: &mut Vec<KeyRange>,
+) {
+    ranges.push(KeyRange::prefix(&incoming::entry_key(delivery.queue_id)));
+    if let Some(fingerprint) = delivery.fingerprint {
+        keys.extend(duplicate::window_keys(
+            delivery.account_id,
+            fingerprint,
+            now,
+        ));
+    }
+    keys.push(prepared::key(delivery.queue_id));
+    import_reads(
+        delivery.account_id,
+        &delivery.parsed,
+        &delivery.blob,
+        keys,
+        ranges,
+    );
 }
 
 /// One recipient's part of a delivery commit (several may share one commit: `filer`).

@@ -54,6 +54,12 @@ fn seen_key(account_id: u32, day: u32, fingerprint: Fingerprint) -> Vec<u8> {
         .build()
 }
 
+/// The keys [`is_duplicate`] reads: today's and yesterday's record of the transmission.
+pub fn window_keys(account_id: u32, fingerprint: Fingerprint, now: i64) -> [Vec<u8>; 2] {
+    let today = day_of(now);
+    [today, today.saturating_sub(1)].map(|day| seen_key(account_id, day, fingerprint))
+}
+
 /// Whether another queue entry already delivered this transmission to the account.
 pub async fn is_duplicate(
     tx: &mut dyn Transaction,
@@ -62,9 +68,8 @@ pub async fn is_duplicate(
     queue_id: u64,
     now: i64,
 ) -> StoreResult<bool> {
-    let today = day_of(now);
-    for day in [today, today.saturating_sub(1)] {
-        if let Some(value) = tx.get(&seen_key(account_id, day, fingerprint)).await?
+    for key in window_keys(account_id, fingerprint, now) {
+        if let Some(value) = tx.get(&key).await?
             && be_u64(&value) != Some(queue_id)
         {
             return Ok(true);

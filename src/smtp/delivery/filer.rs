@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::deliver::{RecipientDelivery, RecipientOutcome, deliver_in_commit};
+use super::deliver::{RecipientDelivery, RecipientOutcome, commit_reads, deliver_in_commit};
+use crate::smtp::incoming::unix_now;
 use crate::store::commit::commit_account;
 use crate::store::{Store, StoreError, StoreResult};
 
@@ -109,6 +110,17 @@ impl Filer {
         let committed = commit_account(&self.store, account_id, move |tx, changes| {
             let deliveries = Arc::clone(&deliveries);
             Box::pin(async move {
+                let now = unix_now();
+                let (mut keys, mut ranges) = (Vec::new(), Vec::new());
+                for delivery in deliveries.iter() {
+                    commit_reads(delivery, now, &mut keys, &mut ranges);
+                }
+                // Recipients of one message share its entry and prepared record.
+                keys.sort_unstable();
+                keys.dedup();
+                ranges.sort_unstable_by(|a, b| a.begin.cmp(&b.begin));
+                ranges.dedup_by(|a, b| a.begin == b.begin && a.end == b.end);
+                tx.prefetch(&keys, &ranges).await?;
                 let mut outcomes = Vec::with_capacity(deliveries.len());
                 for delivery in deliveries.iter() {
                     outcomes.push(deliver_in_commit(tx, changes, delivery).await?);
