@@ -137,6 +137,7 @@
 //! lease_ms = 2500                 # a node silent this long is expired; its accounts move
 //! forward_timeout_seconds = 60    # a request forwarded to an account's owner
 //! forget_nodes_after_seconds = 600  # registry records of nodes expired this long are removed
+//! commit_hints = true             # tell other nodes of commits: push without the watch's lag
 //! ```
 
 use std::net::SocketAddr;

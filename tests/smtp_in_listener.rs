@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Whether the message with content `body` is durably held: still in the incoming queue,
 /// or already delivered (linked into alice's account by the delivery actor).
+/// A delivered message's Email holds the blob delivery prepared (with Received and
+/// Authentication-Results added), not the queued one: look for its Subject too.
 async fn durably_held(harness: &Harness, body: &[u8]) -> bool {
     let hash = BlobHash::of(body);
     let queued = incoming::load_pending(harness.server.store(), 10_000)
@@ -21,7 +23,53 @@ async fn durably_held(harness: &Harness, body: &[u8]) -> bool {
         .iter()
         .any(|entry| entry.blob == hash);
     let blobs = BlobStore::new(harness.server.store().clone());
-    queued || blobs.info(harness.alice_id, &hash).await.is_ok()
+    if queued || blobs.info(harness.alice_id, &hash).await.is_ok() {
+        return true;
+    }
+    let text = String::from_utf8_lossy(body);
+    let Some(subject) = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Subject: "))
+        .map(str::trim)
+    else {
+        return false;
+    };
+    delivered_subjects(harness)
+        .await
+        .iter()
+        .any(|s| s == subject)
+}
+
+/// Subjects of alice's Emails, through JMAP.
+async fn delivered_subjects(harness: &Harness) -> Vec<String> {
+    let account = tern::jmap::types::AccountId::new(harness.alice_id).to_string();
+    let request = serde_json::json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [
+            ["Email/query", {"accountId": account}, "q"],
+            ["Email/get", {"accountId": account,
+                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["subject"]}, "g"]
+        ]
+    });
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/jmap/api", harness.server.base_url))
+        .basic_auth("alice@example.test", Some("alice-password"))
+        .json(&request)
+        .send()
+        .await
+        .expect("JMAP request")
+        .json()
+        .await
+        .expect("JMAP response");
+    response["methodResponses"][1][1]["list"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|email| email["subject"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn mx(harness: &Harness) -> SocketAddr {

@@ -46,6 +46,9 @@ pub struct ClusterConfig {
     pub forward_timeout_seconds: u64,
     /// Registry records of nodes expired for this long are removed.
     pub forget_nodes_after_seconds: u64,
+    /// Tell the other nodes of each account commit, so their push listeners hear of it
+    /// without waiting for FoundationDB's watch (`http::hints`).
+    pub commit_hints: bool,
 }
 
 impl Default for ClusterConfig {
@@ -58,6 +61,7 @@ impl Default for ClusterConfig {
             lease_ms: 2500,
             forward_timeout_seconds: 60,
             forget_nodes_after_seconds: 600,
+            commit_hints: true,
         }
     }
 }
@@ -201,6 +205,11 @@ impl ClusterNode {
             .clone()
     }
 
+    /// Whether this node hints the others of its commits (`cluster.commit_hints`).
+    pub fn commit_hints(&self) -> bool {
+        self.config.commit_hints
+    }
+
     pub fn forward_timeout(&self) -> Duration {
         Duration::from_secs(self.config.forward_timeout_seconds)
     }
@@ -241,6 +250,19 @@ impl ClusterNode {
             },
             _ => Route::Unavailable(format!("the owner {} is not known yet", format_node(node))),
         }
+    }
+
+    /// The other nodes that may be serving clients (not left, not expired in this node's
+    /// view), with their URLs: where commit hints go (`http::hints`).
+    pub fn peers(&self) -> Vec<(NodeId, String)> {
+        let me = self.node_id();
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes
+            .values()
+            .filter(|record| record.id != me && record.state != NodeState::Left)
+            .filter(|record| self.fence.liveness(record.id) != Some(Some(Liveness::Expired)))
+            .map(|record| (record.id, record.url.clone()))
+            .collect()
     }
 
     /// Resolves once `node` is expired in this node's view, or has left: a request forwarded

@@ -18,6 +18,7 @@ mod cors;
 pub mod download_headers;
 pub mod eventsource;
 pub mod forward;
+pub mod hints;
 pub mod listener;
 pub mod response;
 mod slots;
@@ -140,6 +141,8 @@ enum Route<'p> {
     EventSource,
     /// A short-lived ticket for browsers (they cannot set headers on WebSocket/EventSource).
     Ticket,
+    /// Another cluster node's commit hints (`hints`); not for clients.
+    CommitHints,
 }
 
 impl Route<'_> {
@@ -152,6 +155,7 @@ impl Route<'_> {
             Route::WebSocket => "websocket",
             Route::EventSource => "eventsource",
             Route::Ticket => "ticket",
+            Route::CommitHints => "commit-hints",
         }
     }
 
@@ -160,6 +164,7 @@ impl Route<'_> {
         match self {
             Route::Session | Route::Download { .. } => "GET, HEAD, OPTIONS",
             Route::Api | Route::Upload { .. } | Route::Ticket => "POST, OPTIONS",
+            Route::CommitHints => "POST",
             Route::WebSocket | Route::EventSource => "GET, OPTIONS",
         }
     }
@@ -169,7 +174,9 @@ impl Route<'_> {
             Route::Session | Route::Download { .. } => {
                 method == Method::GET || method == Method::HEAD
             }
-            Route::Api | Route::Upload { .. } | Route::Ticket => method == Method::POST,
+            Route::Api | Route::Upload { .. } | Route::Ticket | Route::CommitHints => {
+                method == Method::POST
+            }
             Route::WebSocket | Route::EventSource => method == Method::GET,
         }
     }
@@ -182,6 +189,7 @@ fn match_route(path: &str) -> Option<Route<'_>> {
         "/jmap/ws" => return Some(Route::WebSocket),
         "/jmap/eventsource" => return Some(Route::EventSource),
         "/jmap/ticket" => return Some(Route::Ticket),
+        hints::HINTS_PATH => return Some(Route::CommitHints),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/jmap/upload/") {
@@ -271,6 +279,10 @@ async fn route_request(
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static(route.allowed_methods()));
         return response;
+    }
+    if route == Route::CommitHints {
+        let node = state.cluster.as_ref().map(|cluster| cluster.node.as_ref());
+        return hints::receive(node, &state.push, request).await;
     }
     if route == Route::Api
         && let Some(refusal) = refuse_unless_json(request.headers())
@@ -382,6 +394,8 @@ async fn route_request(
         Route::EventSource => {
             eventsource::serve(state, &principal, uri.query(), request.headers()).await
         }
+        // Answered before authentication, above.
+        Route::CommitHints => problem(StatusCode::NOT_FOUND, "no such resource"),
         Route::Ticket => {
             let ticket = state.tickets.issue(&principal);
             json_response(

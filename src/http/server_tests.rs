@@ -385,6 +385,13 @@ async fn unknown_routes_and_wrong_methods() {
         missing.header("content-type"),
         Some("application/problem+json")
     );
+    // The cluster's internal hint route exists only on a cluster node.
+    let hints = send(
+        &harness.server,
+        &request("POST", "/internal/cluster/commits", &[], b"1,2"),
+    )
+    .await;
+    assert_eq!(hints.status, 404);
     let wrong = send(&harness.server, &request("GET", "/jmap/api", &[], b"")).await;
     assert_eq!(wrong.status, 405);
     assert_eq!(wrong.header("allow"), Some("POST, OPTIONS"));

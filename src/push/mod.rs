@@ -5,7 +5,10 @@
 //! watcher waits on the store's account watch (`store::commit::watch_account`: in-process on
 //! the embedded backend, a FoundationDB watch across nodes), reads every type's state in one
 //! snapshot, and publishes the result on a `tokio::sync::watch` channel. Listeners (WebSocket
-//! connections, EventSource streams, the Web Push deliverer) each hold a receiver.
+//! connections, EventSource streams, the Web Push deliverer) each hold a receiver. On
+//! FoundationDB, whose watch fires ≈ 10 ms after a commit on an idle cluster, the committing
+//! process also pokes the watcher directly ([`hub::PushHub::poke`]) and hints the other nodes
+//! (`http::hints`); a poke only makes the watcher read sooner, the read decides.
 //!
 //! Invariants:
 //! - publication never blocks: a watch channel keeps only the latest value, so a slow or

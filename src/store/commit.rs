@@ -211,6 +211,7 @@ where
             Err(error) if retry.wait_before_retry(&error).await => continue,
             Ok(committed) => {
                 if !committed.changed.is_empty() {
+                    store.account_committed(account_id);
                     tracing::debug!(
                         account_id,
                         version = committed.version,

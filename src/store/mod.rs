@@ -189,7 +189,16 @@ pub struct Store {
     /// On FoundationDB, this process's commits to one account run one at a time (see
     /// [`AccountLocks`]); `None` on the embedded store, which serializes writers itself.
     account_locks: Option<Arc<AccountLocks>>,
+    /// Told of this process's account commits; shared by every clone (installed once, after
+    /// the parts that hold clones exist: [`Store::on_account_commit`]).
+    commit_listener: Arc<std::sync::OnceLock<CommitListener>>,
 }
+
+/// Called with the account id after each durable commit that changed the account (from
+/// [`commit::commit_account`]); must return at once. On FoundationDB the store's watch on an
+/// idle cluster fires only when a storage server next advances (≈ 10 ms): this is push's fast
+/// path, and on a cluster the source of the hints to other nodes.
+pub type CommitListener = Arc<dyn Fn(u32) + Send + Sync>;
 
 /// Striped per-account locks. Every commit of an account reads and bumps its version, so two
 /// concurrent commits of one account always conflict; on FoundationDB a conflict costs a
@@ -226,6 +235,20 @@ impl Store {
             backend,
             fence: None,
             account_locks,
+            commit_listener: Arc::default(),
+        }
+    }
+
+    /// Installs the listener of this process's account commits. Only the first call counts:
+    /// returns `false` if one was installed already.
+    pub fn on_account_commit(&self, listener: CommitListener) -> bool {
+        self.commit_listener.set(listener).is_ok()
+    }
+
+    /// Tells the listener, if any, that `account_id` committed a change.
+    pub(crate) fn account_committed(&self, account_id: u32) {
+        if let Some(listener) = self.commit_listener.get() {
+            listener(account_id);
         }
     }
 

@@ -114,6 +114,17 @@ async fn push_across_nodes(nodes: &[Node], email: &str) {
         delays[delays.len() / 2] < Duration::from_secs(1),
         "{delays:?}"
     );
+    // The nodes' commit hints (which make that fast) take only the cluster's proof.
+    for proof in [None, Some("00".repeat(32))] {
+        let mut hint = http
+            .post(format!("{}/internal/cluster/commits", nodes[1].base_url))
+            .body("1,2");
+        if let Some(proof) = proof {
+            hint = hint.header("tern-forwarded-auth", proof);
+        }
+        let refused = hint.send().await.expect("hint request");
+        assert_eq!(refused.status(), 403);
+    }
 }
 
 #[test]
