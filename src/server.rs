@@ -578,6 +578,13 @@ impl Server {
             crate::auth::rate_limit::ThrottleSettings::from_config(&config.auth),
         ));
         let authenticator = Authenticator::with_throttle(directory.clone(), login_throttle);
+        // Passwords changed and accounts deleted by other processes (the CLI on FoundationDB,
+        // other nodes) stop working here at once, not when a cached check expires.
+        tasks.push(tokio::spawn({
+            let directory = directory.clone();
+            let stop = stop_receiver.clone();
+            async move { directory.forget_on_credential_changes(stop).await }
+        }));
         let purge_store = store.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = purge::resume_pending_purges(&purge_store).await {

@@ -3,7 +3,9 @@
 //!
 //! Keys are SHA-256 digests of the presented credentials, never the credentials themselves;
 //! only successful checks are cached; a password change or an account deletion through the
-//! [`super::Directory`] forgets every entry of that account at once.
+//! [`super::Directory`] forgets every entry of that account at once, and one in another process
+//! sharing the store (the CLI on FoundationDB, another node) clears the whole cache when the
+//! store's watch on the credentials version fires (`Directory::forget_on_credential_changes`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,6 +74,11 @@ impl CredentialCache {
     pub fn forget_account(&self, account_id: u32) {
         self.lock()
             .retain(|_, entry| entry.principal.account_id != account_id);
+    }
+
+    /// Forgets everything (a credential changed in another process: which is not known).
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {

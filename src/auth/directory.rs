@@ -23,8 +23,8 @@ use super::Principal;
 use super::cache::CredentialCache;
 use super::password::{self, PasswordError};
 use crate::store::keys::{
-    DIR_ACCOUNT, DIR_ACCOUNT_BY_EMAIL, DIR_NEXT_ACCOUNT_ID, DIR_TOKEN, KeyBuilder,
-    SUBSPACE_DIRECTORY, le_i64,
+    DIR_ACCOUNT, DIR_ACCOUNT_BY_EMAIL, DIR_CREDENTIALS_VERSION, DIR_NEXT_ACCOUNT_ID, DIR_TOKEN,
+    KeyBuilder, SUBSPACE_DIRECTORY, le_i64,
 };
 use crate::store::{KeyRange, KeyValue, RangeOptions, Store, StoreError, StoreErrorKind, purge};
 
@@ -198,6 +198,12 @@ fn token_key(digest: &[u8; 32]) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_DIRECTORY)
         .u8(DIR_TOKEN)
         .raw(digest)
+        .build()
+}
+
+fn credentials_version_key() -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_DIRECTORY)
+        .u8(DIR_CREDENTIALS_VERSION)
         .build()
 }
 
@@ -483,6 +489,8 @@ impl Directory {
                     tx.clear(&key)?;
                     tx.clear(&by_email)?;
                     count_account_in_domain(tx, &record.email, -1).await?;
+                    // Every server drops its cached logins (`forget_on_credential_changes`).
+                    tx.atomic_add(&credentials_version_key(), 1)?;
                     // The data goes after the login, durably queued with it (store::purge).
                     purge::queue_purge(tx, account_id)?;
                     Ok(Some(record.info()))
@@ -504,8 +512,10 @@ impl Directory {
         let email = Email::parse(email)?;
         let password_hash = password::hash_blocking(password.to_owned()).await?;
         let updated = self
-            .update_record(&email, move |record, _| {
+            .update_record(&email, move |record, tx| {
                 record.password_hash = password_hash.clone();
+                // Every server drops its cached logins (`forget_on_credential_changes`).
+                tx.atomic_add(&credentials_version_key(), 1)?;
                 Ok(())
             })
             .await?
@@ -513,6 +523,30 @@ impl Directory {
         self.cache.forget_account(updated.account_id);
         tracing::info!(account_id = updated.account_id, "password changed");
         Ok(())
+    }
+
+    /// Clears the credential cache whenever any process sharing the store changes a password
+    /// or deletes an account, until `stop` turns true. The server runs it: the CLI on
+    /// FoundationDB and the other nodes of a cluster write the same directory, and a revoked
+    /// password must stop working at once everywhere, not when a cached check expires.
+    pub async fn forget_on_credential_changes(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let key = credentials_version_key();
+        loop {
+            // Registered before the clear: a change after it fires the next wait.
+            let changed = self.store.watch(&key);
+            self.cache.clear();
+            let fired = tokio::select! {
+                fired = changed => fired,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            if let Err(error) = fired {
+                tracing::debug!(%error, "credentials watch failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+            }
+        }
     }
 
     /// Creates a bearer token for the account; the returned text is the only copy.

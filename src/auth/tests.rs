@@ -285,3 +285,90 @@ async fn concurrent_identical_logins_verify_once() {
         "{all_logins:?} vs one verification {single:?}"
     );
 }
+
+/// Two servers on one store (the CLI on FoundationDB, or another node): a password changed or
+/// an account deleted through one stops working through the other at once, not when the
+/// other's cached check expires.
+#[tokio::test]
+async fn credential_changes_in_another_process_clear_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let elsewhere = Directory::new(store.clone());
+    let here = Directory::new(store.clone());
+    let (stop, stop_receiver) = tokio::sync::watch::channel(false);
+    let forgetting = tokio::spawn({
+        let here = here.clone();
+        async move { here.forget_on_credential_changes(stop_receiver).await }
+    });
+    let authenticator = Authenticator::new(here.clone(), 100, Duration::from_secs(1));
+    elsewhere
+        .create_account("carol@example.test", "old-pw")
+        .await
+        .unwrap();
+    elsewhere
+        .create_account("dave@example.test", "dave-pw")
+        .await
+        .unwrap();
+    let carol = basic("carol@example.test", "old-pw");
+    let dave = basic("dave@example.test", "dave-pw");
+    // Checked once here: cached from now on.
+    authenticator
+        .authenticate(Some(&carol), CLIENT)
+        .await
+        .unwrap();
+    authenticator
+        .authenticate(Some(&dave), CLIENT)
+        .await
+        .unwrap();
+    let cached = |header: &[u8]| {
+        let key: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(header).into();
+        here.credential_cache().get(&key).is_some()
+    };
+    assert!(cached(&carol) && cached(&dave));
+
+    elsewhere
+        .set_password("carol@example.test", "new-pw")
+        .await
+        .unwrap();
+    wait_until(|| !cached(&carol)).await;
+    assert!(
+        authenticator
+            .authenticate(Some(&carol), CLIENT)
+            .await
+            .is_err()
+    );
+    let renewed = basic("carol@example.test", "new-pw");
+    authenticator
+        .authenticate(Some(&renewed), CLIENT)
+        .await
+        .unwrap();
+
+    authenticator
+        .authenticate(Some(&dave), CLIENT)
+        .await
+        .unwrap();
+    elsewhere.delete_account("dave@example.test").await.unwrap();
+    wait_until(|| !cached(&dave)).await;
+    assert!(
+        authenticator
+            .authenticate(Some(&dave), CLIENT)
+            .await
+            .is_err()
+    );
+
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), forgetting)
+        .await
+        .expect("the watcher stops")
+        .expect("no panic");
+}
+
+async fn wait_until(condition: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("in time");
+}

@@ -52,6 +52,11 @@ pub const DIR_TOKEN: u8 = 0x03;
 pub const DIR_NEXT_ACCOUNT_ID: u8 = 0x04;
 /// `DIRECTORY, DIR_DOMAIN, domain: string` → ().
 pub const DIR_DOMAIN: u8 = 0x05;
+/// `DIRECTORY, DIR_CREDENTIALS_VERSION` → i64 LE counter (atomic add), bumped by every change
+/// that invalidates a credential (password changed, account deleted); every server watches it
+/// and drops its cached credential checks (other processes write the same store: the CLI on
+/// FoundationDB, the other nodes of a cluster).
+pub const DIR_CREDENTIALS_VERSION: u8 = 0x06;
 
 // Cluster sections: `CLUSTER, section, ...` (`schema/cluster.md`).
 /// `CLUSTER, CLUSTER_NODE, node_id: u64` → node record (JSON: name, url, state, registered).

@@ -176,6 +176,43 @@ fn requests_through_any_node_run_on_the_owner_and_writes_are_fenced() {
             );
             let names = mailbox_names(&http, &nodes[2].base_url, email, &account).await;
             assert_eq!(names.get("after-move"), Some(&1));
+            // Every node has checked (and cached) the password by now. Changed through the
+            // CLI, straight on the store: the old one stops working on every node at once.
+            nodes[0].tern(&[
+                "account",
+                "passwd",
+                email,
+                "--password",
+                "changed-password-1",
+            ]);
+            for node in &nodes {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                loop {
+                    let status = http
+                        .get(format!("{}/.well-known/jmap", node.base_url))
+                        .basic_auth(email, Some(PASSWORD))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    if status == 401 {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the old password still works at {}: {status}",
+                        node.base_url
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let renewed = http
+                    .get(format!("{}/.well-known/jmap", node.base_url))
+                    .basic_auth(email, Some("changed-password-1"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(renewed.status(), 200);
+            }
         });
     });
 }
