@@ -6,7 +6,7 @@ mod smtp_in_common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use smtp_in_common::{Client, Harness, start};
+use smtp_in_common::{Client, Harness, delivered_subjects, start};
 use tern::smtp::incoming;
 use tern::store::blob::{BlobHash, BlobStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,38 +38,6 @@ async fn durably_held(harness: &Harness, body: &[u8]) -> bool {
         .await
         .iter()
         .any(|s| s == subject)
-}
-
-/// Subjects of alice's Emails, through JMAP.
-async fn delivered_subjects(harness: &Harness) -> Vec<String> {
-    let account = tern::jmap::types::AccountId::new(harness.alice_id).to_string();
-    let request = serde_json::json!({
-        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
-        "methodCalls": [
-            ["Email/query", {"accountId": account}, "q"],
-            ["Email/get", {"accountId": account,
-                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                "properties": ["subject"]}, "g"]
-        ]
-    });
-    let response: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/jmap/api", harness.server.base_url))
-        .basic_auth("alice@example.test", Some("alice-password"))
-        .json(&request)
-        .send()
-        .await
-        .expect("JMAP request")
-        .json()
-        .await
-        .expect("JMAP response");
-    response["methodResponses"][1][1]["list"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|email| email["subject"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn mx(harness: &Harness) -> SocketAddr {

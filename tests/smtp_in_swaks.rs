@@ -7,7 +7,7 @@ mod smtp_in_common;
 use std::process::Command;
 use std::time::Duration;
 
-use smtp_in_common::{Harness, start, tls_paths};
+use smtp_in_common::{Harness, delivered_subjects, start, tls_paths};
 use tern::smtp::incoming;
 
 /// Runs swaks with `args` against `address`; returns (exit success, transcript).
@@ -48,41 +48,6 @@ async fn queued_or_delivered_marker(harness: &Harness, marker: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// Subjects in alice's account, through JMAP Email/query + Email/get.
-async fn delivered_subjects(harness: &Harness) -> Vec<String> {
-    let account = harness.alice_id;
-    let request = serde_json::json!({
-        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
-        "methodCalls": [
-            ["Email/query", {"accountId": tern::jmap::types::AccountId::new(account).to_string()}, "q"],
-            ["Email/get", {"accountId": tern::jmap::types::AccountId::new(account).to_string(),
-                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                "properties": ["subject"]}, "g"]
-        ]
-    });
-    let client = reqwest::Client::new();
-    let Ok(response) = client
-        .post(format!("{}/jmap/api", harness.server.base_url))
-        .basic_auth("alice@example.test", Some("alice-password"))
-        .json(&request)
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let Ok(body) = response.json::<serde_json::Value>().await else {
-        return Vec::new();
-    };
-    body["methodResponses"][1][1]["list"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|email| email["subject"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

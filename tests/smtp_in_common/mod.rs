@@ -107,3 +107,38 @@ impl Client {
         )
     }
 }
+
+/// Subjects in alice's account, through JMAP Email/query + Email/get.
+pub async fn delivered_subjects(harness: &Harness) -> Vec<String> {
+    let account = harness.alice_id;
+    let request = serde_json::json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [
+            ["Email/query", {"accountId": tern::jmap::types::AccountId::new(account).to_string()}, "q"],
+            ["Email/get", {"accountId": tern::jmap::types::AccountId::new(account).to_string(),
+                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["subject"]}, "g"]
+        ]
+    });
+    let client = reqwest::Client::new();
+    let Ok(response) = client
+        .post(format!("{}/jmap/api", harness.server.base_url))
+        .basic_auth("alice@example.test", Some("alice-password"))
+        .json(&request)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    body["methodResponses"][1][1]["list"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|email| email["subject"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
