@@ -185,6 +185,9 @@ pub struct NodeOptions {
     pub submission: Option<u16>,
     /// The outbound actor on, relaying everything to this address.
     pub relay: Option<std::net::SocketAddr>,
+    /// `cluster.lease_ms` instead of the tests' 1,500 (a paused node that must not be taken
+    /// over during the test).
+    pub lease_ms: Option<u64>,
 }
 
 pub fn write_config(fdb: &Fdb, name: &str, http: u16, smtp: u16, options: &NodeOptions) -> PathBuf {
@@ -216,7 +219,7 @@ fdb_cluster_file = "{cluster_file}"
 enabled = true
 node_name = "{name}"
 heartbeat_interval_ms = 250
-lease_ms = 1500
+lease_ms = {lease_ms}
 
 [admin]
 enabled = false
@@ -236,6 +239,7 @@ log_filter = "info"
 "#,
             data = dir.join("data").display(),
             cluster_file = fdb.cluster_file.display(),
+            lease_ms = options.lease_ms.unwrap_or(1500),
         ),
     )
     .unwrap();

@@ -122,6 +122,7 @@ fn two_nodes_outbound_actors_send_each_message_once() {
                     &NodeOptions {
                         submission: Some(port),
                         relay: Some(relay),
+                        ..NodeOptions::default()
                     },
                 )
             })
