@@ -12,6 +12,21 @@ use crate::harness::{
     Call, Node, NodeOptions, api, claim_through, client, create_account, three_nodes, with_fdb,
 };
 
+/// The code of the next (last line of a) SMTP reply.
+async fn reply(
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+) -> Result<u16, std::io::Error> {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| std::io::Error::other("reply timeout"))??
+            .ok_or_else(|| std::io::Error::other("closed"))?;
+        if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+            return line[..3].parse().map_err(std::io::Error::other);
+        }
+    }
+}
+
 /// Sends one message; `Ok(true)` on `250` after the data, `Ok(false)` on a refusal (4xx/5xx).
 async fn send(
     server: std::net::SocketAddr,
@@ -23,19 +38,6 @@ async fn send(
         .map_err(|_| std::io::Error::other("connect timeout"))??;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    async fn reply(
-        lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
-    ) -> Result<u16, std::io::Error> {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .map_err(|_| std::io::Error::other("reply timeout"))??
-                .ok_or_else(|| std::io::Error::other("closed"))?;
-            if line.len() >= 4 && line.as_bytes()[3] == b' ' {
-                return line[..3].parse().map_err(std::io::Error::other);
-            }
-        }
-    }
     if reply(&mut lines).await? != 220 {
         return Ok(false);
     }
@@ -71,19 +73,6 @@ async fn send_in_one_session(
     let stream = TcpStream::connect(server).await?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    async fn reply(
-        lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
-    ) -> Result<u16, std::io::Error> {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .map_err(|_| std::io::Error::other("reply timeout"))??
-                .ok_or_else(|| std::io::Error::other("closed"))?;
-            if line.len() >= 4 && line.as_bytes()[3] == b' ' {
-                return line[..3].parse().map_err(std::io::Error::other);
-            }
-        }
-    }
     assert_eq!(reply(&mut lines).await?, 220);
     write.write_all(b"EHLO paging.test\r\n").await?;
     assert_eq!(reply(&mut lines).await?, 250);
