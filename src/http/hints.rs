@@ -54,6 +54,10 @@ const MIN_HINT_INTERVAL: Duration = Duration::from_millis(5);
 /// account's commits are hinted only to nodes with push listeners for it (a client that
 /// starts listening within this time gets its first StateChanges from the watch alone).
 const UNINTERESTED_FOR: Duration = Duration::from_secs(1);
+/// How often the set of peers follows the cluster's membership. Not per commit: reading the
+/// node records and cloning their URLs is work on every commit's path, and a peer that expired
+/// a moment ago only costs a hint that times out.
+const PEERS_REFRESH: Duration = Duration::from_millis(250);
 /// The pseudo principal the hint proof is derived for (no account has id 0).
 const HINT_SIGNER: &str = "commit-hints";
 
@@ -136,7 +140,16 @@ impl Peer {
 pub struct CommitHints {
     node: Arc<ClusterNode>,
     client: Client<HttpConnector, Full<Bytes>>,
-    peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    peers: Mutex<Peers>,
+}
+
+/// The live peers as of `refreshed` ([`PEERS_REFRESH`]).
+#[derive(Default)]
+struct Peers {
+    /// After [`CommitHints::shutdown`]: no peer tasks any more.
+    stopped: bool,
+    refreshed: Option<Instant>,
+    by_node: HashMap<NodeId, Arc<Peer>>,
 }
 
 impl CommitHints {
@@ -151,17 +164,33 @@ impl CommitHints {
         Arc::new(CommitHints {
             node,
             client,
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
         })
     }
 
     /// Hints every live peer that `account_id` committed. Returns at once (called from the
     /// store's commit listener).
     pub fn hint(self: &Arc<Self>, account_id: u32) {
-        let live = self.node.peers();
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        // Peers that left or expired: their tasks end.
-        peers.retain(|id, peer| {
+        if !peers.stopped
+            && peers
+                .refreshed
+                .is_none_or(|at| at.elapsed() >= PEERS_REFRESH)
+        {
+            self.refresh(&mut peers);
+        }
+        for peer in peers.by_node.values() {
+            if !peer.skips(account_id) && peer.queue(account_id) {
+                peer.wake.notify_one();
+            }
+        }
+    }
+
+    /// Follows the cluster's membership: a task for each new peer; the tasks of peers that
+    /// left or expired end.
+    fn refresh(self: &Arc<Self>, peers: &mut Peers) {
+        let live = self.node.peers();
+        peers.by_node.retain(|id, peer| {
             let keep = live
                 .iter()
                 .any(|(live_id, url)| live_id == id && *url == peer.url);
@@ -172,21 +201,20 @@ impl CommitHints {
             keep
         });
         for (id, url) in live {
-            let peer = peers.entry(id).or_insert_with(|| {
+            peers.by_node.entry(id).or_insert_with(|| {
                 let peer = Arc::new(Peer::new(url));
                 tokio::spawn(Arc::clone(self).send_to(Arc::clone(&peer)));
                 peer
             });
-            if !peer.skips(account_id) && peer.queue(account_id) {
-                peer.wake.notify_one();
-            }
         }
+        peers.refreshed = Some(Instant::now());
     }
 
     /// Stops every peer's task (server shutdown).
     pub fn shutdown(&self) {
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        for (_, peer) in peers.drain() {
+        peers.stopped = true;
+        for (_, peer) in peers.by_node.drain() {
             peer.gone.store(true, Ordering::Release);
             peer.wake.notify_one();
         }
