@@ -7,7 +7,7 @@
 //! schedule key to the claim's expiry, so a dead attempt is retried), then runs one task per
 //! message, at most `concurrency` at once and `per_domain_concurrency` sessions per domain.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +21,8 @@ use super::queue::{self, OutboundMessage};
 use super::transport::{ConnectionPool, TransportSettings};
 use crate::auth::Directory;
 use crate::store::blob::BlobStore;
-use crate::store::{Store, StoreResult};
+use crate::store::ownership::OwnedElsewhere;
+use crate::store::{Store, StoreErrorKind, StoreResult};
 
 /// Messages the actor accepts.
 #[derive(Debug)]
@@ -31,6 +32,11 @@ pub enum Command {
     /// Finish the running attempts' bookkeeping and stop.
     Stop,
 }
+
+/// How long an account found owned by another live node is left to it before asking again.
+const OWNED_ELSEWHERE_RECHECK: Duration = Duration::from_secs(1);
+/// Accounts remembered as other nodes' at most.
+const OWNED_ELSEWHERE_CAPACITY: usize = 100_000;
 
 /// What every attempt needs.
 pub struct Context {
@@ -49,6 +55,8 @@ pub struct Context {
     pub(super) connections: ConnectionPool,
     /// Commits the ends of attempts together (set when the actor starts).
     pub(super) finisher: Option<Finisher>,
+    /// On a cluster: accounts whose messages another live node's actor sends.
+    owned_elsewhere: Arc<OwnedElsewhere>,
 }
 
 impl Context {
@@ -72,6 +80,10 @@ impl Context {
             domain_limits: Mutex::new(HashMap::new()),
             connections: ConnectionPool::default(),
             finisher: None,
+            owned_elsewhere: Arc::new(OwnedElsewhere::new(
+                OWNED_ELSEWHERE_RECHECK,
+                OWNED_ELSEWHERE_CAPACITY,
+            )),
         }
     }
 
@@ -165,9 +177,15 @@ async fn run(context: Arc<Context>, mut mailbox: mpsc::Receiver<Command>) {
                         let finished = Arc::clone(&finished);
                         attempts.spawn(async move {
                             let id = message.id;
-                            if let Err(error) = super::attempt::run(&context, message).await {
-                                tracing::warn!(queue_id = id, %error, "outbound: attempt failed; retrying later");
-                                retry_later(&context, id).await;
+                            match super::attempt::run(&context, message).await {
+                                Ok(()) => {}
+                                Err(error) if error.kind == StoreErrorKind::NotOwner => {
+                                    tracing::warn!(queue_id = id, %error, "outbound: deposed; the new claimer's attempt decides");
+                                }
+                                Err(error) => {
+                                    tracing::warn!(queue_id = id, %error, "outbound: attempt failed; retrying later");
+                                    retry_later(&context, id).await;
+                                }
                             }
                             lock(&in_flight).remove(&id);
                             drop(permit);
@@ -235,7 +253,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Claims up to `room` due messages not in `busy`, in one transaction.
+/// Claims up to `room` due messages not in `busy`, in one transaction. On a cluster only
+/// messages of accounts this node owns are claimed (an attempt's commits are the account's,
+/// fenced by its owner); the accounts of the others are claimed for this node when they have
+/// no live owner, so their messages are taken in the next round, and are otherwise left to
+/// their owner's actor.
 async fn claim_due(
     context: &Context,
     now: i64,
@@ -248,30 +270,62 @@ async fn claim_due(
     );
     // Bounded: a batch is far under the transaction limits.
     let room = room.min(256);
-    context
+    let fence = context.store.fence().cloned();
+    let elsewhere = Arc::clone(&context.owned_elsewhere);
+    let unowned: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
+    let claimed = context
         .store
         .transact(|tx| {
             let busy = busy.clone();
+            let fence = fence.clone();
+            let elsewhere = Arc::clone(&elsewhere);
+            let unowned = Arc::clone(&unowned);
             Box::pin(async move {
+                let mine = |account_id: u32| match &fence {
+                    None => true,
+                    Some(fence) if fence.holds(account_id) => true,
+                    Some(_) => {
+                        if !elsewhere.contains(account_id) {
+                            lock(&unowned).insert(account_id);
+                        }
+                        false
+                    }
+                };
                 let due = queue::due(tx, now, room + busy.len()).await?;
                 let mut claimed = Vec::new();
                 for (at, id) in due {
                     if claimed.len() >= room || busy.contains(&id) {
                         continue;
                     }
-                    if let Some(message) = queue::claim(tx, at, id, owner, now, until).await? {
+                    if let Some(message) =
+                        queue::claim_for(tx, at, id, owner, now, until, &mine).await?
+                    {
                         claimed.push(message);
                     }
                 }
                 Ok(claimed)
             })
         })
-        .await
+        .await?;
+    if let Some(fence) = &fence {
+        let accounts: Vec<u32> = lock(&unowned).iter().copied().collect();
+        for account_id in accounts {
+            match crate::store::ownership::ensure_owned(&context.store, fence, account_id).await? {
+                // Ours now: the next round (at most 200 ms away: its messages are due) takes
+                // them.
+                Ok(_epoch) => {}
+                Err(_owner) => context.owned_elsewhere.remember(account_id),
+            }
+        }
+    }
+    Ok(claimed)
 }
 
-/// After an attempt failed on a store error: drop the claim and try again in a minute.
+/// After an attempt failed on a store error: drop the claim and try again in a minute (unless
+/// another worker holds the message by now: its claim is not ours to drop).
 async fn retry_later(context: &Context, id: u64) {
     let at = context.clock.now().saturating_add(60_000);
+    let owner = context.owner;
     let outcome = context
         .store
         .transact(|tx| {
@@ -279,6 +333,9 @@ async fn retry_later(context: &Context, id: u64) {
                 let Some(mut message) = queue::load(tx, id).await? else {
                     return Ok(());
                 };
+                if !message.claimed_by(owner) {
+                    return Ok(());
+                }
                 message.claim = None;
                 for recipient in &mut message.recipients {
                     if recipient.state == queue::RecipientState::Pending {

@@ -37,13 +37,15 @@ use crate::store::blob::{BlobErrorKind, BlobHash};
 use crate::store::commit::commit_account;
 use crate::store::{StoreError, StoreResult};
 
-/// Runs one attempt; errors are store errors (the caller reschedules). The claim is renewed
+/// Runs one attempt; errors are store errors (the caller reschedules), or
+/// [`queue::claim_lost`] when another worker took the message over (the attempt stops at once,
+/// mid-session if need be, and nothing it learns afterwards is recorded). The claim is renewed
 /// while it runs.
 pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreResult<()> {
     let id = message.id;
     tokio::select! {
         result = send_and_record(context, message) => result,
-        never = renew_while_running(context, id) => match never {},
+        lost = renew_while_running(context, id) => Err(lost),
     }
 }
 
@@ -51,8 +53,9 @@ pub(super) async fn run(context: &Context, message: OutboundMessage) -> StoreRes
 /// attempt runs (the future is dropped when it ends). An attempt slower than the lease (a big
 /// message, a server slow to answer the end of data) keeps its message, so no other worker
 /// takes it over and sends it a second time; a dead process renews nothing, and its claim
-/// lapses as before.
-async fn renew_while_running(context: &Context, id: u64) -> std::convert::Infallible {
+/// lapses as before. Returns only when the claim is no longer this worker's (a pause longer
+/// than the lease let another worker take it over).
+async fn renew_while_running(context: &Context, id: u64) -> StoreError {
     let lease_ms = i64::try_from(context.config.claim_seconds.max(1).saturating_mul(1_000))
         .unwrap_or(i64::MAX);
     loop {
@@ -60,7 +63,10 @@ async fn renew_while_running(context: &Context, id: u64) -> std::convert::Infall
         context.clock.sleep_until(at).await;
         match renew_claim(context, id, lease_ms).await {
             Ok(true) => tracing::debug!(queue_id = id, "outbound: claim renewed"),
-            Ok(false) => {}
+            Ok(false) => {
+                tracing::warn!(queue_id = id, "outbound: claim taken over; attempt stopped");
+                return queue::claim_lost(id);
+            }
             Err(error) => {
                 tracing::warn!(queue_id = id, %error, "outbound: renewing the claim failed")
             }
@@ -68,8 +74,8 @@ async fn renew_while_running(context: &Context, id: u64) -> std::convert::Infall
     }
 }
 
-/// Moves the claim's expiry (and so the entry's schedule key) to a lease from now, if this
-/// process still holds it.
+/// Moves the claim's expiry (and so the entry's schedule key) to a lease from now; false when
+/// this worker no longer holds the claim.
 async fn renew_claim(context: &Context, id: u64, lease_ms: i64) -> StoreResult<bool> {
     let owner = context.owner;
     let until = context.clock.now().saturating_add(lease_ms);
@@ -81,9 +87,11 @@ async fn renew_claim(context: &Context, id: u64, lease_ms: i64) -> StoreResult<b
                     return Ok(false);
                 };
                 match entry.claim {
-                    Some(claim) if claim.owner == owner && claim.until < until => {
-                        entry.claim = Some(queue::Claim { owner, until });
-                        queue::save(tx, &mut entry)?;
+                    Some(claim) if claim.owner == owner => {
+                        if claim.until < until {
+                            entry.claim = Some(queue::Claim { owner, until });
+                            queue::save(tx, &mut entry)?;
+                        }
                         Ok(true)
                     }
                     _ => Ok(false),
@@ -458,6 +466,7 @@ async fn finish_attempt(context: &Context, id: u64, raw: &[u8]) -> StoreResult<(
     let sender = snapshot.mail_from.clone();
     let failed = Arc::new(failed);
     let bounce_queue_id = incoming::new_queue_id();
+    let owner = context.owner;
     commit_account(&context.store, account_id, |tx, changes| {
         let failed = Arc::clone(&failed);
         let sender = sender.clone();
@@ -465,6 +474,9 @@ async fn finish_attempt(context: &Context, id: u64, raw: &[u8]) -> StoreResult<(
             let Some(mut entry) = queue::load(tx, id).await? else {
                 return Ok(());
             };
+            if !entry.claimed_by(owner) {
+                return Err(queue::claim_lost(id));
+            }
             for index in failed.iter() {
                 if let Some(recipient) = entry.recipients.get_mut(*index) {
                     recipient.reported = true;
@@ -526,7 +538,7 @@ async fn finish_attempt(context: &Context, id: u64, raw: &[u8]) -> StoreResult<(
     Ok(())
 }
 
-/// Moves the message to the error queue.
+/// Moves the message to the error queue (if this worker still holds its claim).
 async fn hold(context: &Context, id: u64, reason: &str) -> StoreResult<()> {
     tracing::warn!(
         queue_id = id,
@@ -534,11 +546,17 @@ async fn hold(context: &Context, id: u64, reason: &str) -> StoreResult<()> {
         "outbound: message moved to the error queue"
     );
     let reason = reason.to_owned();
+    let owner = context.owner;
     context
         .store
         .transact(|tx| {
             let reason = reason.clone();
-            Box::pin(async move { queue::hold(tx, id, &reason).await.map(|_| ()) })
+            Box::pin(async move {
+                match queue::load(tx, id).await? {
+                    Some(entry) if !entry.claimed_by(owner) => Err(queue::claim_lost(id)),
+                    _ => queue::hold(tx, id, &reason).await.map(|_| ()),
+                }
+            })
         })
         .await
 }

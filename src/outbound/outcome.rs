@@ -146,6 +146,7 @@ pub(super) async fn record(
     let submission_id = current.submission_id;
     let outcome = Arc::new(outcome);
     let incoming = Arc::new(incoming);
+    let owner = context.owner;
     let committed = commit_account(&context.store, account_id, |tx, changes| {
         let outcome = Arc::clone(&outcome);
         let incoming = Arc::clone(&incoming);
@@ -154,6 +155,11 @@ pub(super) async fn record(
             let Some(mut entry) = queue::load(tx, id).await? else {
                 return Ok(None);
             };
+            if !entry.claimed_by(owner) {
+                // Deposed: the new claimer records its own answers (and hands local
+                // recipients over itself).
+                return Ok(Some(Err(())));
+            }
             if let Some(incoming) = incoming.as_ref() {
                 incoming::enqueue(tx, incoming).await?;
             }
@@ -168,12 +174,14 @@ pub(super) async fn record(
                 };
                 apply_delivery_report(tx, changes, account_id, submission_id, &report).await?;
             }
-            Ok(Some(entry))
+            Ok(Some(Ok(entry)))
         })
     })
     .await?;
-    if let Some(entry) = committed.value {
-        *current = entry;
+    match committed.value {
+        Some(Ok(entry)) => *current = entry,
+        Some(Err(())) => return Err(queue::claim_lost(id)),
+        None => {}
     }
     Ok(())
 }
@@ -192,6 +200,8 @@ pub(super) enum Finished {
 #[derive(Clone)]
 struct Job {
     id: u64,
+    /// The worker whose claim the attempt ran under.
+    owner: u64,
     account_id: u32,
     submission_id: Option<u64>,
     /// The last destination's answer, not recorded yet.
@@ -239,6 +249,7 @@ pub(super) async fn finish(
     let completion = Completion {
         job: Job {
             id: current.id,
+            owner: context.owner,
             account_id: current.account_id,
             submission_id: current.submission_id,
             outcome: last,
@@ -402,6 +413,15 @@ async fn complete(
     let Some(mut entry) = queue::load(tx, completion.id).await? else {
         return Ok(Finished::Done);
     };
+    if !entry.claimed_by(completion.owner) {
+        // Deposed (paused past its lease, another worker claimed the message): this late
+        // answer is discarded and the new claimer's attempt decides.
+        tracing::warn!(
+            queue_id = completion.id,
+            "outbound: the claim was taken over; this attempt's answer is discarded"
+        );
+        return Ok(Finished::Done);
+    }
     let reports = match &completion.outcome {
         Some(outcome) => apply(
             &mut entry,

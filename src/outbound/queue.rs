@@ -22,7 +22,9 @@ use crate::store::keys::{
     KeyBuilder, QUEUE_OUTBOUND_HELD, QUEUE_OUTBOUND_MESSAGE, QUEUE_OUTBOUND_SCHEDULE,
     QUEUE_OUTBOUND_VERSION, SUBSPACE_QUEUE, be_u64,
 };
-use crate::store::{KeyRange, RangeOptions, StoreError, StoreResult, Transaction, chunked};
+use crate::store::{
+    KeyRange, RangeOptions, StoreError, StoreErrorKind, StoreResult, Transaction, chunked,
+};
 
 /// Why a message or a recipient is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +227,14 @@ impl OutboundMessage {
             .filter(|recipient| recipient.state == RecipientState::Pending)
             .map(|recipient| recipient.next_attempt_at.max(self.send_at))
             .min()
+    }
+
+    /// Whether the worker `owner` still holds this entry's claim (lapsed or not: a lapsed
+    /// claim nobody took over is still its own). An attempt whose claim was taken over is
+    /// deposed: its late answers are discarded, so they never overwrite what the new
+    /// claimer records.
+    pub fn claimed_by(&self, owner: u64) -> bool {
+        self.claim.is_some_and(|claim| claim.owner == owner)
     }
 
     /// Whether every recipient reached a final state.
@@ -491,6 +501,14 @@ pub async fn hold(tx: &mut dyn Transaction, id: u64, reason: &str) -> StoreResul
     Ok(true)
 }
 
+/// The error an attempt ends with once another worker took its message over.
+pub fn claim_lost(id: u64) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::NotOwner,
+        format!("outbound message {id} was claimed by another worker"),
+    )
+}
+
 /// Makes every pending recipient due at `now` and takes the message out of the error queue.
 pub async fn retry_now(tx: &mut dyn Transaction, id: u64, now: UnixMillis) -> StoreResult<bool> {
     let Some(mut message) = load(tx, id).await? else {
@@ -573,6 +591,20 @@ pub async fn claim(
     now: UnixMillis,
     until: UnixMillis,
 ) -> StoreResult<Option<OutboundMessage>> {
+    claim_for(tx, at, id, owner, now, until, &|_| true).await
+}
+
+/// [`claim`], for a worker that takes only messages of the accounts `mine` accepts (on a
+/// cluster, the accounts its node owns: their commits are fenced by the account's owner).
+pub async fn claim_for(
+    tx: &mut dyn Transaction,
+    at: UnixMillis,
+    id: u64,
+    owner: u64,
+    now: UnixMillis,
+    until: UnixMillis,
+    mine: &(dyn Fn(u32) -> bool + Sync),
+) -> StoreResult<Option<OutboundMessage>> {
     let Some(mut message) = load(tx, id).await? else {
         tx.clear(&schedule_key(at, id))?;
         return Ok(None);
@@ -584,7 +616,7 @@ pub async fn claim(
     if message.held.is_some() || at > now {
         return Ok(None);
     }
-    if message.claim.is_some_and(|claim| claim.until > now) {
+    if message.claim.is_some_and(|claim| claim.until > now) || !mine(message.account_id) {
         return Ok(None);
     }
     message.claim = Some(Claim { owner, until });

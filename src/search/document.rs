@@ -7,8 +7,10 @@ use std::collections::HashSet;
 use crate::mail::parsed::decode::part_text;
 use crate::mail::parsed::{EmailAddress, ParsedEmail};
 use crate::mail::store as mail_store;
-use crate::store::blob::BlobStore;
-use crate::store::{Store, StoreResult};
+use std::sync::Arc;
+
+use crate::store::blob::{self, BlobHash, BlobStore, WholeBlob};
+use crate::store::{Store, StoreError, StoreErrorKind, StoreResult, Transaction};
 
 /// Text taken from one part at most (a 20 MB log file attached is not worth indexing whole).
 const MAX_PART_TEXT_BYTES: usize = 1 << 20;
@@ -145,6 +147,11 @@ pub fn top_level_headers(raw: &[u8]) -> Vec<(String, String)> {
     headers
 }
 
+/// Emails loaded per read transaction at most (and [`MAX_BYTES_PER_LOAD`] of raw bytes).
+const EMAILS_PER_LOAD: usize = 64;
+/// Raw bytes read per transaction at most, far under FoundationDB's 5 s and 10 MB.
+const MAX_BYTES_PER_LOAD: usize = 4 << 20;
+
 /// Loads and extracts one Email's text; `None` if the Email does not exist (any more).
 pub async fn load(
     store: &Store,
@@ -152,32 +159,140 @@ pub async fn load(
     account_id: u32,
     email_id: u64,
 ) -> StoreResult<Option<EmailContent>> {
-    let loaded = store
-        .read(|tx| {
-            Box::pin(async move {
-                let Some(record) = mail_store::load_record(tx, account_id, email_id).await? else {
-                    return Ok(None);
-                };
-                let parsed = mail_store::load_parsed(tx, account_id, email_id).await?;
-                Ok(parsed.map(|parsed| (record, parsed)))
+    let mut loaded = load_many(store, blobs, &[(account_id, email_id)]).await?;
+    loaded.pop().unwrap_or(Ok(None))
+}
+
+/// One Email's stored parts, read in a shared transaction.
+type Stored = (u32, u64, Box<ParsedEmail>, BlobHash, WholeBlob);
+
+/// Loads and extracts the text of each `(account, Email)`, in order, with one read
+/// transaction per [`EMAILS_PER_LOAD`] Emails (or [`MAX_BYTES_PER_LOAD`] bytes) when their
+/// messages are small (most are): record, parsed metadata and raw bytes come together.
+/// The outer error is a store failure worth retrying the whole call for; an inner error is
+/// one Email that cannot be read (corrupt) and must not hold up the others.
+pub async fn load_many(
+    store: &Store,
+    blobs: &BlobStore,
+    emails: &[(u32, u64)],
+) -> StoreResult<Vec<StoreResult<Option<EmailContent>>>> {
+    let mut results = Vec::with_capacity(emails.len());
+    while results.len() < emails.len() {
+        let group: Arc<[(u32, u64)]> = emails[results.len()..]
+            .iter()
+            .take(EMAILS_PER_LOAD)
+            .copied()
+            .collect();
+        let stored = store
+            .read(move |tx| {
+                let group = Arc::clone(&group);
+                Box::pin(async move { read_group(tx, &group).await })
             })
-        })
-        .await?;
-    let Some((record, parsed)) = loaded else {
+            .await?;
+        for item in stored {
+            results.push(match item {
+                Ok(Some((account_id, email_id, parsed, blob, whole))) => {
+                    let raw = raw_bytes(blobs, account_id, email_id, &blob, whole).await?;
+                    Ok(Some(extract(&parsed, &raw)))
+                }
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// Reads a prefix of `group` (at least one Email) within the byte budget.
+async fn read_group(
+    tx: &mut dyn Transaction,
+    group: &[(u32, u64)],
+) -> StoreResult<Vec<StoreResult<Option<Stored>>>> {
+    let mut stored = Vec::with_capacity(group.len());
+    let mut bytes = 0usize;
+    for &(account_id, email_id) in group {
+        if bytes >= MAX_BYTES_PER_LOAD {
+            break;
+        }
+        match read_one(tx, account_id, email_id).await {
+            Ok(item) => {
+                if let Some((.., WholeBlob::Content(raw))) = &item {
+                    bytes += raw.len();
+                }
+                stored.push(Ok(item));
+            }
+            Err(error) if error.kind.is_retryable() => return Err(error),
+            Err(error) => stored.push(Err(error)),
+        }
+    }
+    Ok(stored)
+}
+
+async fn read_one(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    email_id: u64,
+) -> StoreResult<Option<Stored>> {
+    let Some(record) = mail_store::load_record(tx, account_id, email_id).await? else {
         return Ok(None);
     };
-    let raw = match blobs
-        .read_to_vec(account_id, &record.blob, MAX_RAW_BYTES)
-        .await
-    {
-        Ok(raw) => raw,
-        Err(error) => {
-            // The metadata alone still gives subject and addresses.
-            tracing::warn!(account_id, email_id, %error, "message unreadable for search");
-            Vec::new()
+    let Some(parsed) = mail_store::load_parsed(tx, account_id, email_id).await? else {
+        return Ok(None);
+    };
+    // The Email's own record links the blob: no access check needed.
+    let whole = blob::read_whole_in(tx, &record.blob, MAX_RAW_BYTES).await?;
+    Ok(Some((
+        account_id,
+        email_id,
+        Box::new(parsed),
+        record.blob,
+        whole,
+    )))
+}
+
+/// The raw message; empty (with a warning) when it cannot be read, since the metadata alone
+/// still gives subject and addresses. Only a retryable store failure is an error.
+async fn raw_bytes(
+    blobs: &BlobStore,
+    account_id: u32,
+    email_id: u64,
+    blob: &BlobHash,
+    whole: WholeBlob,
+) -> StoreResult<Vec<u8>> {
+    let read = match whole {
+        WholeBlob::Content(raw) => return Ok(raw),
+        WholeBlob::Large => blobs.read_to_vec(account_id, blob, MAX_RAW_BYTES).await,
+        WholeBlob::Missing => {
+            tracing::warn!(
+                account_id,
+                email_id,
+                "message blob missing; indexed without text"
+            );
+            return Ok(Vec::new());
+        }
+        WholeBlob::TooLarge(size) => {
+            tracing::warn!(
+                account_id,
+                email_id,
+                size,
+                "message too large to index its text"
+            );
+            return Ok(Vec::new());
         }
     };
-    Ok(Some(extract(&parsed, &raw)))
+    match read {
+        Ok(raw) => Ok(raw),
+        Err(error) if error.store_kind.is_some_and(|kind| kind.is_retryable()) => {
+            Err(StoreError::new(
+                error.store_kind.unwrap_or(StoreErrorKind::Io),
+                error.message,
+            ))
+        }
+        Err(error) => {
+            tracing::warn!(account_id, email_id, %error, "message unreadable for search");
+            Ok(Vec::new())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -271,6 +271,17 @@ impl Indexer {
 
     /// Builds the batch's operations from the store, then hands them to the writer.
     async fn apply(&self, batch: &[Task]) -> Result<(), String> {
+        // The Emails to index, read together (few read transactions for the whole batch).
+        let to_index: Vec<(u32, u64)> = batch
+            .iter()
+            .filter(|task| task.kind == TaskKind::Index)
+            .filter_map(|task| Some((task.account_id, task.email_id?)))
+            .collect();
+        // A store failure fails the whole batch, which is retried.
+        let mut loaded = document::load_many(&self.store, &self.blobs, &to_index)
+            .await
+            .map_err(|error| error.to_string())?
+            .into_iter();
         let mut operations = Vec::with_capacity(batch.len());
         for task in batch {
             let account_id = task.account_id;
@@ -281,26 +292,16 @@ impl Indexer {
                 }
                 (TaskKind::Index, Some(email_id)) => {
                     let uid = schema::uid(account_id, email_id);
-                    let loaded = match document::load(
-                        &self.store,
-                        &self.blobs,
-                        account_id,
-                        email_id,
-                    )
-                    .await
-                    {
-                        Ok(loaded) => loaded,
-                        // A transient failure: the whole batch is retried.
-                        Err(error) if error.kind.is_retryable() => {
-                            return Err(error.to_string());
-                        }
+                    let loaded = match loaded.next() {
+                        Some(Ok(loaded)) => loaded,
                         // One unreadable Email must not block the queue behind it. It gets a
                         // document without words: no text finds it, and the index still
                         // holds one document per Email (counts from the index stay exact).
-                        Err(error) => {
+                        Some(Err(error)) => {
                             tracing::error!(account_id, email_id, %error, "Email not indexable; indexed without text");
                             Some(EmailContent::default())
                         }
+                        None => return Err("search batch loading lost an Email".to_owned()),
                     };
                     match loaded {
                         Some(content) => Operation::Replace(

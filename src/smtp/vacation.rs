@@ -96,13 +96,14 @@ pub fn reply_address(
     addressed.then_some(sender)
 }
 
-/// Whether the account's VacationResponse is on at `now` (one snapshot read), so that a
-/// delivery to an account without one skips planning a reply altogether.
-pub async fn is_active(store: &Store, account_id: u32, now: UtcDate) -> StoreResult<bool> {
-    let response = store
-        .read(move |tx| Box::pin(async move { vacation::load(tx, account_id).await }))
-        .await?;
-    Ok(response.is_active_at(now))
+/// Whether the account's VacationResponse is on at `now`, read in the caller's transaction,
+/// so that a delivery to an account without one skips planning a reply altogether.
+pub async fn is_active_in(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    now: UtcDate,
+) -> StoreResult<bool> {
+    Ok(vacation::load(tx, account_id).await?.is_active_at(now))
 }
 
 /// Decides whether the account replies to `to` now and, if so, builds and stores the reply.

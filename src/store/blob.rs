@@ -21,6 +21,7 @@ mod format;
 mod gc;
 mod hash;
 pub mod suite;
+mod whole;
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -35,6 +36,7 @@ use super::keys::{self, BLOB_GC_CANDIDATE, BLOB_META, BLOB_PENDING, BLOB_REFCOUN
 use super::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, Transaction};
 
 pub use hash::BlobHash;
+pub use whole::{WholeBlob, read_whole_in};
 
 /// The content bytes of every chunk of a new blob but the last (sized for the embedded
 /// engine's pages, see `blob/format.rs`); blobs written before keep their own chunk size.
@@ -132,6 +134,14 @@ fn unix_seconds(time: SystemTime) -> u64 {
 /// The key of a digest's metadata (what [`link`] and [`link_held`] read).
 pub fn meta_key(hash: &BlobHash) -> Vec<u8> {
     keys::blob_by_digest(BLOB_META, hash.as_bytes())
+}
+
+/// `TooLarge` for a blob over the caller's `max_size`.
+fn too_large(max_size: u64) -> BlobError {
+    BlobError::new(
+        BlobErrorKind::TooLarge,
+        format!("the blob exceeds the {max_size}-byte limit"),
+    )
 }
 
 async fn read_meta(
@@ -610,12 +620,28 @@ impl BlobStore {
         hash: &BlobHash,
         max_size: u64,
     ) -> Result<Vec<u8>, BlobError> {
+        // Most blobs fit one read batch: access check, metadata and chunks in one transaction.
+        let key = *hash;
+        let whole = self
+            .store
+            .read(move |tx| {
+                Box::pin(async move {
+                    if !may_read(tx, account_id, &key, SystemTime::now()).await? {
+                        return Ok(WholeBlob::Missing);
+                    }
+                    read_whole_in(tx, &key, max_size).await
+                })
+            })
+            .await?;
+        match whole {
+            WholeBlob::Content(content) => return Ok(content),
+            WholeBlob::Missing => return Err(BlobError::not_found()),
+            WholeBlob::TooLarge(_) => return Err(too_large(max_size)),
+            WholeBlob::Large => {}
+        }
         let download = self.get(account_id, hash, 0..u64::MAX).await?;
         if download.size > max_size {
-            return Err(BlobError::new(
-                BlobErrorKind::TooLarge,
-                format!("the blob exceeds the {max_size}-byte limit"),
-            ));
+            return Err(too_large(max_size));
         }
         let mut content = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
         let mut stream = download.stream;
@@ -632,17 +658,24 @@ impl BlobStore {
         hash: &BlobHash,
         max_size: u64,
     ) -> Result<Vec<u8>, BlobError> {
-        let hash = *hash;
+        let key = *hash;
+        let whole = self
+            .store
+            .read(move |tx| Box::pin(async move { read_whole_in(tx, &key, max_size).await }))
+            .await?;
+        match whole {
+            WholeBlob::Content(content) => return Ok(content),
+            WholeBlob::Missing => return Err(BlobError::not_found()),
+            WholeBlob::TooLarge(_) => return Err(too_large(max_size)),
+            WholeBlob::Large => {}
+        }
         let meta = self
             .store
-            .read(move |tx| Box::pin(async move { read_meta(tx, &hash).await }))
+            .read(move |tx| Box::pin(async move { read_meta(tx, &key).await }))
             .await?
             .ok_or_else(BlobError::not_found)?;
         if meta.size > max_size {
-            return Err(BlobError::new(
-                BlobErrorKind::TooLarge,
-                format!("the blob exceeds the {max_size}-byte limit"),
-            ));
+            return Err(too_large(max_size));
         }
         let size = meta.size;
         let chunk_bytes = u64::from(meta.chunk_bytes).max(1);

@@ -562,3 +562,82 @@ mod tests {
         assert!(Owner::decode(b"short").is_err());
     }
 }
+
+/// Accounts another live node owned when an actor last asked, trusted for a moment so that
+/// actors reading a shared queue (delivery, outbound) skip the other nodes' entries without an
+/// ownership read per entry. After `recheck` they ask again: the owner may have died.
+pub struct OwnedElsewhere {
+    until: Mutex<HashMap<u32, Instant>>,
+    recheck: Duration,
+    capacity: usize,
+}
+
+impl OwnedElsewhere {
+    pub fn new(recheck: Duration, capacity: usize) -> OwnedElsewhere {
+        OwnedElsewhere {
+            until: Mutex::new(HashMap::new()),
+            recheck,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Instant>> {
+        self.until
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Whether `account_id` was found owned elsewhere less than `recheck` ago.
+    pub fn contains(&self, account_id: u32) -> bool {
+        let mut until = self.lock();
+        match until.get(&account_id) {
+            Some(at) if *at > Instant::now() => true,
+            Some(_) => {
+                until.remove(&account_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn remember(&self, account_id: u32) {
+        let mut until = self.lock();
+        let now = Instant::now();
+        if until.len() >= self.capacity {
+            until.retain(|_, at| *at > now);
+            if until.len() >= self.capacity {
+                // Forgetting only costs ownership reads.
+                until.clear();
+            }
+        }
+        until.insert(account_id, now + self.recheck);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod owned_elsewhere_tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_and_the_map_stays_bounded() {
+        let elsewhere = OwnedElsewhere::new(Duration::from_millis(30), 3);
+        elsewhere.remember(1);
+        assert!(elsewhere.contains(1));
+        assert!(!elsewhere.contains(2));
+        for account in 2..=5 {
+            elsewhere.remember(account);
+        }
+        assert!(elsewhere.len() <= 3, "bounded: {}", elsewhere.len());
+        assert!(elsewhere.contains(5));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!elsewhere.contains(5), "expired");
+    }
+}

@@ -163,6 +163,23 @@ fn two_nodes_outbound_actors_send_each_message_once() {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        // Every attempt's outcome was recorded: the queue drains (an attempt whose record was
+        // refused would leave its message queued, to be sent a second time later).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = nodes[1].tern(&["queue", "list"]);
+            if listed.contains("the outbound queue is empty") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the outbound queue did not drain:\n{listed}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let seen = received.lock().unwrap().clone();
+        let doubled: Vec<_> = seen.iter().filter(|(_, count)| **count > 1).collect();
+        assert!(doubled.is_empty(), "sent twice: {doubled:?}");
         eprintln!("relayed {total} messages, each exactly once");
     });
 }

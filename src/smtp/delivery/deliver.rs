@@ -106,13 +106,31 @@ pub async fn deliver_entry(
             continue;
         }
         let min_spam = context.spam.bayes_min_spam;
-        let classifier_votes = context.spam.enabled && {
-            let (spam_total, _) = context
-                .store
-                .read(move |tx| Box::pin(bayes::totals(tx, account_id)))
-                .await?;
-            spam_total >= min_spam.max(1)
-        };
+        let spam_enabled = context.spam.enabled;
+        // One read for what the account decides per message: has its classifier been trained
+        // enough to vote, and is its vacation response on.
+        let (spam_total, vacation_active) = context
+            .store
+            .read(move |tx| {
+                Box::pin(async move {
+                    let spam_total = match spam_enabled {
+                        true => bayes::totals(tx, account_id).await?.0,
+                        false => 0,
+                    };
+                    let vacation_active =
+                        match vacation::is_active_in(tx, account_id, UtcDate::now()).await {
+                            Ok(active) => active,
+                            Err(error) if error.kind.is_retryable() => return Err(error),
+                            Err(error) => {
+                                tracing::warn!(account_id, %error, "vacation response not read");
+                                false
+                            }
+                        };
+                    Ok((spam_total, vacation_active))
+                })
+            })
+            .await?;
+        let classifier_votes = spam_enabled && spam_total >= min_spam.max(1);
         let parsed_message = if classifier_votes {
             message
                 .get_or_insert_with(|| MessageParser::default().parse(&bytes[..]))
@@ -143,13 +161,7 @@ pub async fn deliver_entry(
             prepared.spamd_spam,
             probability,
         );
-        let vacation_on = !verdict.is_junk
-            && vacation::is_active(&context.store, account_id, UtcDate::now())
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(account_id, %error, "vacation response not read");
-                    false
-                });
+        let vacation_on = !verdict.is_junk && vacation_active;
         let parsed_message = if vacation_on {
             message
                 .get_or_insert_with(|| MessageParser::default().parse(&bytes[..]))

@@ -41,6 +41,7 @@ use crate::smtp::incoming::{self, IncomingMessage, unix_now};
 use crate::smtp::spam::spamd::SpamdClient;
 use crate::smtp::spam::{SpamConfig, training};
 use crate::store::blob::{BlobError, BlobStore};
+use crate::store::ownership::OwnedElsewhere;
 use crate::store::{Store, StoreError};
 
 /// The `[delivery]` section.
@@ -114,11 +115,13 @@ pub struct Pipeline {
     /// them again: their owners deliver them; this node looks again in case an owner died.
     deferred: Mutex<HashMap<u64, std::time::Instant>>,
     /// Accounts another live node owned when last asked, until when to trust that.
-    elsewhere: Mutex<HashMap<u32, std::time::Instant>>,
+    elsewhere: OwnedElsewhere,
 }
 
 /// How long an entry left to other nodes' owners waits before this node looks again.
 const DEFERRED_RECHECK: Duration = Duration::from_secs(1);
+/// Accounts remembered as other nodes' at most (forgetting costs only ownership reads).
+const ELSEWHERE_CAPACITY: usize = 100_000;
 /// The least time between scans of the queue that found only other nodes' entries.
 const FOREIGN_RESCAN: Duration = Duration::from_millis(250);
 
@@ -130,31 +133,17 @@ impl Pipeline {
             dns_cache: crate::dns::DnsCache::default(),
             filer,
             deferred: Mutex::new(HashMap::new()),
-            elsewhere: Mutex::new(HashMap::new()),
+            elsewhere: OwnedElsewhere::new(DEFERRED_RECHECK, ELSEWHERE_CAPACITY),
         }
     }
 
     /// Whether `account_id` was another live node's less than [`DEFERRED_RECHECK`] ago.
     fn owned_elsewhere(&self, account_id: u32) -> bool {
-        let mut elsewhere = lock(&self.elsewhere);
-        match elsewhere.get(&account_id) {
-            Some(until) if *until > std::time::Instant::now() => true,
-            Some(_) => {
-                elsewhere.remove(&account_id);
-                false
-            }
-            None => false,
-        }
+        self.elsewhere.contains(account_id)
     }
 
     fn remember_owned_elsewhere(&self, account_id: u32) {
-        let mut elsewhere = lock(&self.elsewhere);
-        let now = std::time::Instant::now();
-        // Bounded: expired entries go whenever the map grows large.
-        if elsewhere.len() >= 100_000 {
-            elsewhere.retain(|_, until| *until > now);
-        }
-        elsewhere.insert(account_id, now + DEFERRED_RECHECK);
+        self.elsewhere.remember(account_id);
     }
 }
 

@@ -4,7 +4,7 @@
 //! under `QUEUE_DELIVERY_PREPARED, queue_id` (holding the blob), so a crash between recipients
 //! replays the same bytes and the same verdicts instead of asking DNS again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use crate::smtp::antivirus::Verdict;
 use crate::smtp::delivery::duplicate::Fingerprint;
 use crate::smtp::incoming::IncomingMessage;
 use crate::smtp::spam::rules;
-use crate::store::blob::{self, BlobHash};
+use crate::store::blob::{self, BlobHash, WholeBlob};
 use crate::store::keys::{KeyBuilder, QUEUE_DELIVERY_PREPARED, SUBSPACE_QUEUE};
 use crate::store::{StoreError, StoreResult, Transaction};
 
@@ -103,18 +103,20 @@ fn encode(prepared: &Prepared) -> StoreResult<Vec<u8>> {
 
 /// Writes the record and holds its blob, unless a record exists already (another attempt got
 /// there first). Runs inside the blob's last transaction (or a release from quarantine).
+/// Returns the record that is stored now: `prepared`, or the one found.
 pub async fn save_once(
     tx: &mut dyn Transaction,
     queue_id: u64,
     prepared: &Prepared,
-) -> StoreResult<()> {
-    if tx.get(&key(queue_id)).await?.is_some() {
-        return Ok(());
+) -> StoreResult<Prepared> {
+    if let Some(existing) = load(tx, queue_id).await? {
+        return Ok(existing);
     }
     blob::hold(tx, &prepared.blob)
         .await
         .map_err(|error| StoreError::io(error.to_string()))?;
-    tx.set(&key(queue_id), &encode(prepared)?)
+    tx.set(&key(queue_id), &encode(prepared)?)?;
+    Ok(prepared.clone())
 }
 
 /// Removes the record and releases its blob hold (the Emails keep their own links).
@@ -135,22 +137,36 @@ pub async fn prepare(
     entry: &IncomingMessage,
 ) -> Result<(Prepared, Vec<u8>), DeliveryError> {
     let queue_id = entry.queue_id;
-    let (existing, scanned_at_data) = context
+    let max = context.settings.max_message_bytes;
+    let received_blob = entry.blob;
+    // One read transaction in the common case: the record of an earlier attempt, the DATA
+    // scan mark, and the bytes (the prepared blob when there is one, else the received one).
+    let (existing, scanned_at_data, whole) = context
         .store
         .read(move |tx| {
             Box::pin(async move {
                 let existing = load(tx, queue_id).await?;
                 let scanned = tx.get(&scanned_key(queue_id)).await?.is_some();
-                Ok((existing, scanned))
+                let blob = existing
+                    .as_ref()
+                    .map_or(received_blob, |record| record.blob);
+                let whole = blob::read_whole_in(tx, &blob, max).await?;
+                Ok((existing, scanned, whole))
             })
         })
         .await?;
-    let max = context.settings.max_message_bytes;
+    let read_bytes = |blob: BlobHash, whole: WholeBlob| async move {
+        match whole {
+            WholeBlob::Content(bytes) => Ok(bytes),
+            // The streaming reader reports missing and oversized blobs in its own words.
+            _ => context.blobs.read_held_to_vec(&blob, max).await,
+        }
+    };
     if let Some(prepared) = existing {
-        let bytes = context.blobs.read_held_to_vec(&prepared.blob, max).await?;
+        let bytes = read_bytes(prepared.blob, whole).await?;
         return Ok((prepared, bytes));
     }
-    let raw = context.blobs.read_held_to_vec(&entry.blob, max).await?;
+    let raw = read_bytes(received_blob, whole).await?;
     let hostname = context.settings.hostname.as_str();
     let auth = authenticate(&context.dns, dns_cache, hostname, entry, &raw).await;
     let message = mail_parser::MessageParser::default().parse(&raw[..]);
@@ -199,19 +215,29 @@ pub async fn prepare(
         fingerprint,
     };
     let record = Arc::new(prepared.clone());
-    let finish: blob::FinishStep = Arc::new(move |tx, _info| {
-        let record = Arc::clone(&record);
-        Box::pin(async move { save_once(tx, queue_id, &record).await })
-    });
+    // What the committed attempt of the finish step found stored: another node may have
+    // prepared the entry concurrently, and what is stored wins.
+    let stored: Arc<Mutex<Option<Prepared>>> = Arc::default();
+    let finish: blob::FinishStep = {
+        let stored = Arc::clone(&stored);
+        Arc::new(move |tx, _info| {
+            let record = Arc::clone(&record);
+            let stored = Arc::clone(&stored);
+            Box::pin(async move {
+                let kept = save_once(tx, queue_id, &record).await?;
+                *stored.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(kept);
+                Ok(())
+            })
+        })
+    };
     let body = futures_util::stream::iter([Ok::<Bytes, std::convert::Infallible>(Bytes::from(
         bytes.clone(),
     ))]);
     context.blobs.put_with(body, u64::MAX, finish).await?;
-    // Another node may have prepared it concurrently: what is stored wins.
-    let stored = context
-        .store
-        .read(move |tx| Box::pin(async move { load(tx, queue_id).await }))
-        .await?;
+    let stored = stored
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .take();
     match stored {
         Some(stored) if stored.blob == prepared.blob => Ok((prepared, bytes)),
         Some(stored) => {
@@ -219,7 +245,7 @@ pub async fn prepare(
             Ok((stored, bytes))
         }
         None => Err(DeliveryError::store(StoreError::io(
-            "the prepared delivery vanished",
+            "the prepared delivery was not saved",
         ))),
     }
 }

@@ -20,6 +20,7 @@ pub fn tests() -> Vec<SuiteTest> {
         suite_test!(collection_deletes_interrupted_uploads),
         suite_test!(chunks_are_page_sized_and_compressed_when_it_helps),
         suite_test!(blobs_of_the_first_format_still_read),
+        suite_test!(whole_reads_take_small_blobs_in_one_transaction),
     ]
 }
 
@@ -482,4 +483,69 @@ pub async fn blobs_of_the_first_format_still_read(store: &Store) {
 
 fn store_error(error: BlobError) -> StoreError {
     StoreError::new(StoreErrorKind::Io, error.to_string())
+}
+
+/// `read_whole_in` answers a small blob from the caller's transaction and leaves blobs over one
+/// read batch to the streaming reader; `read_to_vec` and `read_held_to_vec` agree on both paths
+/// and still refuse what the account may not read or what exceeds the caller's limit.
+pub async fn whole_reads_take_small_blobs_in_one_transaction(store: &Store) {
+    let blobs = BlobStore::new(store.clone());
+    let (owner, stranger) = (random_account(), random_account());
+    let small = random_content(3 * BLOB_CHUNK_BYTES + 17);
+    let large = random_content(BYTES_PER_READ as usize + 2 * BLOB_CHUNK_BYTES + 5);
+    let small_info = blobs
+        .put(owner, Bytes::from(small.clone()))
+        .await
+        .expect("put");
+    let large_info = blobs
+        .put(owner, Bytes::from(large.clone()))
+        .await
+        .expect("put");
+    let unknown = BlobHash::of(b"whole reads: never stored");
+    let (small_hash, large_hash) = (small_info.id, large_info.id);
+    let found = store
+        .read(move |tx| {
+            Box::pin(async move {
+                Ok((
+                    read_whole_in(tx, &small_hash, u64::MAX).await?,
+                    read_whole_in(tx, &small_hash, 10).await?,
+                    read_whole_in(tx, &large_hash, u64::MAX).await?,
+                    read_whole_in(tx, &unknown, u64::MAX).await?,
+                ))
+            })
+        })
+        .await
+        .expect("read");
+    assert_eq!(found.0, WholeBlob::Content(small.clone()));
+    assert_eq!(found.1, WholeBlob::TooLarge(small.len() as u64));
+    assert_eq!(found.2, WholeBlob::Large);
+    assert_eq!(found.3, WholeBlob::Missing);
+    for (hash, content) in [(small_hash, &small), (large_hash, &large)] {
+        assert_eq!(
+            &blobs
+                .read_to_vec(owner, &hash, u64::MAX)
+                .await
+                .expect("read"),
+            content
+        );
+        assert_eq!(
+            &blobs.read_held_to_vec(&hash, u64::MAX).await.expect("held"),
+            content
+        );
+        let denied = blobs
+            .read_to_vec(stranger, &hash, u64::MAX)
+            .await
+            .expect_err("denied");
+        assert_eq!(denied.kind, BlobErrorKind::NotFound);
+        let refused = blobs
+            .read_held_to_vec(&hash, 100)
+            .await
+            .expect_err("too large");
+        assert_eq!(refused.kind, BlobErrorKind::TooLarge);
+    }
+    let missing = blobs
+        .read_held_to_vec(&unknown, u64::MAX)
+        .await
+        .expect_err("missing");
+    assert_eq!(missing.kind, BlobErrorKind::NotFound);
 }
