@@ -1,6 +1,7 @@
 //! SMTP sessions and claims over time: a session carries several messages (RSET between),
 //! a session the server dropped while idle is replaced without a retry delay, and a claim is
-//! renewed while a slow transaction runs, so a second worker never takes the message over.
+//! renewed while a slow transaction runs, so a second worker never takes the message over, and
+//! a worker deposed anyway (paused past its lease) stops and records nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -171,5 +172,62 @@ async fn a_claim_is_renewed_while_a_slow_transaction_runs() {
     assert_eq!(peer.received().len(), 1);
     first.stop().await;
     second.stop().await;
+    rig.store.close().await.expect("close");
+}
+
+/// A worker whose message another worker took over (it was paused past its lease) is deposed:
+/// its attempt stops at the next renewal and the answer it would have got later is never
+/// recorded, so the new claim and the still-pending recipient stay as the new claimer left
+/// them. Before the fence, the late `250` was recorded and the entry removed under the new
+/// claimer's feet.
+#[tokio::test]
+async fn a_deposed_attempt_stops_and_its_late_answer_is_discarded() {
+    let rig = rig().await;
+    let peer = Peer::start(Script {
+        data_delay: Some(Duration::from_millis(2_000)),
+        ..Script::default()
+    })
+    .await;
+    let worker = worker(&rig, &peer, |config| config.claim_seconds = 1).await;
+    let id = enqueue(
+        &rig.store,
+        rig.account_id,
+        MESSAGE,
+        &["late@remote.example"],
+        |_| {},
+    )
+    .await;
+    for _ in 0..200 {
+        if !peer.rcpt_seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(peer.rcpt_seen.lock().unwrap().len(), 1, "the attempt began");
+    let now = tern::outbound::clock::Clock::now(&SystemClock);
+    let other = tern::outbound::queue::Claim {
+        owner: 7,
+        until: now + 3_600_000,
+    };
+    rig.store
+        .transact(|tx| {
+            Box::pin(async move {
+                let mut entry = tern::outbound::queue::load(tx, id).await?.expect("queued");
+                entry.claim = Some(other);
+                tern::outbound::queue::save(tx, &mut entry)
+            })
+        })
+        .await
+        .expect("take over");
+    // Past the peer's late answer and several renewal periods.
+    tokio::time::sleep(Duration::from_millis(2_800)).await;
+    let entry = crate::load(&rig.store, id).await.expect("still queued");
+    assert_eq!(entry.claim, Some(other), "the new claim stands");
+    assert_eq!(
+        entry.recipients[0].state,
+        tern::outbound::queue::RecipientState::Pending
+    );
+    assert_eq!(entry.recipients[0].attempts, 0, "nothing recorded");
+    worker.stop().await;
     rig.store.close().await.expect("close");
 }
