@@ -26,7 +26,9 @@ use crate::store::keys::{
     DIR_ACCOUNT, DIR_ACCOUNT_BY_EMAIL, DIR_CREDENTIALS_VERSION, DIR_NEXT_ACCOUNT_ID, DIR_TOKEN,
     KeyBuilder, SUBSPACE_DIRECTORY, le_i64,
 };
-use crate::store::{KeyRange, KeyValue, RangeOptions, Store, StoreError, StoreErrorKind, purge};
+use crate::store::{
+    KeyRange, KeyValue, RangeOptions, Store, StoreError, StoreErrorKind, ownership, purge,
+};
 
 use domains::count_account_in_domain;
 pub use domains::{DomainRecord, normalize_domain};
@@ -491,6 +493,9 @@ impl Directory {
                     count_account_in_domain(tx, &record.email, -1).await?;
                     // Every server drops its cached logins (`forget_on_credential_changes`).
                     tx.atomic_add(&credentials_version_key(), 1)?;
+                    // No node may write the account from now on (a request in flight on
+                    // its owner is refused by the fence), so nothing lands behind the purge.
+                    ownership::retire(tx, account_id).await?;
                     // The data goes after the login, durably queued with it (store::purge).
                     purge::queue_purge(tx, account_id)?;
                     Ok(Some(record.info()))

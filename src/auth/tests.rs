@@ -75,6 +75,13 @@ async fn account_lifecycle() {
         .await
         .unwrap();
     assert!(left.is_empty(), "account data left after delete");
+    // Its owner record is retired: no node can ever commit for it again (cluster fencing).
+    let account_id = alice.account_id;
+    let owner = store
+        .read(|tx| Box::pin(crate::store::ownership::read_owner(tx, account_id)))
+        .await
+        .unwrap();
+    assert!(owner.is_retired(), "{owner:?}");
     assert!(
         crate::store::purge::pending_purges(&store)
             .await

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::store::ownership::{self, ClaimHook, NodeId, NodeRecord, NodeState, Owner};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreErrorKind};
 
 use super::format_node;
 
@@ -30,6 +30,8 @@ pub struct ClusterStatus {
     /// Accounts whose owner is no longer registered (claimable by the first node that needs
     /// them).
     pub orphaned: u64,
+    /// Deleted accounts (their owner record retired: nothing writes them again).
+    pub retired: u64,
 }
 
 /// Reads the registry twice, `watch` apart, to tell beating nodes from silent ones, and
@@ -40,6 +42,7 @@ pub async fn status(store: &Store, watch: Duration) -> Result<ClusterStatus, Sto
     let after = store.read(|tx| Box::pin(ownership::read_nodes(tx))).await?;
     let mut per_node: BTreeMap<NodeId, u64> = BTreeMap::new();
     let mut unowned = 0;
+    let mut retired = 0;
     let mut after_account = None;
     loop {
         let page = ownership::owners_page(store, after_account, OWNERS_PAGE).await?;
@@ -48,6 +51,7 @@ pub async fn status(store: &Store, watch: Duration) -> Result<ClusterStatus, Sto
         };
         for (_, owner) in &page {
             match owner.node {
+                _ if owner.is_retired() => retired += 1,
                 Some(node) => *per_node.entry(node).or_default() += 1,
                 None => unowned += 1,
             }
@@ -72,6 +76,7 @@ pub async fn status(store: &Store, watch: Duration) -> Result<ClusterStatus, Sto
         nodes,
         unowned,
         orphaned: per_node.values().sum(),
+        retired,
     })
 }
 
@@ -101,8 +106,8 @@ pub fn render_status(status: &ClusterStatus) -> String {
     }
     let _ = writeln!(
         out,
-        "unowned accounts: {}, owned by a forgotten node: {}",
-        status.unowned, status.orphaned
+        "unowned accounts: {}, owned by a forgotten node: {}, deleted: {}",
+        status.unowned, status.orphaned, status.retired
     );
     out
 }
@@ -158,6 +163,12 @@ pub async fn move_account(
             let target = target.id;
             Box::pin(async move {
                 let before = ownership::read_owner(tx, account_id).await?;
+                if before.is_retired() {
+                    return Err(StoreError::new(
+                        StoreErrorKind::NotOwner,
+                        format!("account {account_id} was deleted"),
+                    ));
+                }
                 if before.node == Some(target) {
                     return Ok((before, before));
                 }

@@ -42,11 +42,15 @@ use super::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, StoreResu
 /// is a new node and can never mistake an old ownership for its own.
 pub type NodeId = u64;
 
+/// The "owner" of a deleted account: no node is this one and none may claim from it, so no
+/// commit for the account can ever be admitted again (see [`retire`]).
+pub const RETIRED: NodeId = u64::MAX;
+
 /// Draws a fresh node id.
 pub fn new_node_id() -> NodeId {
     loop {
         let id = rand::random::<u64>();
-        if id != 0 {
+        if id != 0 && id != RETIRED {
             return id;
         }
     }
@@ -66,6 +70,11 @@ impl Owner {
         node: None,
         epoch: 0,
     };
+
+    /// The account was deleted: nothing may write it again.
+    pub fn is_retired(self) -> bool {
+        self.node == Some(RETIRED)
+    }
 
     fn encode(self) -> [u8; 16] {
         let mut bytes = [0u8; 16];
@@ -123,6 +132,23 @@ pub async fn read_owner(tx: &mut dyn Transaction, account_id: u32) -> StoreResul
 
 pub fn write_owner(tx: &mut dyn Transaction, account_id: u32, owner: Owner) -> StoreResult<()> {
     tx.set(&owner_key(account_id), &owner.encode())
+}
+
+/// Inside the transaction that deletes `account_id`: its owner record becomes
+/// `(RETIRED, epoch + 1)`. Every account commit reads this record in its own transaction
+/// (`Fence::admit`), so from this commit on no node can write the account, not even its
+/// owner with a request in flight: nothing can land behind the purge that clears its data.
+/// The record stays (16 bytes; account ids are never reused).
+pub async fn retire(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<()> {
+    let owner = read_owner(tx, account_id).await?;
+    write_owner(
+        tx,
+        account_id,
+        Owner {
+            node: Some(RETIRED),
+            epoch: owner.epoch + 1,
+        },
+    )
 }
 
 /// Owner records after `after` (exclusive), at most `limit`: the paged scan behind
@@ -414,6 +440,7 @@ impl Fence {
         }
         Ok(match owner.node {
             None => true,
+            Some(RETIRED) => false,
             Some(node) if node == self.me => true,
             Some(node) => match self.liveness(node) {
                 Some(Some(Liveness::Expired)) => true,

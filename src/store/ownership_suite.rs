@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::commit::{DataType, commit_account};
 use super::keys::account_prefix;
 use super::ownership::{
-    Fence, Liveness, NodeId, Owner, ensure_owned, new_node_id, owner_key, read_owner, release,
+    Fence, Liveness, NodeId, Owner, RETIRED, ensure_owned, new_node_id, owner_key, read_owner,
+    release, retire,
 };
 use super::testsuite::{SuiteTest, suite_test};
 use super::{KeyRange, Store, StoreErrorKind};
@@ -20,6 +21,7 @@ pub fn tests() -> Vec<SuiteTest> {
         suite_test!(an_expired_owner_is_taken_over_and_a_live_one_is_not),
         suite_test!(a_stale_view_expires_nobody),
         suite_test!(release_hands_over_at_once),
+        suite_test!(a_retired_account_admits_no_commit_anywhere),
     ]
 }
 
@@ -219,5 +221,47 @@ pub async fn release_hands_over_at_once(store: &Store) {
         commit_test_change(&on_a, account_id).await,
         Err(StoreErrorKind::NotOwner)
     );
+    reset(store, account_id).await;
+}
+
+/// Deleting an account retires its owner record: its owner, with a commit in flight, is
+/// refused from then on, and no other node can claim it, not even with every node expired
+/// or unregistered in its view.
+pub async fn a_retired_account_admits_no_commit_anywhere(store: &Store) {
+    let account_id = 9_206;
+    reset(store, account_id).await;
+    let a = node(&[]);
+    let on_a = store.clone().with_fence(Arc::clone(&a));
+    commit_test_change(&on_a, account_id)
+        .await
+        .expect("a owns it");
+    store
+        .transact(|tx| Box::pin(retire(tx, account_id)))
+        .await
+        .expect("retire");
+    let retired = owner(store, account_id).await;
+    assert!(retired.is_retired());
+    assert_eq!(retired.node, Some(RETIRED));
+    assert_eq!(retired.epoch, 2);
+    assert_eq!(
+        commit_test_change(&on_a, account_id).await,
+        Err(StoreErrorKind::NotOwner),
+        "the owner is refused"
+    );
+    let b = node(&[
+        (a.node_id(), Liveness::Expired),
+        (RETIRED, Liveness::Expired),
+    ]);
+    let on_b = store.clone().with_fence(Arc::clone(&b));
+    assert_eq!(
+        commit_test_change(&on_b, account_id).await,
+        Err(StoreErrorKind::NotOwner),
+        "nobody claims a deleted account"
+    );
+    assert!(matches!(
+        ensure_owned(store, &b, account_id).await,
+        Ok(Err(owner)) if owner.is_retired()
+    ));
+    assert_eq!(owner(store, account_id).await, retired, "still retired");
     reset(store, account_id).await;
 }
