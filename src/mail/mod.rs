@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod counters;
+pub mod followup;
 pub mod mailbox;
 pub mod parsed;
 pub mod store;

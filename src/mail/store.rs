@@ -19,6 +19,7 @@ pub mod thread;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::mail::counters::{self, Contribution, MemberState};
+use crate::mail::followup;
 use crate::mail::parsed::ParsedEmail;
 use crate::store::blob::{self, BlobHash};
 use crate::store::commit::{Changes, DataType, allocate_id};
@@ -311,7 +312,7 @@ pub async fn import_email_linked(
         tx.set(&index::message_id_entry(account_id, *hash, email_id), &[])?;
     }
     // The full-text index learns of it from a task born in this same transaction.
-    crate::search::queue::enqueue_index(tx, account_id, email_id)?;
+    followup::search::enqueue_index(tx, account_id, email_id)?;
     thread.insert(record.received_at, email_id);
     save_thread(tx, account_id, placement.thread_id, &thread)?;
     let after = contribution_of(tx, account_id, &thread, trash).await?;
@@ -369,8 +370,7 @@ pub async fn update_email(
     tx.set(&record_key(account_id, email_id), &updated.encode())?;
     // Moving into/out of Junk and `$junk`/`$notjunk` train the spam classifier (a durable task
     // born with the change).
-    crate::smtp::spam::training::on_email_updated(tx, account_id, email_id, &current, &updated)
-        .await?;
+    followup::training::on_email_updated(tx, account_id, email_id, &current, &updated).await?;
     let after = contribution_of(tx, account_id, &thread, trash).await?;
     counters::apply_difference(tx, changes, account_id, &before, &after)?;
     changes.updated(DataType::Email, email_id);
@@ -400,7 +400,7 @@ pub async fn destroy_email(
     clear_indexes(tx, account_id, email_id, &current)?;
     tx.clear(&record_key(account_id, email_id))?;
     chunked::clear(tx, &meta_key(account_id, email_id))?;
-    crate::search::queue::enqueue_delete(tx, account_id, email_id)?;
+    followup::search::enqueue_delete(tx, account_id, email_id)?;
     thread.remove(email_id);
     if thread.members.is_empty() {
         chunked_clear_thread(tx, account_id, current.thread_id)?;

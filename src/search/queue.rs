@@ -1,7 +1,7 @@
 //! The durable index queue: what the index still has to learn, kept in the store.
 //!
-//! `mail::store` writes a task in the very transaction that imports or destroys an Email, so
-//! a crash or a `kill -9` can never lose one. The indexer clears a task only after the tantivy
+//! `mail::store` writes a task (`mail::followup::search`) in the very transaction that imports
+//! or destroys an Email, so a crash or a `kill -9` can never lose one. The indexer clears a task only after the tantivy
 //! commit that applied it, and only if the task is still the one it read (compare-and-clear:
 //! an index task overwritten meanwhile by a delete stays). Replaying a task is harmless: every
 //! task first deletes the Email's document by its unique term.
@@ -15,32 +15,15 @@
 
 use std::collections::HashSet;
 
-use crate::store::keys::{
-    KeyBuilder, QUEUE_SEARCH_REBUILDING, QUEUE_SEARCH_TASK, QUEUE_SEARCH_VERSION, SUBSPACE_QUEUE,
+pub use crate::mail::followup::search::{
+    TaskKind, enqueue_delete, enqueue_index, enqueue_reset, past_account, set_rebuilding,
+    version_key,
 };
+use crate::mail::followup::search::{
+    account_tasks_key, email_task_key, rebuilding_key, tasks_prefix,
+};
+use crate::store::keys::{KeyBuilder, QUEUE_SEARCH_REBUILDING, SUBSPACE_QUEUE};
 use crate::store::{KeyRange, KeyValue, RangeOptions, Store, StoreResult, Transaction};
-
-/// What the indexer must do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskKind {
-    /// (Re)index the Email from the store.
-    Index = 1,
-    /// Remove the Email's document.
-    Delete = 2,
-    /// Remove every document of the account.
-    ResetAccount = 3,
-}
-
-impl TaskKind {
-    fn from_byte(byte: u8) -> Option<TaskKind> {
-        match byte {
-            1 => Some(TaskKind::Index),
-            2 => Some(TaskKind::Delete),
-            3 => Some(TaskKind::ResetAccount),
-            _ => None,
-        }
-    }
-}
 
 /// One queued task as read, with its key and value (for compare-and-clear).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,82 +34,6 @@ pub struct Task {
     pub kind: TaskKind,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
-}
-
-fn tasks_prefix() -> Vec<u8> {
-    KeyBuilder::new(SUBSPACE_QUEUE)
-        .u8(QUEUE_SEARCH_TASK)
-        .build()
-}
-
-fn account_tasks_key(account_id: u32) -> Vec<u8> {
-    KeyBuilder::new(SUBSPACE_QUEUE)
-        .u8(QUEUE_SEARCH_TASK)
-        .u32(account_id)
-        .build()
-}
-
-/// A cursor for [`load`] that skips the rest of `account_id`'s tasks: past every Email task key
-/// of the account (prefix + 8 bytes) and before the next account's prefix.
-pub fn past_account(account_id: u32) -> Vec<u8> {
-    let mut key = account_tasks_key(account_id);
-    key.extend_from_slice(&[0xff; 9]);
-    key
-}
-
-fn email_task_key(account_id: u32, email_id: u64) -> Vec<u8> {
-    KeyBuilder::new(SUBSPACE_QUEUE)
-        .u8(QUEUE_SEARCH_TASK)
-        .u32(account_id)
-        .u64(email_id)
-        .build()
-}
-
-/// The key the indexer watches.
-pub fn version_key() -> Vec<u8> {
-    KeyBuilder::new(SUBSPACE_QUEUE)
-        .u8(QUEUE_SEARCH_VERSION)
-        .build()
-}
-
-fn rebuilding_key(account_id: u32) -> Vec<u8> {
-    KeyBuilder::new(SUBSPACE_QUEUE)
-        .u8(QUEUE_SEARCH_REBUILDING)
-        .u32(account_id)
-        .build()
-}
-
-fn write(tx: &mut dyn Transaction, key: &[u8], kind: TaskKind) -> StoreResult<()> {
-    tx.set(key, &[kind as u8])?;
-    tx.atomic_add(&version_key(), 1)
-}
-
-/// Queues indexing of a new Email, inside the transaction that imports it.
-pub fn enqueue_index(tx: &mut dyn Transaction, account_id: u32, email_id: u64) -> StoreResult<()> {
-    write(tx, &email_task_key(account_id, email_id), TaskKind::Index)
-}
-
-/// Queues removal of an Email's document, inside the transaction that destroys it. It
-/// replaces a pending index task of the same Email.
-pub fn enqueue_delete(tx: &mut dyn Transaction, account_id: u32, email_id: u64) -> StoreResult<()> {
-    write(tx, &email_task_key(account_id, email_id), TaskKind::Delete)
-}
-
-/// Queues dropping every document of the account (first step of a rebuild).
-pub fn enqueue_reset(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<()> {
-    write(tx, &account_tasks_key(account_id), TaskKind::ResetAccount)
-}
-
-pub fn set_rebuilding(
-    tx: &mut dyn Transaction,
-    account_id: u32,
-    rebuilding: bool,
-) -> StoreResult<()> {
-    if rebuilding {
-        tx.set(&rebuilding_key(account_id), &[])
-    } else {
-        tx.clear(&rebuilding_key(account_id))
-    }
 }
 
 fn decode(key: Vec<u8>, value: Vec<u8>) -> Option<Task> {
@@ -335,7 +242,7 @@ pub async fn rebuild_account(store: &Store, account_id: u32) -> StoreResult<usiz
                         // An Email destroyed meanwhile has its delete task; keep it.
                         let key = email_task_key(account_id, *email_id);
                         if tx.get(&key).await?.is_none() {
-                            write(tx, &key, TaskKind::Index)?;
+                            enqueue_index(tx, account_id, *email_id)?;
                         }
                     }
                     Ok(ids)

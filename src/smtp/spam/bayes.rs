@@ -12,30 +12,7 @@ use std::collections::BTreeSet;
 use crate::store::keys::{self, ACCT_SPAM_TOKEN, ACCT_SPAM_TRAINED, le_i64};
 use crate::store::{StoreResult, Transaction};
 
-/// A training class, stored as one byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Class {
-    Spam = 1,
-    Ham = 2,
-}
-
-impl Class {
-    pub fn from_u8(byte: u8) -> Option<Class> {
-        match byte {
-            1 => Some(Class::Spam),
-            2 => Some(Class::Ham),
-            _ => None,
-        }
-    }
-
-    fn other(self) -> Class {
-        match self {
-            Class::Spam => Class::Ham,
-            Class::Ham => Class::Spam,
-        }
-    }
-}
+pub use crate::mail::followup::training::Class;
 
 /// Robinson's strength of the prior (s) and assumed probability of an unknown token (x).
 const PRIOR_STRENGTH: f64 = 1.0;
