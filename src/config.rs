@@ -193,6 +193,7 @@ pub struct Config {
     pub spam: crate::smtp::spam::SpamConfig,
     pub antivirus: crate::smtp::antivirus::AntivirusConfig,
     pub cluster: crate::cluster::ClusterConfig,
+    pub quota: crate::mail::quota::QuotaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -436,6 +437,7 @@ impl Config {
             .map_err(ConfigError::invalid)?;
         self.http.validate().map_err(ConfigError::invalid)?;
         self.cluster.validate().map_err(ConfigError::invalid)?;
+        self.quota.limits().map_err(ConfigError::invalid)?;
         if self.cluster.enabled && self.store.backend != StoreBackendKind::Foundationdb {
             return Err(ConfigError::invalid(
                 "cluster.enabled needs store.backend = \"foundationdb\" (nodes share one store)",

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tern::auth::{AccountInfo, Directory, DirectoryError};
 use tern::config::Config;
 use tern::http::admin_client::{AdminClient, AdminClientError};
+use tern::mail::quota::{LimitsChange, QuotaReport};
 use tern::server::{RunningServer, Server, StartErrorKind, open_store};
 use tern::store::StoreErrorKind;
 
@@ -204,6 +205,24 @@ enum AccountCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Show an account's quota (RFC 9425) and usage, or set its own limits.
+    Quota {
+        email: String,
+        /// Octets of Emails: a size such as 5GB or 500MiB; 0: no limit.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+        storage: Option<u64>,
+        /// Number of Emails; 0: no limit.
+        #[arg(long, value_name = "N")]
+        messages: Option<u64>,
+        /// Warn the owner at this percentage of a limit; 0: never.
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+        warn_percent: Option<u8>,
+        /// Drop the account's own limits: the server defaults ([quota]) apply again.
+        #[arg(long, conflicts_with_all = ["storage", "messages", "warn_percent"])]
+        reset: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Change a password; without a password option one is generated and printed once.
     Passwd {
         email: String,
@@ -313,6 +332,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             };
             for account in accounts {
                 println!("{}\t{}", account.account_id, account.email);
+            }
+            Ok(())
+        }
+        Command::Account(AccountCommand::Quota {
+            email,
+            storage,
+            messages,
+            warn_percent,
+            reset,
+            data,
+        }) => {
+            let config = load_config(&data)?;
+            let change = LimitsChange {
+                reset,
+                storage,
+                messages,
+                warn_percent,
+            };
+            match directory_operation(&config, Operation::Quota { email, change }, false).await? {
+                Outcome::Quota(report) => println!("{report}"),
+                _ => return Err(CliError("unexpected answer".into())),
             }
             Ok(())
         }
@@ -541,6 +581,7 @@ enum Operation {
     Delete { email: String },
     Passwd { email: String, password: String },
     Token { email: String },
+    Quota { email: String, change: LimitsChange },
 }
 
 enum Outcome {
@@ -548,6 +589,7 @@ enum Outcome {
     Accounts(Vec<AccountInfo>),
     Done,
     Token(String),
+    Quota(QuotaReport),
 }
 
 impl Outcome {
@@ -622,6 +664,14 @@ async fn run_locally(
             Outcome::Done
         }
         Operation::Token { email } => Outcome::Token(directory.create_token(&email).await?),
+        Operation::Quota { email, change } => {
+            let account_id = directory.account(&email).await?.account_id;
+            let store = directory.store();
+            Outcome::Quota(match change.is_empty() {
+                true => tern::mail::quota::report(store, account_id).await?,
+                false => tern::mail::quota::change_limits(store, account_id, change).await?,
+            })
+        }
     })
 }
 
@@ -640,7 +690,12 @@ async fn run_remotely(
             Outcome::Done
         }
         Operation::Token { email } => Outcome::Token(client.create_token(&email).await?),
+        Operation::Quota { email, change } => Outcome::Quota(client.quota(&email, &change).await?),
     })
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    tern::mail::quota::parse_size(text)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {

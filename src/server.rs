@@ -510,6 +510,17 @@ impl Server {
         if let Some(host) = config.server.base_url.as_deref().and_then(url_host) {
             crate::mail::build::set_message_id_host(host);
         }
+        // Every account without limits of its own gets these (RFC 9425; `mail::quota`).
+        let default_limits = config
+            .quota
+            .limits()
+            .map_err(|error| StartError::new(StartErrorKind::Config, error))?;
+        store
+            .transact(move |tx| {
+                Box::pin(async move { crate::mail::quota::write_defaults(tx, &default_limits) })
+            })
+            .await
+            .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
         // Web Push (RFC 8292): one VAPID key per store, advertised in the session.
         let vapid =
             crate::push::webpush::VapidKey::load_or_create(&store, &config.push.vapid_subject)

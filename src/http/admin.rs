@@ -277,6 +277,26 @@ async fn route_admin_request(
                 Err(error) => directory_problem(&error),
             }
         }
+        (Method::PUT, ["admin", "accounts", email, "quota"]) => {
+            let email = (*email).to_owned();
+            let change: crate::mail::quota::LimitsChange = match read_json(request).await {
+                Ok(change) => change,
+                Err(response) => return response,
+            };
+            let account_id = match directory.account(&email).await {
+                Ok(account) => account.account_id,
+                Err(error) => return directory_problem(&error),
+            };
+            let store = directory.store();
+            let answer = match change.is_empty() {
+                true => crate::mail::quota::report(store, account_id).await,
+                false => crate::mail::quota::change_limits(store, account_id, change).await,
+            };
+            match answer {
+                Ok(report) => ok_json(StatusCode::OK, &report),
+                Err(error) => admin_problem(StatusCode::BAD_REQUEST, "quota", &error.message),
+            }
+        }
         (method, ["admin", "outbound", rest @ ..]) => {
             let body = if method == Method::POST {
                 match read_json::<serde_json::Value>(request).await {

@@ -216,6 +216,18 @@ impl AdminClient {
         Ok(())
     }
 
+    /// `tern account quota`: the account's quota after applying `change` (none: just read).
+    pub async fn quota(
+        &self,
+        email: &str,
+        change: &crate::mail::quota::LimitsChange,
+    ) -> Result<crate::mail::quota::QuotaReport, AdminClientError> {
+        let path = format!("/admin/accounts/{}/quota", encode_segment(email));
+        let body = serde_json::to_value(change).unwrap_or_default();
+        let (_, bytes) = self.send(Method::PUT, &path, Some(body)).await?;
+        AdminClient::parse(&bytes)
+    }
+
     /// Search index tasks not yet committed (all accounts).
     pub async fn index_pending(&self) -> Result<u64, AdminClientError> {
         #[derive(Deserialize)]

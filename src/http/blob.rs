@@ -13,7 +13,9 @@ use percent_encoding::percent_decode_str;
 use serde_json::json;
 
 use super::download_headers::{RangeRequest, content_disposition, media_type, parse_range};
-use super::response::{BoxError, ResponseBody, empty_body, json_response, limit_problem, problem};
+use super::response::{
+    BoxError, ResponseBody, empty_body, json_response, limit_problem, problem, problem_with,
+};
 use super::{AppState, declared_length};
 use crate::auth::Principal;
 use crate::jmap::types::{AccountId, BlobId};
@@ -61,6 +63,19 @@ pub fn refuse_declared_oversize(
         })
 }
 
+/// 403 `overQuota` (the SetError name of RFC 8620 §5.3 as a problem type): the account's
+/// storage quota has no room for the upload.
+fn over_quota(detail: &str) -> Response<ResponseBody> {
+    problem_with(
+        StatusCode::FORBIDDEN,
+        &json!({
+            "type": "urn:ietf:params:jmap:error:overQuota",
+            "status": 403,
+            "detail": detail,
+        }),
+    )
+}
+
 pub(super) async fn upload(
     state: &AppState,
     principal: &Principal,
@@ -93,6 +108,20 @@ pub(super) async fn upload(
     // itself the moment it passes the limit otherwise.
     if declared_length(request.headers()).is_some_and(|length| length > limits.max_size_upload) {
         return too_large();
+    }
+    // RFC 9425 hard limit: an upload the account's storage has no room for (its declared size,
+    // or any upload once the storage is full) is refused before it is read.
+    let declared = declared_length(request.headers()).unwrap_or(0).max(1);
+    let account_id = account.number();
+    let room = state
+        .blobs
+        .store()
+        .read(move |tx| Box::pin(crate::mail::quota::check(tx, account_id, declared, 0)))
+        .await;
+    match room {
+        Ok(Ok(())) => {}
+        Ok(Err(over)) => return over_quota(&over.to_string()),
+        Err(error) => return store_failure(&error.into()),
     }
     // RFC 8620 §6.1: `type` is the Content-Type of the upload request.
     let content_type = request

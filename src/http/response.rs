@@ -138,6 +138,12 @@ pub fn problem(status: StatusCode, detail: &str) -> Response<ResponseBody> {
     with_body(status, PROBLEM_JSON, bytes)
 }
 
+/// A problem (RFC 7807) with the given members (`type`, `status`, `detail`).
+pub fn problem_with(status: StatusCode, members: &Value) -> Response<ResponseBody> {
+    let bytes = serde_json::to_vec(members).unwrap_or_default();
+    with_body(status, PROBLEM_JSON, bytes)
+}
+
 /// A JMAP problem; the status is the problem's own.
 pub fn jmap_problem(details: &ProblemDetails) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(details.status).unwrap_or(StatusCode::BAD_REQUEST);

@@ -28,6 +28,9 @@ pub struct CallContext<'r> {
     /// A method that serialized its `list` item by item (Email/get) leaves the items here and
     /// answers `list` empty; the engine writes them in place (`response::Spliced`).
     pub raw_list: Option<Vec<Box<serde_json::value::RawValue>>>,
+    /// The request's `using` (RFC 8620 §3.3), for methods whose answer depends on it
+    /// (RFC 9425 §4.1: Quota types of unused capabilities are hidden).
+    pub using: &'r [String],
 }
 
 impl CallContext<'_> {

@@ -15,6 +15,8 @@ pub const CAPABILITY_MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const CAPABILITY_SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 /// RFC 8621 §1.3.3: the vacation auto-reply.
 pub const CAPABILITY_VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
+/// RFC 9425 §2: quotas.
+pub const CAPABILITY_QUOTA: &str = "urn:ietf:params:jmap:quota";
 
 /// What a method returns: its response arguments, or a method error (a response too, never
 /// an abort of the request: RFC 8620 §3.6.2).
@@ -92,6 +94,26 @@ pub const METHODS: &[MethodEntry] = &[
         name: "Email/set",
         capability: CAPABILITY_MAIL,
         handler: super::mail::email::set::handle,
+    },
+    MethodEntry {
+        name: "Quota/changes",
+        capability: CAPABILITY_QUOTA,
+        handler: super::quota::changes::handle,
+    },
+    MethodEntry {
+        name: "Quota/get",
+        capability: CAPABILITY_QUOTA,
+        handler: super::quota::get::handle,
+    },
+    MethodEntry {
+        name: "Quota/query",
+        capability: CAPABILITY_QUOTA,
+        handler: super::quota::query::handle,
+    },
+    MethodEntry {
+        name: "Quota/queryChanges",
+        capability: CAPABILITY_QUOTA,
+        handler: super::quota::query_changes::handle,
     },
     MethodEntry {
         name: "SearchSnippet/get",

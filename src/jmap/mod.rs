@@ -23,6 +23,7 @@ pub mod error;
 pub mod generic;
 pub mod mail;
 pub mod push_subscription;
+pub mod quota;
 pub mod reference;
 pub mod request;
 pub mod response;
@@ -304,6 +305,7 @@ impl Engine {
             implicit_responses: Vec::new(),
             meter: ResponseMeter::new(self.shared.memory, self.shared.response_budget.clone()),
             raw_list: None,
+            using: &request.using,
         };
         let mut responses: Vec<MethodResponse> = Vec::with_capacity(request.method_calls.len());
         for invocation in request.method_calls {

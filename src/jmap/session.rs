@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::EngineShared;
 use super::dispatch::{
-    CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_SUBMISSION, CAPABILITY_VACATION_RESPONSE,
+    CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_QUOTA, CAPABILITY_SUBMISSION,
+    CAPABILITY_VACATION_RESPONSE,
 };
 
 /// JMAP over WebSocket (RFC 8887 §3).
@@ -78,8 +79,8 @@ fn account_capability_value(capability: &str) -> Option<Value> {
             "maxDelayedSend": crate::jmap::mail::email_submission::MAX_DELAYED_SEND_SECONDS,
             "submissionExtensions": crate::jmap::mail::email_submission::submission_extensions(),
         })),
-        // RFC 8621 §1.3.3: an empty object.
-        CAPABILITY_VACATION_RESPONSE => Some(Value::Object(Map::new())),
+        // RFC 8621 §1.3.3 and RFC 9425 §2.1: empty objects.
+        CAPABILITY_VACATION_RESPONSE | CAPABILITY_QUOTA => Some(Value::Object(Map::new())),
         _ => None,
     }
 }

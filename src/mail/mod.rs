@@ -8,5 +8,6 @@ pub mod counters;
 pub mod followup;
 pub mod mailbox;
 pub mod parsed;
+pub mod quota;
 pub mod store;
 pub mod submission;

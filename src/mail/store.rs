@@ -19,8 +19,8 @@ pub mod thread;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::mail::counters::{self, Contribution, MemberState};
-use crate::mail::followup;
 use crate::mail::parsed::ParsedEmail;
+use crate::mail::{followup, quota};
 use crate::store::blob::{self, BlobHash};
 use crate::store::commit::{Changes, DataType, allocate_id};
 use crate::store::keys::{self, ACCT_EMAIL_META, ACCT_OBJECT};
@@ -322,6 +322,7 @@ pub async fn import_email_linked(
         BlobAccess::QueueHeld => blob::link_held(tx, account_id, &record.blob).await,
     }
     .map_err(|error| StoreError::corrupt(format!("linking Email blob: {error}")))?;
+    quota::email_added(tx, changes, account_id, record.size).await?;
     changes.created(DataType::Email, email_id);
     if placement.is_new {
         changes.created(DataType::Thread, placement.thread_id);
@@ -414,6 +415,7 @@ pub async fn destroy_email(
     blob::unlink(tx, account_id, &current.blob)
         .await
         .map_err(|error| StoreError::corrupt(format!("unlinking Email blob: {error}")))?;
+    quota::email_removed(tx, changes, account_id, current.size).await?;
     changes.destroyed(DataType::Email, email_id);
     Ok(true)
 }

@@ -172,12 +172,36 @@ impl Policy {
             };
         }
         match self.directory.account_for_address(&query.address).await {
-            Ok(Some(account)) => RecipientDecision::Accept {
-                account_id: Some(account.account_id),
-            },
+            Ok(Some(account)) => self.within_quota(account.account_id, query).await,
             Ok(None) => RecipientDecision::Reject(replies::unknown_user()),
             Err(error) => {
                 tracing::warn!(%error, "recipient lookup failed");
+                RecipientDecision::Reject(replies::local_error())
+            }
+        }
+    }
+
+    /// Accepts a local recipient whose account has room for one more message of the declared
+    /// size (RFC 9425 hard limits; `mail::quota`), else `452 4.2.2`. Messages accepted here are
+    /// delivered even if others filled the mailbox meanwhile: an acknowledged message is never
+    /// refused later.
+    async fn within_quota(&self, account_id: u32, query: &RecipientQuery) -> RecipientDecision {
+        let size = query.declared_size as u64;
+        let checked = self
+            .directory
+            .store()
+            .read(move |tx| Box::pin(crate::mail::quota::check(tx, account_id, size, 1)))
+            .await;
+        match checked {
+            Ok(Ok(())) => RecipientDecision::Accept {
+                account_id: Some(account_id),
+            },
+            Ok(Err(over)) => {
+                tracing::info!(account_id, %over, "recipient over quota: 452 4.2.2");
+                RecipientDecision::Reject(replies::mailbox_full())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "quota check failed");
                 RecipientDecision::Reject(replies::local_error())
             }
         }

@@ -318,6 +318,10 @@ impl BlobStore {
         BlobStore { store }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Stores the content of `body` for `account_id`, which gets an upload reference (see
     /// [`UPLOAD_REFERENCE_LIFETIME`]). Refuses with `TooLarge` as soon as the body passes
     /// `max_size` bytes. If the content already exists, the new chunks are deleted and the

@@ -37,12 +37,14 @@ pub enum DataType {
     EmailSubmission = 6,
     VacationResponse = 7,
     PushSubscription = 8,
+    /// RFC 9425 (`mail::quota`).
+    Quota = 9,
     /// Reserved for tests of the generic machinery.
     Test = 0xF0,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 9] = [
+    pub const ALL: [DataType; 10] = [
         DataType::Mailbox,
         DataType::Thread,
         DataType::Email,
@@ -51,6 +53,7 @@ impl DataType {
         DataType::EmailSubmission,
         DataType::VacationResponse,
         DataType::PushSubscription,
+        DataType::Quota,
         DataType::Test,
     ];
 
@@ -65,6 +68,7 @@ impl DataType {
             DataType::EmailSubmission => "EmailSubmission",
             DataType::VacationResponse => "VacationResponse",
             DataType::PushSubscription => "PushSubscription",
+            DataType::Quota => "Quota",
             DataType::Test => "Test",
         }
     }

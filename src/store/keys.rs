@@ -40,6 +40,10 @@ pub const META_FORMAT_VERSION: &[u8] = b"\x01format_version";
 /// `META, "vapid_key"` → the 32-byte P-256 private scalar the server signs Web Push VAPID
 /// tokens with (RFC 8292); created once, shared by every node.
 pub const META_VAPID_KEY: &[u8] = b"\x01vapid_key";
+/// `META, "quota_defaults"` → the configured default limits of every account (`mail::quota`:
+/// storage octets u64 BE, message count u64 BE, warn percent u8; 0 is "no limit"), written by
+/// each server at start-up from its `[quota]` section.
+pub const META_QUOTA_DEFAULTS: &[u8] = b"\x01quota_defaults";
 
 // Directory sections: `DIRECTORY, section, ...`.
 /// `DIRECTORY, DIR_ACCOUNT, account_id: u32` → account record (JSON).
@@ -109,6 +113,15 @@ pub const ACCT_DELIVERY_SEEN: u8 = 0x10;
 /// `..., ACCT_VACATION_SENT, sender: string` → unix seconds u64 BE of the last auto-reply to
 /// that sender (RFC 3834 §2: once per sender per period; `smtp::vacation`).
 pub const ACCT_VACATION_SENT: u8 = 0x11;
+/// Quotas (RFC 9425, `mail::quota`):
+/// `..., ACCT_QUOTA, 0x00, resource: u8` → i64 LE (atomic add): what the account uses
+/// (resource 1: octets of its Emails, 2: its Email count), changed in the transaction of every
+/// Email import and destroy;
+/// `..., ACCT_QUOTA, 0x01` → the account's own limits (same format as `META_QUOTA_DEFAULTS`),
+/// set by `tern account quota`; absent: the defaults;
+/// `..., ACCT_QUOTA, 0x02, resource: u8` → (): the warning for crossing `warnLimit` was queued
+/// (cleared when usage falls back under it).
+pub const ACCT_QUOTA: u8 = 0x12;
 
 /// Index numbers under `ACCT_INDEX, DataType::Mailbox` (`mail::mailbox`).
 /// `..., ACCT_INDEX, 1 (Mailbox), MAILBOX_INDEX_ROLE, role: string, mailbox_id: u64` → (): the
@@ -195,6 +208,12 @@ pub const QUEUE_SPAM_TRAINING_VERSION: u8 = 0x42;
 /// `QUEUE, QUEUE_DELIVERY_QUARANTINE, queue_id: u64` → an infected message kept out of every
 /// mailbox (JSON with the virus name and envelope; holds one blob reference).
 pub const QUEUE_DELIVERY_QUARANTINE: u8 = 0x43;
+/// `QUEUE, QUEUE_QUOTA_WARNING, account_id: u32, resource: u8` → used u64 BE, limit u64 BE: a
+/// warning to the account's owner that its usage crossed `warnLimit`, written with the Email
+/// change that crossed it; the delivery actor files the message (`smtp::delivery::quota_warning`).
+pub const QUEUE_QUOTA_WARNING: u8 = 0x44;
+/// `QUEUE, QUEUE_QUOTA_WARNING_VERSION` → i64 LE (atomic add), bumped by every warning task.
+pub const QUEUE_QUOTA_WARNING_VERSION: u8 = 0x45;
 
 pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)

@@ -72,6 +72,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(super::purge::suite::purge_removes_account_data_and_releases_blob_links),
         suite_test!(crate::mail::store::suite::threads_merge_and_counts_stay_exact),
         suite_test!(crate::mail::store::suite::removing_a_mailbox_from_its_emails),
+        suite_test!(crate::mail::store::suite::quota_usage_is_exact_and_the_warning_fires_once),
         suite_test!(crate::mail::parsed::suite::email_metadata_reads_in_both_stored_forms),
     ]);
     tests

@@ -225,3 +225,100 @@ pub async fn removing_a_mailbox_from_its_emails(store: &Store) {
     assert_eq!(four(counts(store, INBOX).await), [0, 0, 0, 0]);
     assert_eq!(four(counts(store, ARCHIVE).await), [1, 1, 1, 1]);
 }
+
+/// RFC 9425 usage is exact: every import and destroy moves the counters in its own commit;
+/// the hard limit refuses what does not fit; crossing the warning level queues one warning,
+/// and falling back under it re-arms it.
+pub async fn quota_usage_is_exact_and_the_warning_fires_once(store: &Store) {
+    use crate::mail::quota::{self, Limits, Resource};
+    reset(store).await;
+    let clear_warnings = || async {
+        store
+            .transact(|tx| {
+                Box::pin(async move {
+                    for resource in Resource::ALL {
+                        tx.clear(&quota::warning_key(ACCOUNT, resource))?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .expect("clear warnings");
+    };
+    clear_warnings().await;
+    let limits = Limits {
+        storage: Some(1_000_000),
+        messages: Some(3),
+        warn_percent: 50,
+    };
+    commit_account(store, ACCOUNT, |tx, changes| {
+        Box::pin(async move { quota::set_own_limits(tx, changes, ACCOUNT, Some(limits)).await })
+    })
+    .await
+    .expect("limits set");
+    let usage = || async {
+        store
+            .read(|tx| Box::pin(quota::usage(tx, ACCOUNT)))
+            .await
+            .expect("usage")
+    };
+    let warning = |resource| async move {
+        store
+            .read(move |tx| {
+                Box::pin(async move { tx.get(&quota::warning_key(ACCOUNT, resource)).await })
+            })
+            .await
+            .expect("warning task")
+    };
+    let mut ids = Vec::new();
+    let mut octets = 0;
+    for (index, subject) in ["one", "two", "three"].into_iter().enumerate() {
+        let (id, _, _) = import(store, &format!("q{index}@x"), None, subject, INBOX, &[], 1).await;
+        octets += raw(&format!("q{index}@x"), None, subject).len() as u64;
+        ids.push(id);
+        if index == 0 {
+            // 1 of 3 messages is past 50 % of 3 (warnLimit 1): one warning task.
+            assert!(
+                warning(Resource::Count).await.is_some(),
+                "warned at the crossing"
+            );
+            clear_warnings().await;
+        }
+    }
+    assert_eq!(usage().await.count, 3);
+    assert_eq!(usage().await.octets, octets);
+    assert!(
+        warning(Resource::Count).await.is_none(),
+        "warned once per crossing"
+    );
+    let refused = store
+        .read(|tx| Box::pin(quota::check(tx, ACCOUNT, 10, 1)))
+        .await
+        .expect("check");
+    assert_eq!(
+        refused.map_err(|over| (over.resource, over.used, over.limit)),
+        Err((Resource::Count, 3, 3))
+    );
+    let fits_bytes = store
+        .read(|tx| Box::pin(quota::check(tx, ACCOUNT, 10, 0)))
+        .await
+        .expect("check");
+    assert_eq!(fits_bytes, Ok(()));
+    commit_account(store, ACCOUNT, |tx, changes| {
+        let ids = ids.clone();
+        Box::pin(async move {
+            for id in ids {
+                assert!(destroy_email(tx, changes, ACCOUNT, id).await?);
+            }
+            Ok(())
+        })
+    })
+    .await
+    .expect("destroys committed");
+    assert_eq!(usage().await, quota::Usage::default());
+    // Under the level again: the next crossing warns again.
+    import(store, "q9@x", None, "again", INBOX, &[], 1).await;
+    assert!(warning(Resource::Count).await.is_some(), "re-armed");
+    clear_warnings().await;
+    reset(store).await;
+}

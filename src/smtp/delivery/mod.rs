@@ -25,6 +25,7 @@ pub mod deliver;
 pub mod duplicate;
 pub mod filer;
 pub mod prepared;
+pub mod quota_warning;
 pub mod suite;
 pub mod trace;
 
@@ -229,10 +230,11 @@ impl DeliveryActor {
             in_flight,
             finished,
         ));
-        let trainer = tokio::spawn(train(pipeline, stop_receiver));
+        let trainer = tokio::spawn(train(Arc::clone(&pipeline), stop_receiver.clone()));
+        let warner = tokio::spawn(warn_quota(pipeline, stop_receiver));
         DeliveryActor {
             stop,
-            tasks: vec![feeder, workers, trainer],
+            tasks: vec![feeder, workers, trainer, warner],
         }
     }
 
@@ -483,23 +485,74 @@ async fn reschedule(context: &DeliveryContext, queue_id: u64) -> Result<(), Stor
 }
 
 /// The trainer: consumes spam-training tasks whenever their version key moves.
-async fn train(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>) {
+async fn train(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
+    let (store, blobs) = (
+        pipeline.context.store.clone(),
+        pipeline.context.blobs.clone(),
+    );
+    follow_tasks(
+        &pipeline.context.store,
+        training::version_key(),
+        TRAINING_BATCH,
+        "spam training",
+        stop,
+        move || {
+            let (store, blobs) = (store.clone(), blobs.clone());
+            Box::pin(async move { training::run_pending(&store, &blobs, TRAINING_BATCH).await })
+        },
+    )
+    .await
+}
+
+/// Files the quota warnings (`quota_warning`) whenever their version key moves.
+async fn warn_quota(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
     let context = &pipeline.context;
-    let version_key = training::version_key();
+    let (store, blobs, hostname) = (
+        context.store.clone(),
+        context.blobs.clone(),
+        context.settings.hostname.clone(),
+    );
+    follow_tasks(
+        &context.store,
+        crate::mail::quota::warning_version_key(),
+        TRAINING_BATCH,
+        "quota warning",
+        stop,
+        move || {
+            let (store, blobs, hostname) = (store.clone(), blobs.clone(), hostname.clone());
+            Box::pin(async move {
+                quota_warning::run_pending(&store, &blobs, &hostname, TRAINING_BATCH).await
+            })
+        },
+    )
+    .await
+}
+
+/// Runs `round` (which handles up to `batch` durable tasks) whenever `version_key` moves, and
+/// every [`IDLE_RESCAN`], until stopped; a round that handled a full batch runs again at once.
+async fn follow_tasks<F>(
+    store: &Store,
+    version_key: Vec<u8>,
+    batch: usize,
+    what: &'static str,
+    mut stop: watch::Receiver<bool>,
+    mut round: F,
+) where
+    F: FnMut() -> crate::store::BoxFuture<'static, crate::store::StoreResult<usize>>,
+{
     loop {
         if *stop.borrow() {
             return;
         }
-        let woken = context.store.watch(&version_key);
-        let handled =
-            match training::run_pending(&context.store, &context.blobs, TRAINING_BATCH).await {
-                Ok(handled) => handled,
-                Err(error) => {
-                    tracing::warn!(%error, "spam training failed; retrying");
-                    0
-                }
-            };
-        if handled == TRAINING_BATCH {
+        let woken = store.watch(&version_key);
+        let handled = match round().await {
+            Ok(handled) => handled,
+            Err(error) => {
+                tracing::warn!(%error, "{what} failed; retrying");
+                0
+            }
+        };
+        if handled == batch {
             continue;
         }
         tokio::select! {

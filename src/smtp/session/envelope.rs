@@ -80,6 +80,8 @@ pub struct RecipientQuery {
     pub address: String,
     pub mail_from: String,
     pub authenticated_as: Option<String>,
+    /// The message size declared with MAIL FROM (RFC 1870 SIZE; 0: none), for the quota check.
+    pub declared_size: usize,
 }
 
 /// What the policy answers to a [`RecipientQuery`].

@@ -514,6 +514,7 @@ impl Session {
             address: to.address.clone(),
             mail_from: envelope.mail_from.clone(),
             authenticated_as: self.authenticated_as.clone(),
+            declared_size: envelope.declared_size,
         };
         // Kept until the policy answers.
         envelope.recipients.push(Recipient {

@@ -141,6 +141,12 @@ pub mod replies {
     pub fn too_many_recipients() -> Reply {
         Reply::new(452, (4, 5, 3), "Too many recipients")
     }
+    /// RFC 3463 X.2.2 "mailbox full", as a temporary failure: RFC 5321 §4.5.3.1.10 has
+    /// clients treat a 552 at RCPT as temporary anyway, and the owner may make room; the sender
+    /// retries and delivers then, or bounces after its queue lifetime.
+    pub fn mailbox_full() -> Reply {
+        Reply::new(452, (4, 2, 2), "Mailbox full: the recipient is over quota")
+    }
     pub fn unknown_user() -> Reply {
         Reply::new(550, (5, 1, 1), "No such user here")
     }

@@ -1,7 +1,7 @@
 //! What Email/set create, Email/import and Email/copy share: a message that is already a blob
 //! the account may read, with validated keywords and receivedAt, becomes an Email inside the
 //! method's one commit, after its mailboxIds (which may name Mailboxes created earlier in the
-//! request) are resolved and checked.
+//! request) are resolved and checked and the account's quota is found to have room.
 
 use std::collections::HashMap;
 
@@ -10,9 +10,10 @@ use serde_json::{Map, Value, json};
 use super::fields::{
     EMAIL_ID_PREFIX, THREAD_ID_PREFIX, missing_mailbox, no_such_mailbox, parse_mailbox_ids,
 };
-use crate::jmap::error::SetError;
+use crate::jmap::error::{SetError, SetErrorType};
 use crate::jmap::types::{BlobId, Id};
 use crate::mail::parsed::ParsedEmail;
+use crate::mail::quota;
 use crate::mail::store::{self as mail_store, ImportSpec};
 use crate::store::blob::BlobHash;
 use crate::store::commit::Changes;
@@ -45,6 +46,13 @@ pub async fn store_new_email(
     };
     if let Some(missing) = missing_mailbox(tx, account_id, &mailbox_ids).await? {
         return Ok(Err(no_such_mailbox(missing)));
+    }
+    // RFC 9425 §4.1 hardLimit: no Email is created past it (RFC 8620 §5.3 `overQuota`).
+    if let Err(over) = quota::check(tx, account_id, email.parsed.size, 1).await? {
+        return Ok(Err(SetError::with_description(
+            SetErrorType::OverQuota,
+            over.to_string(),
+        )));
     }
     let imported = mail_store::import_email(
         tx,

@@ -1,0 +1,320 @@
+//! Quota (RFC 9425): read-only objects over `mail::quota`, served by the generic /get,
+//! /changes, /query and /queryChanges.
+//!
+//! An account has one Quota per limited resource (`octets`, `count`), scope `account`, types
+//! `["Email"]`; a resource without a limit has no Quota object (`hardLimit` is a mandatory
+//! UnsignedInt, and inventing a number for "unlimited" would break every client's arithmetic).
+//! RFC 9425 §4.1: types whose capability the request does not use are filtered out, and a
+//! Quota left without types is not returned: without `urn:ietf:params:jmap:mail` in `using`
+//! no Quota is visible ([`visible`]).
+
+pub mod changes;
+pub mod get;
+pub mod query;
+pub mod query_changes;
+
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value, json};
+
+use crate::jmap::context::CallContext;
+use crate::jmap::dispatch::CAPABILITY_MAIL;
+use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope};
+use crate::mail::quota::{self, Limits, Resource, Usage};
+use crate::store::commit::{Changes, DataType};
+use crate::store::{StoreResult, Transaction};
+
+pub struct Quota;
+
+pub const ID_PREFIX: char = 'q';
+
+/// Whether the request may see Quota objects at all (RFC 9425 §4.1: every Quota here counts
+/// Emails, a type of the mail capability).
+pub fn visible(context: &CallContext<'_>) -> bool {
+    context
+        .using
+        .iter()
+        .any(|capability| capability == CAPABILITY_MAIL)
+}
+
+fn name(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Octets => "Mail storage",
+        Resource::Count => "Mail messages",
+    }
+}
+
+fn description(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Octets => "The total size of the account's Emails, in octets",
+        Resource::Count => "The number of the account's Emails",
+    }
+}
+
+/// The Quota object of `resource` (without `id`), or `None` when it has no limit.
+fn object(resource: Resource, limits: &Limits, usage: &Usage) -> Option<Map<String, Value>> {
+    let hard = limits.hard(resource)?;
+    let mut object = Map::with_capacity(9);
+    object.insert("resourceType".into(), json!(resource.resource_type()));
+    object.insert("used".into(), json!(usage.of(resource)));
+    object.insert("hardLimit".into(), json!(hard));
+    object.insert("scope".into(), json!("account"));
+    object.insert("name".into(), json!(name(resource)));
+    object.insert("types".into(), json!(["Email"]));
+    object.insert("warnLimit".into(), json!(limits.warn(resource)));
+    object.insert("softLimit".into(), Value::Null);
+    object.insert("description".into(), json!(description(resource)));
+    Some(object)
+}
+
+fn read_only() -> SetError {
+    SetError::with_description(
+        SetErrorType::Forbidden,
+        "Quota objects are read-only (RFC 9425); `tern account quota` sets limits",
+    )
+}
+
+impl ObjectType for Quota {
+    const DATA_TYPE: DataType = DataType::Quota;
+    const ID_PREFIX: char = ID_PREFIX;
+    const PROPERTIES: &'static [&'static str] = &[
+        "id",
+        "resourceType",
+        "used",
+        "hardLimit",
+        "scope",
+        "name",
+        "types",
+        "warnLimit",
+        "softLimit",
+        "description",
+    ];
+    const SERVER_SET_PROPERTIES: &'static [&'static str] = Self::PROPERTIES;
+
+    async fn list_ids(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Vec<u64>> {
+        let limits = quota::limits(tx, account_id).await?;
+        Ok(Resource::ALL
+            .into_iter()
+            .filter(|resource| limits.hard(*resource).is_some())
+            .map(Resource::quota_id)
+            .collect())
+    }
+
+    async fn load(
+        tx: &mut dyn Transaction,
+        account_id: u32,
+        id: u64,
+    ) -> StoreResult<Option<Map<String, Value>>> {
+        let Some(resource) = Resource::from_quota_id(id) else {
+            return Ok(None);
+        };
+        let limits = quota::limits(tx, account_id).await?;
+        if limits.hard(resource).is_none() {
+            return Ok(None);
+        }
+        let usage = quota::usage(tx, account_id).await?;
+        Ok(object(resource, &limits, &usage))
+    }
+
+    async fn create<'a>(
+        _tx: &'a mut dyn Transaction,
+        _changes: &'a mut Changes,
+        _scope: &'a WriteScope<'a>,
+        _object: Map<String, Value>,
+    ) -> StoreResult<Result<Created, SetError>> {
+        Ok(Err(read_only()))
+    }
+
+    async fn update<'a>(
+        _tx: &'a mut dyn Transaction,
+        _changes: &'a mut Changes,
+        _scope: &'a WriteScope<'a>,
+        _id: u64,
+        _current: Map<String, Value>,
+        _patched: Map<String, Value>,
+    ) -> StoreResult<Result<Option<Map<String, Value>>, SetError>> {
+        Ok(Err(read_only()))
+    }
+
+    async fn destroy<'a>(
+        _tx: &'a mut dyn Transaction,
+        _changes: &'a mut Changes,
+        _scope: &'a WriteScope<'a>,
+        _id: u64,
+    ) -> StoreResult<Result<(), SetError>> {
+        Ok(Err(read_only()))
+    }
+
+    async fn query<'a>(
+        tx: &'a mut dyn Transaction,
+        account_id: u32,
+        filter: Option<&'a Value>,
+        sort: &'a [Comparator],
+    ) -> StoreResult<Result<Vec<u64>, MethodError>> {
+        let filter = match filter.map(parse_filter).transpose() {
+            Ok(filter) => filter,
+            Err(error) => return Ok(Err(error)),
+        };
+        let sort = match parse_sort(sort) {
+            Ok(sort) => sort,
+            Err(error) => return Ok(Err(error)),
+        };
+        let limits = quota::limits(tx, account_id).await?;
+        let usage = quota::usage(tx, account_id).await?;
+        let mut found: Vec<(Resource, Map<String, Value>)> = Resource::ALL
+            .into_iter()
+            .filter_map(|resource| Some((resource, object(resource, &limits, &usage)?)))
+            .filter(|(_, object)| filter.as_ref().is_none_or(|f| matches(f, object)))
+            .collect();
+        found.sort_by(|(left_id, left), (right_id, right)| {
+            sort.iter()
+                .map(|(key, ascending)| {
+                    let order = match key {
+                        SortKey::Name => text(left, "name").cmp(text(right, "name")),
+                        SortKey::Used => number(left, "used").cmp(&number(right, "used")),
+                    };
+                    if *ascending { order } else { order.reverse() }
+                })
+                .find(|order| *order != Ordering::Equal)
+                .unwrap_or_else(|| left_id.cmp(right_id))
+        });
+        Ok(Ok(found
+            .into_iter()
+            .map(|(resource, _)| resource.quota_id())
+            .collect()))
+    }
+}
+
+fn text<'o>(object: &'o Map<String, Value>, property: &str) -> &'o str {
+    object.get(property).and_then(Value::as_str).unwrap_or("")
+}
+
+fn number(object: &Map<String, Value>, property: &str) -> u64 {
+    object.get(property).and_then(Value::as_u64).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SortKey {
+    Name,
+    Used,
+}
+
+/// RFC 9425 §4.4: `name` and `used` must be supported for sorting.
+fn parse_sort(sort: &[Comparator]) -> Result<Vec<(SortKey, bool)>, MethodError> {
+    sort.iter()
+        .map(|comparator| {
+            let key = match comparator.property.as_str() {
+                "name" => SortKey::Name,
+                "used" => SortKey::Used,
+                other => {
+                    return Err(MethodError::with_description(
+                        MethodErrorType::UnsupportedSort,
+                        format!("Quota/query cannot sort by {other:?}"),
+                    ));
+                }
+            };
+            Ok((key, comparator.is_ascending))
+        })
+        .collect()
+}
+
+/// One FilterCondition (RFC 9425 §4.4); every member given must match.
+#[derive(Debug, Default)]
+struct Condition {
+    /// `name` contains it.
+    name: Option<String>,
+    /// `scope` equals it.
+    scope: Option<String>,
+    /// `resourceType` equals it.
+    resource_type: Option<String>,
+    /// `types` contains it.
+    data_type: Option<String>,
+}
+
+enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Vec<Filter>),
+    Condition(Condition),
+}
+
+fn parse_filter(filter: &Value) -> Result<Filter, MethodError> {
+    let Value::Object(members) = filter else {
+        return Err(MethodError::invalid_arguments("a filter must be an object"));
+    };
+    let Some(operator) = members.get("operator") else {
+        return parse_condition(members).map(Filter::Condition);
+    };
+    // The generic layer checked the operator and that conditions is an array.
+    let conditions = members
+        .get("conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(parse_filter)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match operator.as_str() {
+        Some("AND") => Filter::And(conditions),
+        Some("OR") => Filter::Or(conditions),
+        _ => Filter::Not(conditions),
+    })
+}
+
+fn parse_condition(members: &Map<String, Value>) -> Result<Condition, MethodError> {
+    let mut condition = Condition::default();
+    for (property, value) in members {
+        let slot = match property.as_str() {
+            "name" => &mut condition.name,
+            "scope" => &mut condition.scope,
+            "resourceType" => &mut condition.resource_type,
+            "type" => &mut condition.data_type,
+            other => {
+                return Err(MethodError::with_description(
+                    MethodErrorType::UnsupportedFilter,
+                    format!("Quota/query has no filter {other:?}"),
+                ));
+            }
+        };
+        let Value::String(text) = value else {
+            return Err(MethodError::with_description(
+                MethodErrorType::InvalidArguments,
+                format!("the filter {property:?} must be a String"),
+            ));
+        };
+        *slot = Some(text.clone());
+    }
+    Ok(condition)
+}
+
+fn matches(filter: &Filter, object: &Map<String, Value>) -> bool {
+    match filter {
+        Filter::And(all) => all.iter().all(|filter| matches(filter, object)),
+        Filter::Or(any) => any.iter().any(|filter| matches(filter, object)),
+        Filter::Not(none) => !none.iter().any(|filter| matches(filter, object)),
+        Filter::Condition(condition) => {
+            let contains_folded = |haystack: &str, needle: &str| {
+                haystack.to_lowercase().contains(&needle.to_lowercase())
+            };
+            condition
+                .name
+                .as_deref()
+                .is_none_or(|name| contains_folded(text(object, "name"), name))
+                && condition
+                    .scope
+                    .as_deref()
+                    .is_none_or(|scope| text(object, "scope") == scope)
+                && condition
+                    .resource_type
+                    .as_deref()
+                    .is_none_or(|kind| text(object, "resourceType") == kind)
+                && condition.data_type.as_deref().is_none_or(|wanted| {
+                    object
+                        .get("types")
+                        .and_then(Value::as_array)
+                        .is_some_and(|types| types.iter().any(|t| t.as_str() == Some(wanted)))
+                })
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! Quotas (RFC 9425): what an account uses and may use, kept exact in the store.
+//!
+//! - `used` is two atomic-add counters per account (octets of its Emails, number of Emails),
+//!   changed by `mail::store` in the transaction of every Email import and destroy: never a
+//!   scan, never off by a crash (the counters commit with the data or not at all).
+//! - Limits are the account's own (`tern account quota`) or, without them, the defaults each
+//!   server writes at start-up from its `[quota]` configuration (`META_QUOTA_DEFAULTS`), so the
+//!   write path reads both from the store and needs no configuration.
+//! - The hard limit refuses new data where it enters (JMAP Email/import, Email/set create,
+//!   Email/copy, uploads; SMTP at RCPT with `452 4.2.2`): [`check`]. Messages already accepted
+//!   (an SMTP `250` was given, a bounce is owed) are filed even past it: refusing them then
+//!   would lose acknowledged mail; they are bounded by what is in flight.
+//! - Crossing `warnLimit` upward queues one warning to the owner (`QUEUE_QUOTA_WARNING`, a
+//!   follow-up task born in the crossing transaction; the delivery actor files the message);
+//!   falling back under it re-arms the warning.
+//! - Every change of `used` or of the limits records an update of the Quota objects in the
+//!   change log, so Quota/changes and push (RFC 9425 §6) follow.
+
+use crate::store::commit::{Changes, DataType};
+use crate::store::keys::{
+    self, ACCT_QUOTA, KeyBuilder, META_QUOTA_DEFAULTS, QUEUE_QUOTA_WARNING,
+    QUEUE_QUOTA_WARNING_VERSION, SUBSPACE_QUEUE, le_i64,
+};
+use crate::store::{StoreError, StoreResult, Transaction};
+
+/// What a Quota counts (RFC 9425 §3.2 `ResourceType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// `octets`: the sizes of the account's Emails.
+    Octets = 1,
+    /// `count`: the number of the account's Emails.
+    Count = 2,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 2] = [Resource::Octets, Resource::Count];
+
+    /// The Quota object's store id (its JMAP id is derived from it).
+    pub fn quota_id(self) -> u64 {
+        self as u64
+    }
+
+    pub fn from_quota_id(id: u64) -> Option<Resource> {
+        match id {
+            1 => Some(Resource::Octets),
+            2 => Some(Resource::Count),
+            _ => None,
+        }
+    }
+
+    /// RFC 9425 §3.2.
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            Resource::Octets => "octets",
+            Resource::Count => "count",
+        }
+    }
+}
+
+/// The limits of one account. `None`: no limit (no Quota object of that resource exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub storage: Option<u64>,
+    pub messages: Option<u64>,
+    /// `warnLimit` as a percentage of the hard limit; 0 or 100 and above: no warning.
+    pub warn_percent: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            storage: None,
+            messages: None,
+            warn_percent: 90,
+        }
+    }
+}
+
+const LIMITS_BYTES: usize = 17;
+
+impl Limits {
+    pub fn hard(&self, resource: Resource) -> Option<u64> {
+        match resource {
+            Resource::Octets => self.storage,
+            Resource::Count => self.messages,
+        }
+    }
+
+    /// RFC 9425 `warnLimit`: a share of the hard limit.
+    pub fn warn(&self, resource: Resource) -> Option<u64> {
+        let hard = self.hard(resource)?;
+        (1..100).contains(&self.warn_percent).then(|| {
+            let share = u128::from(hard) * u128::from(self.warn_percent) / 100;
+            u64::try_from(share).unwrap_or(hard)
+        })
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.storage.is_none() && self.messages.is_none()
+    }
+
+    pub fn encode(&self) -> [u8; LIMITS_BYTES] {
+        let mut bytes = [0u8; LIMITS_BYTES];
+        bytes[..8].copy_from_slice(&self.storage.unwrap_or(0).to_be_bytes());
+        bytes[8..16].copy_from_slice(&self.messages.unwrap_or(0).to_be_bytes());
+        bytes[16] = self.warn_percent;
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> StoreResult<Limits> {
+        if bytes.len() != LIMITS_BYTES {
+            return Err(StoreError::corrupt("quota limits are not 17 bytes"));
+        }
+        let limit =
+            |range: std::ops::Range<usize>| keys::be_u64(&bytes[range]).filter(|value| *value > 0);
+        Ok(Limits {
+            storage: limit(0..8),
+            messages: limit(8..16),
+            warn_percent: bytes[16],
+        })
+    }
+}
+
+/// What an account uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub octets: u64,
+    pub count: u64,
+}
+
+impl Usage {
+    pub fn of(&self, resource: Resource) -> u64 {
+        match resource {
+            Resource::Octets => self.octets,
+            Resource::Count => self.count,
+        }
+    }
+}
+
+/// The refusal of new data (RFC 8620 §5.3 `overQuota`, SMTP `452 4.2.2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverQuota {
+    pub resource: Resource,
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl std::fmt::Display for OverQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.resource {
+            Resource::Octets => write!(
+                f,
+                "the account uses {} of its {} octets",
+                self.used, self.limit
+            ),
+            Resource::Count => write!(
+                f,
+                "the account holds {} of its {} messages",
+                self.used, self.limit
+            ),
+        }
+    }
+}
+
+fn used_key(account_id: u32, resource: Resource) -> Vec<u8> {
+    keys::account_prefix(account_id)
+        .u8(ACCT_QUOTA)
+        .u8(0x00)
+        .u8(resource as u8)
+        .build()
+}
+
+fn own_limits_key(account_id: u32) -> Vec<u8> {
+    keys::account_prefix(account_id)
+        .u8(ACCT_QUOTA)
+        .u8(0x01)
+        .build()
+}
+
+fn warned_key(account_id: u32, resource: Resource) -> Vec<u8> {
+    keys::account_prefix(account_id)
+        .u8(ACCT_QUOTA)
+        .u8(0x02)
+        .u8(resource as u8)
+        .build()
+}
+
+/// A warning task's key.
+pub fn warning_key(account_id: u32, resource: Resource) -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_QUOTA_WARNING)
+        .u32(account_id)
+        .u8(resource as u8)
+        .build()
+}
+
+/// The prefix of every warning task.
+pub fn warnings_prefix() -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_QUOTA_WARNING)
+        .build()
+}
+
+/// The key the warning consumer watches.
+pub fn warning_version_key() -> Vec<u8> {
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_QUOTA_WARNING_VERSION)
+        .build()
+}
+
+/// Decodes a warning task: `(account, resource, used, limit)`.
+pub fn decode_warning(key: &[u8], value: &[u8]) -> Option<(u32, Resource, u64, u64)> {
+    let rest = key.get(2..)?;
+    let account_id = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let resource = match rest.get(4)? {
+        1 => Resource::Octets,
+        2 => Resource::Count,
+        _ => return None,
+    };
+    Some((
+        account_id,
+        resource,
+        keys::be_u64(value.get(..8)?)?,
+        keys::be_u64(value.get(8..16)?)?,
+    ))
+}
+
+/// Writes the server's default limits (at start-up, from the configuration).
+pub fn write_defaults(tx: &mut dyn Transaction, limits: &Limits) -> StoreResult<()> {
+    tx.set(META_QUOTA_DEFAULTS, &limits.encode())
+}
+
+/// The account's own limits, if it has any.
+pub async fn own_limits(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Option<Limits>> {
+    match tx.get(&own_limits_key(account_id)).await? {
+        Some(bytes) => Limits::decode(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The limits that apply to the account: its own, else the defaults.
+pub async fn limits(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Limits> {
+    if let Some(own) = own_limits(tx, account_id).await? {
+        return Ok(own);
+    }
+    match tx.get(META_QUOTA_DEFAULTS).await? {
+        Some(bytes) => Limits::decode(&bytes),
+        None => Ok(Limits::default()),
+    }
+}
+
+/// Sets (or with `None` removes) the account's own limits, inside its `commit_account`: the
+/// Quota objects change (created, updated or destroyed as limits appear and disappear), and
+/// the warnings re-arm against the new limits.
+pub async fn set_own_limits(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    own: Option<Limits>,
+) -> StoreResult<()> {
+    let before = limits(tx, account_id).await?;
+    match own {
+        Some(own) => tx.set(&own_limits_key(account_id), &own.encode())?,
+        None => tx.clear(&own_limits_key(account_id))?,
+    }
+    let after = limits(tx, account_id).await?;
+    for resource in Resource::ALL {
+        let id = resource.quota_id();
+        match (before.hard(resource), after.hard(resource)) {
+            (None, Some(_)) => changes.created(DataType::Quota, id),
+            (Some(_), None) => changes.destroyed(DataType::Quota, id),
+            (Some(_), Some(_)) => changes.updated(DataType::Quota, id),
+            (None, None) => {}
+        }
+        tx.clear(&warned_key(account_id, resource))?;
+    }
+    changes.touched(DataType::Quota);
+    Ok(())
+}
+
+pub async fn usage(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Usage> {
+    let value = |bytes: Option<Vec<u8>>| bytes.map_or(0, |bytes| le_i64(&bytes).max(0) as u64);
+    Ok(Usage {
+        octets: value(tx.get(&used_key(account_id, Resource::Octets)).await?),
+        count: value(tx.get(&used_key(account_id, Resource::Count)).await?),
+    })
+}
+
+/// Whether `adding_octets` in `adding_count` new Emails fit the account's hard limits
+/// (RFC 9425 §4.1 `hardLimit`: objects in scope may not be created past it).
+pub async fn check(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    adding_octets: u64,
+    adding_count: u64,
+) -> StoreResult<Result<(), OverQuota>> {
+    let limits = limits(tx, account_id).await?;
+    if limits.is_unlimited() {
+        return Ok(Ok(()));
+    }
+    let usage = usage(tx, account_id).await?;
+    for (resource, adding) in [
+        (Resource::Octets, adding_octets),
+        (Resource::Count, adding_count),
+    ] {
+        if let Some(limit) = limits.hard(resource) {
+            let used = usage.of(resource);
+            if used.saturating_add(adding) > limit {
+                return Ok(Err(OverQuota {
+                    resource,
+                    used,
+                    limit,
+                }));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// An Email of `size` octets was stored (`mail::store`, same transaction).
+pub async fn email_added(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    size: u64,
+) -> StoreResult<()> {
+    changed(tx, changes, account_id, size_delta(size), 1).await
+}
+
+/// An Email of `size` octets was destroyed (`mail::store`, same transaction).
+pub async fn email_removed(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    size: u64,
+) -> StoreResult<()> {
+    changed(tx, changes, account_id, -size_delta(size), -1).await
+}
+
+fn size_delta(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
+async fn changed(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    octets: i64,
+    count: i64,
+) -> StoreResult<()> {
+    let limits = limits(tx, account_id).await?;
+    // Read before the adds (the warning looks at the crossing), only when a limit applies.
+    let before = match limits.is_unlimited() {
+        true => None,
+        false => Some(usage(tx, account_id).await?),
+    };
+    tx.atomic_add(&used_key(account_id, Resource::Octets), octets)?;
+    tx.atomic_add(&used_key(account_id, Resource::Count), count)?;
+    for resource in Resource::ALL {
+        changes.updated(DataType::Quota, resource.quota_id());
+    }
+    let Some(before) = before else {
+        return Ok(());
+    };
+    for (resource, delta) in [(Resource::Octets, octets), (Resource::Count, count)] {
+        let Some(warn) = limits.warn(resource) else {
+            continue;
+        };
+        let was = before.of(resource);
+        let now = was.saturating_add_signed(delta);
+        if was < warn && now >= warn {
+            let flag = warned_key(account_id, resource);
+            if tx.get(&flag).await?.is_none() {
+                tx.set(&flag, &[])?;
+                let mut value = Vec::with_capacity(16);
+                value.extend_from_slice(&now.to_be_bytes());
+                value.extend_from_slice(&limits.hard(resource).unwrap_or(0).to_be_bytes());
+                tx.set(&warning_key(account_id, resource), &value)?;
+                tx.atomic_add(&warning_version_key(), 1)?;
+            }
+        } else if was >= warn && now < warn {
+            tx.clear(&warned_key(account_id, resource))?;
+        }
+    }
+    Ok(())
+}
+
+/// A change of one account's limits (`tern account quota`): `None` keeps the current value,
+/// `Some(0)` is "no limit"; `reset` drops the account's own limits (back to the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LimitsChange {
+    pub reset: bool,
+    pub storage: Option<u64>,
+    pub messages: Option<u64>,
+    pub warn_percent: Option<u8>,
+}
+
+impl LimitsChange {
+    pub fn is_empty(&self) -> bool {
+        *self == LimitsChange::default()
+    }
+}
+
+/// An account's quota as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaReport {
+    /// 0: no limit.
+    pub storage_limit: u64,
+    pub message_limit: u64,
+    pub warn_percent: u8,
+    /// The account has limits of its own (else the defaults apply).
+    pub own: bool,
+    pub used_octets: u64,
+    pub used_messages: u64,
+}
+
+impl std::fmt::Display for QuotaReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = |value: u64| match value {
+            0 => "no limit".to_owned(),
+            value => value.to_string(),
+        };
+        write!(
+            f,
+            "storage: {} of {} octets\nmessages: {} of {}\nwarning at {}%{}",
+            self.used_octets,
+            limit(self.storage_limit),
+            self.used_messages,
+            limit(self.message_limit),
+            self.warn_percent,
+            if self.own { "" } else { " (server defaults)" }
+        )
+    }
+}
+
+async fn report_in(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<QuotaReport> {
+    let own = own_limits(tx, account_id).await?.is_some();
+    let limits = limits(tx, account_id).await?;
+    let usage = usage(tx, account_id).await?;
+    Ok(QuotaReport {
+        storage_limit: limits.storage.unwrap_or(0),
+        message_limit: limits.messages.unwrap_or(0),
+        warn_percent: limits.warn_percent,
+        own,
+        used_octets: usage.octets,
+        used_messages: usage.count,
+    })
+}
+
+/// The account's limits and usage.
+pub async fn report(store: &crate::store::Store, account_id: u32) -> StoreResult<QuotaReport> {
+    store
+        .read(move |tx| Box::pin(report_in(tx, account_id)))
+        .await
+}
+
+/// Applies `change` to the account's limits in one `commit_account` (Quota state moves and is
+/// pushed); answers the result.
+pub async fn change_limits(
+    store: &crate::store::Store,
+    account_id: u32,
+    change: LimitsChange,
+) -> StoreResult<QuotaReport> {
+    if change.warn_percent.is_some_and(|percent| percent > 100) {
+        return Err(StoreError::new(
+            crate::store::StoreErrorKind::Io,
+            "the warning percentage must be 0 to 100",
+        ));
+    }
+    let committed = crate::store::commit::commit_account(store, account_id, |tx, changes| {
+        let change = change.clone();
+        Box::pin(async move {
+            let own = if change.reset {
+                None
+            } else {
+                let current = limits(tx, account_id).await?;
+                let pick = |given: Option<u64>, current: Option<u64>| match given {
+                    Some(0) => None,
+                    Some(limit) => Some(limit),
+                    None => current,
+                };
+                Some(Limits {
+                    storage: pick(change.storage, current.storage),
+                    messages: pick(change.messages, current.messages),
+                    warn_percent: change.warn_percent.unwrap_or(current.warn_percent),
+                })
+            };
+            set_own_limits(tx, changes, account_id, own).await?;
+            report_in(tx, account_id).await
+        })
+    })
+    .await?;
+    Ok(committed.value)
+}
+
+/// Parses a size: a number of octets, or with a unit: `kB`, `MB`, `GB`, `TB` (powers of 1000)
+/// or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), case-insensitive. `0` is "no limit".
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 5GB, 500MiB, 1048576)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "tb" | "t" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// `[quota]`: the limits of every account without limits of its own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Octets of Emails per account (`parse_size`); "0": no limit.
+    pub storage: String,
+    /// Emails per account; 0: no limit.
+    pub messages: u64,
+    /// `warnLimit` as a percentage of the hard limit; 0: no warning.
+    pub warn_percent: u8,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> QuotaConfig {
+        QuotaConfig {
+            storage: "10GB".to_owned(),
+            messages: 0,
+            warn_percent: 90,
+        }
+    }
+}
+
+impl QuotaConfig {
+    pub fn limits(&self) -> Result<Limits, String> {
+        if self.warn_percent > 100 {
+            return Err("quota.warn_percent must be 0 to 100".to_owned());
+        }
+        let storage =
+            parse_size(&self.storage).map_err(|error| format!("quota.storage: {error}"))?;
+        Ok(Limits {
+            storage: (storage > 0).then_some(storage),
+            messages: (self.messages > 0).then_some(self.messages),
+            warn_percent: self.warn_percent,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("5 gb"), Ok(5_000_000_000));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("GB").is_err());
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("99999999999TB").is_err());
+    }
+
+    #[test]
+    fn limits_round_trip_and_warn_is_a_share_of_the_hard_limit() {
+        let limits = Limits {
+            storage: Some(1_000),
+            messages: None,
+            warn_percent: 90,
+        };
+        assert_eq!(Limits::decode(&limits.encode()).ok(), Some(limits));
+        assert_eq!(limits.warn(Resource::Octets), Some(900));
+        assert_eq!(limits.warn(Resource::Count), None);
+        let silent = Limits {
+            warn_percent: 0,
+            ..limits
+        };
+        assert_eq!(silent.warn(Resource::Octets), None);
+        assert!(Limits::decode(&[1, 2, 3]).is_err());
+        assert_eq!(
+            QuotaConfig::default().limits().map(|limits| limits.storage),
+            Ok(Some(10_000_000_000))
+        );
+    }
+}

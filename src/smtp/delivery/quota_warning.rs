@@ -1,0 +1,188 @@
+//! The warning an account's owner gets when its usage crosses a quota's `warnLimit`
+//! (RFC 9425; `mail::quota` queues a task in the crossing transaction).
+//!
+//! The consumer builds a short message (From: the postmaster of the server's host name,
+//! `Auto-Submitted: auto-generated`), stores it, and in the transaction that stores it checks
+//! that the task is still there, queues the message for delivery into the account, and clears
+//! the task: a replay, or a second node doing the same, queues it once. The delivery is an
+//! accepted message, so it is filed even at the limit.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+
+use crate::auth::directory::account_email_in;
+use crate::mail::quota::{self, Resource};
+use crate::smtp::incoming::{self, IncomingMessage, IncomingRecipient, unix_now};
+use crate::store::blob::{BlobStore, FinishStep};
+use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreResult};
+
+/// One pending warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warning {
+    pub account_id: u32,
+    pub resource: Resource,
+    pub used: u64,
+    pub limit: u64,
+}
+
+/// Up to `limit` pending warnings.
+pub async fn pending(store: &Store, limit: usize) -> StoreResult<Vec<Warning>> {
+    let range = KeyRange::prefix(&quota::warnings_prefix());
+    let pairs = store
+        .read(move |tx| {
+            let range = range.clone();
+            Box::pin(async move {
+                tx.get_range(
+                    &range,
+                    RangeOptions {
+                        limit,
+                        reverse: false,
+                    },
+                )
+                .await
+            })
+        })
+        .await?;
+    Ok(pairs
+        .iter()
+        .filter_map(|(key, value)| {
+            let (account_id, resource, used, limit) = quota::decode_warning(key, value)?;
+            Some(Warning {
+                account_id,
+                resource,
+                used,
+                limit,
+            })
+        })
+        .collect())
+}
+
+/// The warning message (RFC 5322), addressed to `to`.
+pub fn message(hostname: &str, to: &str, warning: &Warning) -> Result<Vec<u8>, StoreError> {
+    let percent = match warning.limit {
+        0 => 100,
+        limit => (u128::from(warning.used) * 100 / u128::from(limit)) as u64,
+    };
+    let (what, amount) = match warning.resource {
+        Resource::Octets => (
+            "storage",
+            format!(
+                "{} of {} MB",
+                warning.used.div_ceil(1_000_000),
+                warning.limit / 1_000_000
+            ),
+        ),
+        Resource::Count => (
+            "message count",
+            format!("{} of {} messages", warning.used, warning.limit),
+        ),
+    };
+    let text = format!(
+        "Your mailbox has reached {percent}% of its {what} quota ({amount}).\r\n\r\n\
+         When it is full, new messages are refused (senders are told to try again later).\r\n\
+         Delete messages you no longer need, and empty the Trash, to make room.\r\n"
+    );
+    MessageBuilder::new()
+        .from(Address::new_address(
+            Some("Mail server"),
+            format!("postmaster@{hostname}"),
+        ))
+        .to(Address::new_address(None::<&str>, to.to_owned()))
+        .subject(format!("Your mailbox is {percent}% full"))
+        // RFC 3834 §5.1: generated, not a reply; nothing should answer it.
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .text_body(text)
+        .write_to_vec()
+        .map_err(StoreError::io)
+}
+
+/// Queues the message of every pending warning; answers how many tasks it handled.
+pub async fn run_pending(
+    store: &Store,
+    blobs: &BlobStore,
+    hostname: &str,
+    limit: usize,
+) -> StoreResult<usize> {
+    let warnings = pending(store, limit).await?;
+    for warning in &warnings {
+        send(store, blobs, hostname, *warning).await?;
+    }
+    Ok(warnings.len())
+}
+
+async fn send(
+    store: &Store,
+    blobs: &BlobStore,
+    hostname: &str,
+    warning: Warning,
+) -> StoreResult<()> {
+    let account_id = warning.account_id;
+    let task = quota::warning_key(account_id, warning.resource);
+    let address = store
+        .read(move |tx| Box::pin(async move { account_email_in(tx, account_id).await }))
+        .await?;
+    let Some(address) = address else {
+        // The account is gone: nothing to warn.
+        let task = task.clone();
+        return store
+            .transact(move |tx| {
+                let task = task.clone();
+                Box::pin(async move { tx.clear(&task) })
+            })
+            .await;
+    };
+    let bytes = message(hostname, &address, &warning)?;
+    let size = bytes.len() as u64;
+    let queue_id = incoming::new_queue_id();
+    let finish: FinishStep = Arc::new(move |tx, info| {
+        let task = task.clone();
+        let address = address.clone();
+        Box::pin(async move {
+            // Handled meanwhile (a replay, another node): queue nothing.
+            if tx.get(&task).await?.is_none() {
+                return Ok(());
+            }
+            tx.clear(&task)?;
+            incoming::enqueue(
+                tx,
+                &IncomingMessage {
+                    queue_id,
+                    blob: info.id,
+                    size,
+                    mail_from: String::new(),
+                    recipients: vec![IncomingRecipient {
+                        address,
+                        account_id,
+                        delivered: false,
+                        notify: None,
+                        orcpt: None,
+                    }],
+                    client_ip: None,
+                    helo: String::new(),
+                    tls: false,
+                    authenticated_as: None,
+                    received_at: unix_now(),
+                    env_id: None,
+                    ret: None,
+                    body_type: Default::default(),
+                    smtputf8: false,
+                    attempts: 0,
+                    not_before: 0,
+                },
+            )
+            .await
+        })
+    });
+    let body =
+        futures_util::stream::iter([Ok::<Bytes, std::convert::Infallible>(Bytes::from(bytes))]);
+    blobs
+        .put_with(body, u64::MAX, finish)
+        .await
+        .map_err(|error| StoreError::io(error.message))?;
+    tracing::info!(account_id, resource = ?warning.resource, used = warning.used, limit = warning.limit, "quota warning queued");
+    Ok(())
+}
