@@ -245,6 +245,22 @@ fn accounts_on_a_stopped_data_dir() {
         .status
         .success()
     );
+    // A stopped data dir: limits are written to the store directly.
+    let quota = stdout(&tern(&[
+        "account",
+        "quota",
+        "alice@example.test",
+        "--messages",
+        "7",
+        "--warn-percent",
+        "80",
+        "--data-dir",
+        data,
+    ]));
+    assert!(
+        quota.contains("messages: 0 of 7") && quota.contains("warning at 80%"),
+        "{quota}"
+    );
     assert!(
         tern(&["account", "delete", "bob@example.test", "--data-dir", data])
             .status
@@ -340,6 +356,55 @@ fn accounts_while_the_server_runs_go_through_the_admin_endpoint() {
     assert_eq!(
         session_status(server.authority(), &basic("dave@example.test", "new")),
         200
+    );
+
+    // Quotas through the server (RFC 9425): set, read, refuse nonsense, reset to defaults.
+    let set = stdout(&tern(&[
+        "account",
+        "quota",
+        "dave@example.test",
+        "--storage",
+        "5MB",
+        "--messages",
+        "100",
+        "--data-dir",
+        data,
+    ]));
+    assert!(set.contains("storage: 0 of 5000000 octets"), "{set}");
+    assert!(set.contains("messages: 0 of 100"), "{set}");
+    let shown = stdout(&tern(&[
+        "account",
+        "quota",
+        "dave@example.test",
+        "--data-dir",
+        data,
+    ]));
+    assert_eq!(shown, set);
+    let bad = tern(&[
+        "account",
+        "quota",
+        "dave@example.test",
+        "--storage",
+        "5XB",
+        "--data-dir",
+        data,
+    ]);
+    let bad_text = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && bad_text.contains("unknown size unit"),
+        "{bad_text}"
+    );
+    let reset = stdout(&tern(&[
+        "account",
+        "quota",
+        "dave@example.test",
+        "--reset",
+        "--data-dir",
+        data,
+    ]));
+    assert!(
+        reset.contains("of 10000000000 octets") && reset.contains("(server defaults)"),
+        "{reset}"
     );
 
     let listing = stdout(&tern(&["account", "list", "--data-dir", data]));

@@ -1,5 +1,6 @@
 //! kill -9 during an SMTP burst: every message that got its `250` is there after a restart,
-//! exactly once (delivered into the Inbox by the delivery actor, which resumes the queue).
+//! exactly once (delivered into the Inbox by the delivery actor, which resumes the queue), and
+//! the account's quota usage (RFC 9425 `used`, exact counters) equals a recount of its Emails.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -160,6 +161,20 @@ async fn every_acknowledged_message_survives_kill_9_exactly_once() {
         .output()
         .unwrap();
     assert!(created.status.success(), "{created:?}");
+    // A message-count Quota too (the default configuration limits only storage).
+    let limited = Command::new(TERN)
+        .args([
+            "account",
+            "quota",
+            "alice@example.test",
+            "--messages",
+            "1000000",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(limited.status.success(), "{limited:?}");
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut server = serve(dir.path(), http, smtp).await;
@@ -214,4 +229,77 @@ async fn every_acknowledged_message_survives_kill_9_exactly_once() {
     // Exactly once: no acknowledged message twice, and no message at all twice.
     let doubles: Vec<_> = counts.iter().filter(|(_, count)| **count > 1).collect();
     assert!(doubles.is_empty(), "delivered twice: {doubles:?}");
+    // The usage counters survived the kill exactly: they equal a recount (retried until the
+    // queue is drained; messages accepted without their 250 reaching the client may still land).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (counted, recounted) = usage_and_recount(http).await;
+        if counted == Some(recounted) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quota usage {counted:?} differs from the recount {recounted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// (Quota `used` octets and count, the sum of the Emails' sizes and their number), in one
+/// request.
+async fn usage_and_recount(http: SocketAddr) -> (Option<(u64, u64)>, (u64, u64)) {
+    let client = reqwest::Client::new();
+    let session: serde_json::Value = match client
+        .get(format!("http://{http}/.well-known/jmap"))
+        .basic_auth("alice@example.test", Some("crash-password"))
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+        .as_str()
+        .unwrap_or_default();
+    let request = serde_json::json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
+            "urn:ietf:params:jmap:quota"],
+        "methodCalls": [
+            ["Quota/get", {"accountId": account, "ids": null}, "u"],
+            ["Email/query", {"accountId": account, "limit": 100000}, "q"],
+            ["Email/get", {"accountId": account, "properties": ["size"],
+                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}, "g"]
+        ]
+    });
+    let body: serde_json::Value = match client
+        .post(format!("http://{http}/jmap/api"))
+        .basic_auth("alice@example.test", Some("crash-password"))
+        .json(&request)
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let quotas = body["methodResponses"][0][1]["list"].as_array().cloned();
+    if quotas.is_none() {
+        eprintln!("Quota/get: {}", body["methodResponses"][0]);
+    }
+    let used = |kind: &str| {
+        quotas.as_ref().and_then(|list| {
+            list.iter()
+                .find(|quota| quota["resourceType"] == kind)
+                .and_then(|quota| quota["used"].as_u64())
+        })
+    };
+    let counted = used("octets").zip(used("count"));
+    let sizes: Vec<u64> = body["methodResponses"][2][1]["list"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|email| email["size"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    (counted, (sizes.iter().sum(), sizes.len() as u64))
 }

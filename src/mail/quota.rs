@@ -121,6 +121,68 @@ impl Limits {
     }
 }
 
+/// An account's own settings (`tern account quota`): each field given overrides the server's
+/// default, the others follow it (so a later change of the defaults still reaches them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `Some(None)`: no limit for this account.
+    pub storage: Option<Option<u64>>,
+    pub messages: Option<Option<u64>>,
+    pub warn_percent: Option<u8>,
+}
+
+/// In an encoded override: "follow the default".
+const INHERIT: u64 = u64::MAX;
+const INHERIT_PERCENT: u8 = u8::MAX;
+
+impl Overrides {
+    /// Every field set to `limits`.
+    pub fn fixed(limits: Limits) -> Overrides {
+        Overrides {
+            storage: Some(limits.storage),
+            messages: Some(limits.messages),
+            warn_percent: Some(limits.warn_percent),
+        }
+    }
+
+    pub fn apply(&self, defaults: Limits) -> Limits {
+        Limits {
+            storage: self.storage.unwrap_or(defaults.storage),
+            messages: self.messages.unwrap_or(defaults.messages),
+            warn_percent: self.warn_percent.unwrap_or(defaults.warn_percent),
+        }
+    }
+
+    fn encode(&self) -> [u8; LIMITS_BYTES] {
+        let field = |value: Option<Option<u64>>| match value {
+            None => INHERIT,
+            Some(None) => 0,
+            Some(Some(limit)) => limit.min(INHERIT - 1),
+        };
+        let mut bytes = [0u8; LIMITS_BYTES];
+        bytes[..8].copy_from_slice(&field(self.storage).to_be_bytes());
+        bytes[8..16].copy_from_slice(&field(self.messages).to_be_bytes());
+        bytes[16] = self.warn_percent.unwrap_or(INHERIT_PERCENT);
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> StoreResult<Overrides> {
+        if bytes.len() != LIMITS_BYTES {
+            return Err(StoreError::corrupt("quota overrides are not 17 bytes"));
+        }
+        let field = |range: std::ops::Range<usize>| match keys::be_u64(&bytes[range]) {
+            Some(INHERIT) | None => None,
+            Some(0) => Some(None),
+            Some(limit) => Some(Some(limit)),
+        };
+        Ok(Overrides {
+            storage: field(0..8),
+            messages: field(8..16),
+            warn_percent: (bytes[16] != INHERIT_PERCENT).then_some(bytes[16]),
+        })
+    }
+}
+
 /// What an account uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -230,23 +292,27 @@ pub fn write_defaults(tx: &mut dyn Transaction, limits: &Limits) -> StoreResult<
     tx.set(META_QUOTA_DEFAULTS, &limits.encode())
 }
 
-/// The account's own limits, if it has any.
-pub async fn own_limits(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Option<Limits>> {
+/// The account's own settings, if it has any.
+pub async fn own_overrides(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+) -> StoreResult<Option<Overrides>> {
     match tx.get(&own_limits_key(account_id)).await? {
-        Some(bytes) => Limits::decode(&bytes).map(Some),
+        Some(bytes) => Overrides::decode(&bytes).map(Some),
         None => Ok(None),
     }
 }
 
-/// The limits that apply to the account: its own, else the defaults.
+/// The limits that apply to the account: the defaults with its own settings over them.
 pub async fn limits(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Limits> {
-    if let Some(own) = own_limits(tx, account_id).await? {
-        return Ok(own);
-    }
-    match tx.get(META_QUOTA_DEFAULTS).await? {
-        Some(bytes) => Limits::decode(&bytes),
-        None => Ok(Limits::default()),
-    }
+    let defaults = match tx.get(META_QUOTA_DEFAULTS).await? {
+        Some(bytes) => Limits::decode(&bytes)?,
+        None => Limits::default(),
+    };
+    Ok(match own_overrides(tx, account_id).await? {
+        Some(own) => own.apply(defaults),
+        None => defaults,
+    })
 }
 
 /// Sets (or with `None` removes) the account's own limits, inside its `commit_account`: the
@@ -256,7 +322,7 @@ pub async fn set_own_limits(
     tx: &mut dyn Transaction,
     changes: &mut Changes,
     account_id: u32,
-    own: Option<Limits>,
+    own: Option<Overrides>,
 ) -> StoreResult<()> {
     let before = limits(tx, account_id).await?;
     match own {
@@ -436,7 +502,7 @@ impl std::fmt::Display for QuotaReport {
 }
 
 async fn report_in(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<QuotaReport> {
-    let own = own_limits(tx, account_id).await?.is_some();
+    let own = own_overrides(tx, account_id).await?.is_some();
     let limits = limits(tx, account_id).await?;
     let usage = usage(tx, account_id).await?;
     Ok(QuotaReport {
@@ -475,16 +541,16 @@ pub async fn change_limits(
             let own = if change.reset {
                 None
             } else {
-                let current = limits(tx, account_id).await?;
-                let pick = |given: Option<u64>, current: Option<u64>| match given {
-                    Some(0) => None,
-                    Some(limit) => Some(limit),
+                let current = own_overrides(tx, account_id).await?.unwrap_or_default();
+                let pick = |given: Option<u64>, current: Option<Option<u64>>| match given {
+                    Some(0) => Some(None),
+                    Some(limit) => Some(Some(limit)),
                     None => current,
                 };
-                Some(Limits {
+                Some(Overrides {
                     storage: pick(change.storage, current.storage),
                     messages: pick(change.messages, current.messages),
-                    warn_percent: change.warn_percent.unwrap_or(current.warn_percent),
+                    warn_percent: change.warn_percent.or(current.warn_percent),
                 })
             };
             set_own_limits(tx, changes, account_id, own).await?;
@@ -592,6 +658,17 @@ mod tests {
         };
         assert_eq!(silent.warn(Resource::Octets), None);
         assert!(Limits::decode(&[1, 2, 3]).is_err());
+        let own = Overrides {
+            storage: Some(None),
+            messages: Some(Some(7)),
+            warn_percent: None,
+        };
+        assert_eq!(Overrides::decode(&own.encode()).ok(), Some(own));
+        let applied = own.apply(limits);
+        assert_eq!(
+            (applied.storage, applied.messages, applied.warn_percent),
+            (None, Some(7), 90)
+        );
         assert_eq!(
             QuotaConfig::default().limits().map(|limits| limits.storage),
             Ok(Some(10_000_000_000))

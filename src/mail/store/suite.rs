@@ -252,7 +252,9 @@ pub async fn quota_usage_is_exact_and_the_warning_fires_once(store: &Store) {
         warn_percent: 50,
     };
     commit_account(store, ACCOUNT, |tx, changes| {
-        Box::pin(async move { quota::set_own_limits(tx, changes, ACCOUNT, Some(limits)).await })
+        Box::pin(async move {
+            quota::set_own_limits(tx, changes, ACCOUNT, Some(quota::Overrides::fixed(limits))).await
+        })
     })
     .await
     .expect("limits set");
