@@ -46,6 +46,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("auth.json", include_str!("../cases/auth.json")),
     ("push.json", include_str!("../cases/push.json")),
     ("search.json", include_str!("../cases/search.json")),
+    ("quota.json", include_str!("../cases/quota.json")),
     (
         "email-submission.json",
         include_str!("../cases/email-submission.json"),

@@ -73,6 +73,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(crate::mail::store::suite::threads_merge_and_counts_stay_exact),
         suite_test!(crate::mail::store::suite::removing_a_mailbox_from_its_emails),
         suite_test!(crate::mail::store::suite::quota_usage_is_exact_and_the_warning_fires_once),
+        suite_test!(crate::mail::store::suite::quota_backfill_counts_older_accounts_once),
         suite_test!(crate::mail::parsed::suite::email_metadata_reads_in_both_stored_forms),
     ]);
     tests
@@ -408,13 +409,16 @@ pub async fn simultaneous_conflicting_commits_admit_exactly_one(store: &Store) {
     let scratch = Scratch::new();
     let key = scratch.key(b"contended");
     for round in 0u8..5 {
-        let mut contenders = Vec::new();
+        // Every contender reads before any commits (a commit may start as soon as it is
+        // called): each one's snapshot precedes every write, so exactly one may win.
+        let mut transactions = Vec::new();
         for contender in 0u8..4 {
             let mut tx = store.backend().begin().await.expect("begin");
             tx.get(&key).await.expect("get");
             tx.set(&key, &[round, contender]).expect("set");
-            contenders.push(tx.commit());
+            transactions.push(tx);
         }
+        let contenders: Vec<_> = transactions.into_iter().map(|tx| tx.commit()).collect();
         let outcomes = futures_util::future::join_all(contenders).await;
         let committed = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
         assert_eq!(committed, 1, "round {round}: {outcomes:?}");

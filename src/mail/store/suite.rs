@@ -324,3 +324,38 @@ pub async fn quota_usage_is_exact_and_the_warning_fires_once(store: &Store) {
     clear_warnings().await;
     reset(store).await;
 }
+
+/// An account whose Emails predate the usage counters is counted once (paged), exactly.
+pub async fn quota_backfill_counts_older_accounts_once(store: &Store) {
+    use crate::mail::quota;
+    reset(store).await;
+    let mut octets = 0;
+    for index in 0..5 {
+        let subject = format!("old{index}");
+        import(store, &format!("b{index}@x"), None, &subject, INBOX, &[], 1).await;
+        octets += raw(&format!("b{index}@x"), None, &subject).len() as u64;
+    }
+    // As before the counters existed: no counters, no mark.
+    store
+        .transact(|tx| {
+            Box::pin(async move {
+                let prefix = account_prefix(ACCOUNT)
+                    .u8(crate::store::keys::ACCT_QUOTA)
+                    .build();
+                tx.clear_range(&KeyRange::prefix(&prefix))
+            })
+        })
+        .await
+        .expect("forget the counters");
+    assert!(quota::backfill(store, ACCOUNT).await.expect("backfill"));
+    let usage = store
+        .read(|tx| Box::pin(quota::usage(tx, ACCOUNT)))
+        .await
+        .expect("usage");
+    assert_eq!((usage.count, usage.octets), (5, octets));
+    assert!(
+        !quota::backfill(store, ACCOUNT).await.expect("again"),
+        "counted once"
+    );
+    reset(store).await;
+}
