@@ -11,11 +11,11 @@
 
 /// The on-disk format version, stored under [`META_FORMAT_VERSION`]. A server refuses to open
 /// a store whose version it does not know how to migrate.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Older versions this build opens by rewriting the version key: each differs from the
 /// current one only by value encodings that this build still reads (schema/keys.md history),
 /// so nothing else needs migrating. Older builds refuse the upgraded store.
-pub const UPGRADABLE_FORMAT_VERSIONS: &[u32] = &[1];
+pub const UPGRADABLE_FORMAT_VERSIONS: &[u32] = &[1, 2];
 
 /// Store-wide metadata.
 pub const SUBSPACE_META: u8 = 0x01;
