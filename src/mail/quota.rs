@@ -287,6 +287,21 @@ pub fn decode_warning(key: &[u8], value: &[u8]) -> Option<(u32, Resource, u64, u
     ))
 }
 
+/// The keys every limits check and usage change reads, for [`Transaction::prefetch`]: on
+/// FoundationDB one concurrent round instead of four sequential ones.
+pub fn reads(account_id: u32, keys: &mut Vec<Vec<u8>>) {
+    keys.push(own_limits_key(account_id));
+    keys.push(META_QUOTA_DEFAULTS.to_vec());
+    keys.push(used_key(account_id, Resource::Octets));
+    keys.push(used_key(account_id, Resource::Count));
+}
+
+async fn prefetch(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<()> {
+    let mut keys = Vec::with_capacity(4);
+    reads(account_id, &mut keys);
+    tx.prefetch(&keys, &[]).await
+}
+
 /// Writes the server's default limits (at start-up, from the configuration).
 pub fn write_defaults(tx: &mut dyn Transaction, limits: &Limits) -> StoreResult<()> {
     tx.set(META_QUOTA_DEFAULTS, &limits.encode())
@@ -360,6 +375,7 @@ pub async fn check(
     adding_octets: u64,
     adding_count: u64,
 ) -> StoreResult<Result<(), OverQuota>> {
+    prefetch(tx, account_id).await?;
     let limits = limits(tx, account_id).await?;
     if limits.is_unlimited() {
         return Ok(Ok(()));
@@ -381,6 +397,43 @@ pub async fn check(
         }
     }
     Ok(Ok(()))
+}
+
+/// What fits before the hard limits: octets and Emails left (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headroom {
+    pub octets: Option<u64>,
+    pub count: Option<u64>,
+}
+
+impl Headroom {
+    /// Whether a message of `size` octets fits.
+    pub fn fits(&self, size: u64) -> bool {
+        self.octets.is_none_or(|left| size <= left) && self.count.is_none_or(|left| left >= 1)
+    }
+
+    /// The headroom after accepting a message of `size` octets.
+    pub fn after(&self, size: u64) -> Headroom {
+        Headroom {
+            octets: self.octets.map(|left| left.saturating_sub(size)),
+            count: self.count.map(|left| left.saturating_sub(1)),
+        }
+    }
+}
+
+pub async fn headroom(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Headroom> {
+    prefetch(tx, account_id).await?;
+    let limits = limits(tx, account_id).await?;
+    let usage = usage(tx, account_id).await?;
+    let left = |resource| {
+        limits
+            .hard(resource)
+            .map(|limit: u64| limit.saturating_sub(usage.of(resource)))
+    };
+    Ok(Headroom {
+        octets: left(Resource::Octets),
+        count: left(Resource::Count),
+    })
 }
 
 /// An Email of `size` octets was stored (`mail::store`, same transaction).
@@ -414,6 +467,7 @@ async fn changed(
     octets: i64,
     count: i64,
 ) -> StoreResult<()> {
+    prefetch(tx, account_id).await?;
     let limits = limits(tx, account_id).await?;
     // Read before the adds (the warning looks at the crossing), only when a limit applies.
     let before = match limits.is_unlimited() {

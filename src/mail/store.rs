@@ -241,6 +241,7 @@ pub fn import_reads(
         )));
     }
     keys.push(blob::meta_key(blob));
+    quota::reads(account_id, keys);
 }
 
 /// Stores a new Email: record, metadata, indexes, Thread, counters, blob link, change log.

@@ -57,6 +57,54 @@ pub struct Policy {
     login_throttle: Arc<LoginThrottle>,
     /// Where `postmaster` goes when no account has that address (`[smtp] postmaster`).
     postmaster: Option<String>,
+    /// The quota headroom of recently checked accounts: a burst to one mailbox reads it once
+    /// a second, not once per RCPT.
+    headroom: RoomCache,
+}
+
+/// Accounts' quota headroom as last read, trusted for [`ROOM_TRUSTED`] and spent by every
+/// accepted RCPT, so a burst cannot accept more than the room that was read. Bounded.
+#[derive(Default)]
+struct RoomCache {
+    entries:
+        Mutex<std::collections::HashMap<u32, (std::time::Instant, crate::mail::quota::Headroom)>>,
+}
+
+const ROOM_TRUSTED: std::time::Duration = std::time::Duration::from_secs(1);
+const ROOM_CACHE_CAPACITY: usize = 10_000;
+
+impl RoomCache {
+    /// Spends room for a message of `size` from a fresh entry: `Some(fits)`, or `None` when the
+    /// account must be read.
+    fn spend(&self, account_id: u32, size: u64) -> Option<bool> {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let (read_at, room) = entries.get_mut(&account_id)?;
+        if read_at.elapsed() > ROOM_TRUSTED {
+            return None;
+        }
+        let fits = room.fits(size);
+        if fits {
+            *room = room.after(size);
+        }
+        Some(fits)
+    }
+
+    fn remember(&self, account_id: u32, room: crate::mail::quota::Headroom) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if entries.len() >= ROOM_CACHE_CAPACITY {
+            entries.retain(|_, (read_at, _)| read_at.elapsed() <= ROOM_TRUSTED);
+            if entries.len() >= ROOM_CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(account_id, (std::time::Instant::now(), room));
+    }
 }
 
 impl Policy {
@@ -72,6 +120,7 @@ impl Policy {
             filter,
             login_throttle,
             postmaster: None,
+            headroom: RoomCache::default(),
         }
     }
 
@@ -186,18 +235,28 @@ impl Policy {
     /// delivered even if others filled the mailbox meanwhile: an acknowledged message is never
     /// refused later.
     async fn within_quota(&self, account_id: u32, query: &RecipientQuery) -> RecipientDecision {
-        let size = query.declared_size as u64;
-        let checked = self
-            .directory
-            .store()
-            .read(move |tx| Box::pin(crate::mail::quota::check(tx, account_id, size, 1)))
-            .await;
-        match checked {
-            Ok(Ok(())) => RecipientDecision::Accept {
+        // Without a declared SIZE a message still takes an octet: a full mailbox refuses it.
+        let size = (query.declared_size as u64).max(1);
+        let fits = match self.headroom.spend(account_id, size) {
+            Some(fits) => Ok(fits),
+            None => self
+                .directory
+                .store()
+                .read(move |tx| Box::pin(crate::mail::quota::headroom(tx, account_id)))
+                .await
+                .map(|room| {
+                    let fits = room.fits(size);
+                    self.headroom
+                        .remember(account_id, if fits { room.after(size) } else { room });
+                    fits
+                }),
+        };
+        match fits {
+            Ok(true) => RecipientDecision::Accept {
                 account_id: Some(account_id),
             },
-            Ok(Err(over)) => {
-                tracing::info!(account_id, %over, "recipient over quota: 452 4.2.2");
+            Ok(false) => {
+                tracing::info!(account_id, "recipient over quota: 452 4.2.2");
                 RecipientDecision::Reject(replies::mailbox_full())
             }
             Err(error) => {
