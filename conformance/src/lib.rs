@@ -45,6 +45,7 @@ pub mod sections {
     pub const MAIL_EMAIL_THREAD: &str = "RFC 8621 §3–4 Email and Thread";
     pub const MAIL_SEARCH: &str = "RFC 8621 §4.4 Email/query text filters, §5 SearchSnippet";
     pub const PUSH: &str = "RFC 8887 §3 WebSocket capability, RFC 8620 §7.2 PushSubscription";
+    pub const QUOTA: &str = "RFC 9425 Quotas";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -68,6 +69,7 @@ pub mod sections {
         MAIL_EMAIL_SUBMISSION,
         MAIL_VACATION_RESPONSE,
         PUSH,
+        QUOTA,
     ];
 }
 
