@@ -10,6 +10,7 @@
 //! - object ids are `Id::from_number(T::ID_PREFIX, store_id)`, states `State(version)`.
 
 pub mod changes;
+pub mod filter_tree;
 pub mod get;
 pub mod patch;
 pub mod query;

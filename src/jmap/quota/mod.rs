@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::jmap::context::CallContext;
 use crate::jmap::dispatch::CAPABILITY_MAIL;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
+use crate::jmap::generic::filter_tree::FilterTree;
 use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope};
 use crate::mail::quota::{self, Limits, Resource, Usage};
 use crate::store::commit::{Changes, DataType};
@@ -152,7 +153,10 @@ impl ObjectType for Quota {
         filter: Option<&'a Value>,
         sort: &'a [Comparator],
     ) -> StoreResult<Result<Vec<u64>, MethodError>> {
-        let filter = match filter.map(parse_filter).transpose() {
+        let filter = match filter
+            .map(|filter| FilterTree::parse(filter, &parse_condition))
+            .transpose()
+        {
             Ok(filter) => filter,
             Err(error) => return Ok(Err(error)),
         };
@@ -165,7 +169,11 @@ impl ObjectType for Quota {
         let mut found: Vec<(Resource, Map<String, Value>)> = Resource::ALL
             .into_iter()
             .filter_map(|resource| Some((resource, object(resource, &limits, &usage)?)))
-            .filter(|(_, object)| filter.as_ref().is_none_or(|f| matches(f, object)))
+            .filter(|(_, object)| {
+                filter.as_ref().is_none_or(|filter| {
+                    filter.matches(&|condition| condition_matches(condition, object))
+                })
+            })
             .collect();
         found.sort_by(|(left_id, left), (right_id, right)| {
             sort.iter()
@@ -232,36 +240,6 @@ struct Condition {
     data_type: Option<String>,
 }
 
-enum Filter {
-    And(Vec<Filter>),
-    Or(Vec<Filter>),
-    Not(Vec<Filter>),
-    Condition(Condition),
-}
-
-fn parse_filter(filter: &Value) -> Result<Filter, MethodError> {
-    let Value::Object(members) = filter else {
-        return Err(MethodError::invalid_arguments("a filter must be an object"));
-    };
-    let Some(operator) = members.get("operator") else {
-        return parse_condition(members).map(Filter::Condition);
-    };
-    // The generic layer checked the operator and that conditions is an array.
-    let conditions = members
-        .get("conditions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(parse_filter)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(match operator.as_str() {
-        Some("AND") => Filter::And(conditions),
-        Some("OR") => Filter::Or(conditions),
-        _ => Filter::Not(conditions),
-    })
-}
-
 fn parse_condition(members: &Map<String, Value>) -> Result<Condition, MethodError> {
     let mut condition = Condition::default();
     for (property, value) in members {
@@ -288,33 +266,25 @@ fn parse_condition(members: &Map<String, Value>) -> Result<Condition, MethodErro
     Ok(condition)
 }
 
-fn matches(filter: &Filter, object: &Map<String, Value>) -> bool {
-    match filter {
-        Filter::And(all) => all.iter().all(|filter| matches(filter, object)),
-        Filter::Or(any) => any.iter().any(|filter| matches(filter, object)),
-        Filter::Not(none) => !none.iter().any(|filter| matches(filter, object)),
-        Filter::Condition(condition) => {
-            let contains_folded = |haystack: &str, needle: &str| {
-                haystack.to_lowercase().contains(&needle.to_lowercase())
-            };
-            condition
-                .name
-                .as_deref()
-                .is_none_or(|name| contains_folded(text(object, "name"), name))
-                && condition
-                    .scope
-                    .as_deref()
-                    .is_none_or(|scope| text(object, "scope") == scope)
-                && condition
-                    .resource_type
-                    .as_deref()
-                    .is_none_or(|kind| text(object, "resourceType") == kind)
-                && condition.data_type.as_deref().is_none_or(|wanted| {
-                    object
-                        .get("types")
-                        .and_then(Value::as_array)
-                        .is_some_and(|types| types.iter().any(|t| t.as_str() == Some(wanted)))
-                })
-        }
-    }
+fn condition_matches(condition: &Condition, object: &Map<String, Value>) -> bool {
+    let contains_folded =
+        |haystack: &str, needle: &str| haystack.to_lowercase().contains(&needle.to_lowercase());
+    condition
+        .name
+        .as_deref()
+        .is_none_or(|name| contains_folded(text(object, "name"), name))
+        && condition
+            .scope
+            .as_deref()
+            .is_none_or(|scope| text(object, "scope") == scope)
+        && condition
+            .resource_type
+            .as_deref()
+            .is_none_or(|kind| text(object, "resourceType") == kind)
+        && condition.data_type.as_deref().is_none_or(|wanted| {
+            object
+                .get("types")
+                .and_then(Value::as_array)
+                .is_some_and(|types| types.iter().any(|t| t.as_str() == Some(wanted)))
+        })
 }

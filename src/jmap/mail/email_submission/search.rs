@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::IDENTITY_ID_PREFIX;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::generic::Comparator;
+use crate::jmap::generic::filter_tree::FilterTree;
 use crate::jmap::mail::email::fields::{EMAIL_ID_PREFIX, THREAD_ID_PREFIX};
 use crate::jmap::types::{Id, UtcDate};
 use crate::mail::submission::{self, SubmissionRecord, UndoStatus};
@@ -29,12 +30,7 @@ struct Condition {
     matches_nothing: bool,
 }
 
-enum Filter {
-    And(Vec<Filter>),
-    Or(Vec<Filter>),
-    Not(Vec<Filter>),
-    Condition(Condition),
-}
+type Filter = FilterTree<Condition>;
 
 #[derive(Debug, Clone, Copy)]
 enum SortKey {
@@ -100,26 +96,7 @@ fn parse_sort(sort: &[Comparator]) -> Result<Vec<(SortKey, bool)>, MethodError> 
 }
 
 fn parse_filter(filter: &Value) -> Result<Filter, MethodError> {
-    let Value::Object(members) = filter else {
-        return Err(MethodError::invalid_arguments("a filter must be an object"));
-    };
-    let Some(operator) = members.get("operator") else {
-        return parse_condition(members).map(Filter::Condition);
-    };
-    // The generic layer checked the operator and that conditions is an array.
-    let conditions = members
-        .get("conditions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(parse_filter)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(match operator.as_str() {
-        Some("AND") => Filter::And(conditions),
-        Some("OR") => Filter::Or(conditions),
-        _ => Filter::Not(conditions),
-    })
+    FilterTree::parse(filter, &parse_condition)
 }
 
 fn parse_condition(members: &Map<String, Value>) -> Result<Condition, MethodError> {
@@ -186,12 +163,7 @@ fn id_list(property: &str, value: &Value, prefix: char) -> Result<Vec<u64>, Meth
 }
 
 fn matches(filter: &Filter, record: &SubmissionRecord) -> bool {
-    match filter {
-        Filter::And(filters) => filters.iter().all(|f| matches(f, record)),
-        Filter::Or(filters) => filters.iter().any(|f| matches(f, record)),
-        Filter::Not(filters) => !filters.iter().any(|f| matches(f, record)),
-        Filter::Condition(condition) => condition_matches(condition, record),
-    }
+    filter.matches(&|condition| condition_matches(condition, record))
 }
 
 fn condition_matches(condition: &Condition, record: &SubmissionRecord) -> bool {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::ID_PREFIX;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::generic::Comparator;
+use crate::jmap::generic::filter_tree::FilterTree;
 use crate::jmap::types::Id;
 use crate::mail::mailbox::Mailbox;
 use crate::mail::mailbox::tree::{self, Mailboxes};
@@ -28,12 +29,7 @@ struct Condition {
     matches_nothing: bool,
 }
 
-enum Filter {
-    And(Vec<Filter>),
-    Or(Vec<Filter>),
-    Not(Vec<Filter>),
-    Condition(Condition),
-}
+type Filter = FilterTree<Condition>;
 
 fn invalid(description: impl Into<String>) -> MethodError {
     MethodError::invalid_arguments(description)
@@ -72,28 +68,7 @@ fn parse_condition(members: &Map<String, Value>) -> Result<Condition, MethodErro
 
 /// The generic layer checked operators and nesting; this reads the conditions.
 fn parse_filter(filter: &Value) -> Result<Filter, MethodError> {
-    let Value::Object(members) = filter else {
-        return Err(invalid("a filter must be an object"));
-    };
-    let Some(operator) = members.get("operator") else {
-        return parse_condition(members).map(Filter::Condition);
-    };
-    let conditions = match members.get("conditions") {
-        Some(Value::Array(conditions)) => conditions
-            .iter()
-            .map(parse_filter)
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err(invalid("a FilterOperator needs \"conditions\"")),
-    };
-    match operator.as_str() {
-        Some("AND") => Ok(Filter::And(conditions)),
-        Some("OR") => Ok(Filter::Or(conditions)),
-        Some("NOT") => Ok(Filter::Not(conditions)),
-        _ => Err(MethodError::with_description(
-            MethodErrorType::UnsupportedFilter,
-            "\"operator\" must be AND, OR or NOT",
-        )),
-    }
+    FilterTree::parse(filter, &parse_condition)
 }
 
 fn condition_matches(condition: &Condition, mailbox: &Mailbox) -> bool {
@@ -118,12 +93,7 @@ fn condition_matches(condition: &Condition, mailbox: &Mailbox) -> bool {
 }
 
 fn filter_matches(filter: &Filter, mailbox: &Mailbox) -> bool {
-    match filter {
-        Filter::And(filters) => filters.iter().all(|filter| filter_matches(filter, mailbox)),
-        Filter::Or(filters) => filters.iter().any(|filter| filter_matches(filter, mailbox)),
-        Filter::Not(filters) => !filters.iter().any(|filter| filter_matches(filter, mailbox)),
-        Filter::Condition(condition) => condition_matches(condition, mailbox),
-    }
+    filter.matches(&|condition| condition_matches(condition, mailbox))
 }
 
 /// Compares two names under a collation (RFC 8620 §5.5; RFC 4790 names).
