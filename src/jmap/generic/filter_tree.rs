@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::jmap::error::{MethodError, MethodErrorType};
 
+/// Parses one FilterCondition of a type.
+pub type ConditionParser<'a, C> = &'a dyn Fn(&Map<String, Value>) -> Result<C, MethodError>;
+
 /// A parsed `filter`: operators over conditions `C`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FilterTree<C> {
@@ -19,7 +22,7 @@ impl<C> FilterTree<C> {
     /// Parses `filter`, each FilterCondition with `condition`.
     pub fn parse(
         filter: &Value,
-        condition: &dyn Fn(&Map<String, Value>) -> Result<C, MethodError>,
+        condition: ConditionParser<'_, C>,
     ) -> Result<FilterTree<C>, MethodError> {
         let Value::Object(members) = filter else {
             return Err(MethodError::invalid_arguments("a filter must be an object"));
