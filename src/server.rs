@@ -523,15 +523,13 @@ impl Server {
             .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
         // Accounts from before the usage counters get them counted once, before anything can
         // write (paged; a no-op for counted accounts).
-        let accounts = directory
-            .list_accounts()
+        let store_failed = |message: String| StartError::new(StartErrorKind::Store, message);
+        let accounts = directory.list_accounts().await;
+        let ids = accounts.map_err(|error| store_failed(error.message))?;
+        let ids = ids.iter().map(|account| account.account_id).collect();
+        crate::mail::quota::backfill_all(&store, ids)
             .await
-            .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
-        for account in &accounts {
-            crate::mail::quota::backfill(&store, account.account_id)
-                .await
-                .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
-        }
+            .map_err(|error| store_failed(error.message))?;
         // Web Push (RFC 8292): one VAPID key per store, advertised in the session.
         let vapid =
             crate::push::webpush::VapidKey::load_or_create(&store, &config.push.vapid_subject)

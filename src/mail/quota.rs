@@ -509,7 +509,7 @@ mod admin;
 mod backfill;
 
 pub use admin::{LimitsChange, QuotaConfig, QuotaReport, change_limits, parse_size, report};
-pub use backfill::backfill;
+pub use backfill::{backfill, backfill_all};
 
 #[cfg(test)]
 mod tests {

@@ -486,35 +486,16 @@ async fn finish_attempt(context: &Context, id: u64, raw: &[u8]) -> StoreResult<(
                 entry.delay_notified = true;
             }
             if let Some((blob, size)) = bounce {
-                incoming::enqueue(
-                    tx,
-                    &IncomingMessage {
-                        queue_id: bounce_queue_id,
-                        blob,
-                        size,
-                        // RFC 3464 §2 / RFC 5321 §4.5.5: reports have a null reverse-path.
-                        mail_from: String::new(),
-                        recipients: vec![IncomingRecipient {
-                            address: sender.clone(),
-                            account_id,
-                            delivered: false,
-                            notify: None,
-                            orcpt: None,
-                        }],
-                        client_ip: None,
-                        helo: String::new(),
-                        tls: false,
-                        authenticated_as: None,
-                        received_at: now / 1000,
-                        env_id: None,
-                        ret: None,
-                        body_type: Default::default(),
-                        smtputf8: false,
-                        attempts: 0,
-                        not_before: 0,
-                    },
-                )
-                .await?;
+                // RFC 3464 §2 / RFC 5321 §4.5.5: reports have a null reverse-path.
+                let report = IncomingMessage::generated(
+                    bounce_queue_id,
+                    blob,
+                    size,
+                    sender.clone(),
+                    account_id,
+                    now / 1000,
+                );
+                incoming::enqueue(tx, &report).await?;
             }
             entry.claim = None;
             if entry.is_finished() {

@@ -135,6 +135,42 @@ pub struct IncomingMessage {
 }
 
 impl IncomingMessage {
+    /// A message the server generated for one local account (a bounce, a quota warning): the
+    /// null reverse-path (RFC 3464 §2, RFC 5321 §4.5.5: nothing answers it), no SMTP hop.
+    pub fn generated(
+        queue_id: u64,
+        blob: BlobHash,
+        size: u64,
+        address: String,
+        account_id: u32,
+        received_at: i64,
+    ) -> IncomingMessage {
+        IncomingMessage {
+            queue_id,
+            blob,
+            size,
+            mail_from: String::new(),
+            recipients: vec![IncomingRecipient {
+                address,
+                account_id,
+                delivered: false,
+                notify: None,
+                orcpt: None,
+            }],
+            client_ip: None,
+            helo: String::new(),
+            tls: false,
+            authenticated_as: None,
+            received_at,
+            env_id: None,
+            ret: None,
+            body_type: Default::default(),
+            smtputf8: false,
+            attempts: 0,
+            not_before: 0,
+        }
+    }
+
     /// Recipients not delivered yet, with their index (for [`mark_recipient_delivered`]).
     pub fn pending_recipients(&self) -> impl Iterator<Item = (usize, &IncomingRecipient)> {
         self.recipients

@@ -36,6 +36,7 @@ use super::keys::{self, BLOB_GC_CANDIDATE, BLOB_META, BLOB_PENDING, BLOB_REFCOUN
 use super::{KeyRange, RangeOptions, Store, StoreError, StoreErrorKind, Transaction};
 
 pub use hash::BlobHash;
+use whole::too_large;
 pub use whole::{WholeBlob, read_whole_in};
 
 /// The content bytes of every chunk of a new blob but the last (sized for the embedded
@@ -134,14 +135,6 @@ fn unix_seconds(time: SystemTime) -> u64 {
 /// The key of a digest's metadata (what [`link`] and [`link_held`] read).
 pub fn meta_key(hash: &BlobHash) -> Vec<u8> {
     keys::blob_by_digest(BLOB_META, hash.as_bytes())
-}
-
-/// `TooLarge` for a blob over the caller's `max_size`.
-fn too_large(max_size: u64) -> BlobError {
-    BlobError::new(
-        BlobErrorKind::TooLarge,
-        format!("the blob exceeds the {max_size}-byte limit"),
-    )
 }
 
 async fn read_meta(

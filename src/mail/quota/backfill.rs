@@ -103,3 +103,11 @@ pub async fn backfill(store: &crate::store::Store, account_id: u32) -> StoreResu
         }
     }
 }
+
+/// [`backfill`] for each account (at start-up, before anything writes).
+pub async fn backfill_all(store: &crate::store::Store, accounts: Vec<u32>) -> StoreResult<()> {
+    for account_id in accounts {
+        backfill(store, account_id).await?;
+    }
+    Ok(())
+}

@@ -16,7 +16,7 @@ use mail_builder::headers::raw::Raw;
 
 use crate::auth::directory::account_email_in;
 use crate::mail::quota::{self, Resource};
-use crate::smtp::incoming::{self, IncomingMessage, IncomingRecipient, unix_now};
+use crate::smtp::incoming::{self, IncomingMessage, unix_now};
 use crate::store::blob::{BlobStore, FinishStep};
 use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreResult};
 
@@ -147,34 +147,15 @@ async fn send(
                 return Ok(());
             }
             tx.clear(&task)?;
-            incoming::enqueue(
-                tx,
-                &IncomingMessage {
-                    queue_id,
-                    blob: info.id,
-                    size,
-                    mail_from: String::new(),
-                    recipients: vec![IncomingRecipient {
-                        address,
-                        account_id,
-                        delivered: false,
-                        notify: None,
-                        orcpt: None,
-                    }],
-                    client_ip: None,
-                    helo: String::new(),
-                    tls: false,
-                    authenticated_as: None,
-                    received_at: unix_now(),
-                    env_id: None,
-                    ret: None,
-                    body_type: Default::default(),
-                    smtputf8: false,
-                    attempts: 0,
-                    not_before: 0,
-                },
-            )
-            .await
+            let message = IncomingMessage::generated(
+                queue_id,
+                info.id,
+                size,
+                address,
+                account_id,
+                unix_now(),
+            );
+            incoming::enqueue(tx, &message).await
         })
     });
     let body =

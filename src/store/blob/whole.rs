@@ -8,8 +8,16 @@
 //! left to the streaming reader, whose transactions each stay short.
 
 use super::format::BlobMeta;
-use super::{BYTES_PER_READ, BlobHash, read_meta};
+use super::{BYTES_PER_READ, BlobError, BlobErrorKind, BlobHash, read_meta};
 use crate::store::{KeyRange, RangeOptions, StoreError, Transaction, keys};
+
+/// `TooLarge` for a blob over the caller's `max_size`.
+pub(super) fn too_large(max_size: u64) -> BlobError {
+    BlobError::new(
+        BlobErrorKind::TooLarge,
+        format!("the blob exceeds the {max_size}-byte limit"),
+    )
+}
 
 /// What [`read_whole_in`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
