@@ -630,11 +630,8 @@ impl BlobStore {
                 })
             })
             .await?;
-        match whole {
-            WholeBlob::Content(content) => return Ok(content),
-            WholeBlob::Missing => return Err(BlobError::not_found()),
-            WholeBlob::TooLarge(_) => return Err(too_large(max_size)),
-            WholeBlob::Large => {}
+        if let Some(content) = whole.settled(max_size)? {
+            return Ok(content);
         }
         let download = self.get(account_id, hash, 0..u64::MAX).await?;
         if download.size > max_size {
@@ -660,11 +657,8 @@ impl BlobStore {
             .store
             .read(move |tx| Box::pin(async move { read_whole_in(tx, &key, max_size).await }))
             .await?;
-        match whole {
-            WholeBlob::Content(content) => return Ok(content),
-            WholeBlob::Missing => return Err(BlobError::not_found()),
-            WholeBlob::TooLarge(_) => return Err(too_large(max_size)),
-            WholeBlob::Large => {}
+        if let Some(content) = whole.settled(max_size)? {
+            return Ok(content);
         }
         let meta = self
             .store

@@ -11,6 +11,19 @@ use super::format::BlobMeta;
 use super::{BYTES_PER_READ, BlobError, BlobErrorKind, BlobHash, read_meta};
 use crate::store::{KeyRange, RangeOptions, StoreError, Transaction, keys};
 
+impl WholeBlob {
+    /// The content, or the answer a whole-blob read gives (`NotFound`, `TooLarge`); `None`:
+    /// too big for one batch, read it with the streaming reader.
+    pub(super) fn settled(self, max_size: u64) -> Result<Option<Vec<u8>>, BlobError> {
+        match self {
+            WholeBlob::Content(content) => Ok(Some(content)),
+            WholeBlob::Missing => Err(BlobError::not_found()),
+            WholeBlob::TooLarge(_) => Err(too_large(max_size)),
+            WholeBlob::Large => Ok(None),
+        }
+    }
+}
+
 /// `TooLarge` for a blob over the caller's `max_size`.
 pub(super) fn too_large(max_size: u64) -> BlobError {
     BlobError::new(
