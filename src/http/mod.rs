@@ -319,7 +319,10 @@ async fn route_request(
         match cluster.node.route(principal.account_id).await {
             Placement::Local => {}
             Placement::Forward { node, url } if !forwarded => {
-                let session_state = state.engine.session_state(&principal);
+                let session_state = match state.engine.session_state(&principal).await {
+                    Ok(session_state) => session_state,
+                    Err(error) => return forward::unavailable(&error.to_string()),
+                };
                 if route == Route::Api {
                     // The request limits are checked here, before anything is forwarded.
                     let (parts, body) = request.into_parts();
@@ -377,7 +380,7 @@ async fn route_request(
         .get::<listener::ConnectionHold>()
         .cloned();
     let response = match route {
-        Route::Session => session(state, &principal),
+        Route::Session => session(state, &principal).await,
         Route::Api => {
             let session_state = forwarded
                 .then(|| forward::forwarded_session_state(request.headers()))
@@ -498,8 +501,18 @@ async fn authenticate(
         .map_err(|error| auth_problem(&error))
 }
 
-fn session(state: &AppState, principal: &Principal) -> Response<ResponseBody> {
-    let mut response = json_response(StatusCode::OK, &state.engine.session(principal));
+async fn session(state: &AppState, principal: &Principal) -> Response<ResponseBody> {
+    let session = match state.engine.session(principal).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(%error, "session refused: the store is unavailable");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; retry",
+            );
+        }
+    };
+    let mut response = json_response(StatusCode::OK, &session);
     response.headers_mut().insert(
         CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store"),

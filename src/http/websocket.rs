@@ -414,10 +414,11 @@ impl Connection {
                     // On a cluster the request runs on the account's owner; this socket stays
                     // here (its pushes come from the store's watch on any node).
                     if let Some(cluster) = cluster
+                        && let Ok(session_state) = engine.session_state(&principal).await
                         && let Some(text) = run_on_owner(
                             &cluster,
                             &principal,
-                            engine.session_state(&principal),
+                            session_state,
                             message,
                             request_id.as_deref(),
                         )

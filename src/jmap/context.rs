@@ -10,6 +10,7 @@ use super::EngineShared;
 use super::error::{MethodError, MethodErrorType};
 use super::types::{AccountId, Id, IdOrReference, Int, UnsignedInt};
 use crate::auth::Principal;
+use crate::mail::sharing::Viewer;
 
 /// The per-call view of one request.
 pub struct CallContext<'r> {
@@ -31,6 +32,12 @@ pub struct CallContext<'r> {
     /// The request's `using` (RFC 8620 §3.3), for methods whose answer depends on it
     /// (RFC 9425 §4.1: Quota types of unused capabilities are hidden).
     pub using: &'r [String],
+    /// Who is asking, with their groups: grants to any of these ids apply (`mail::sharing`).
+    pub viewer: Viewer,
+    /// The accounts that share Mailboxes with the caller, read when the request started.
+    pub shared_accounts: Vec<u32>,
+    /// Whether the running method may name a shared account (`MethodEntry`).
+    pub call_on_shared_accounts: bool,
 }
 
 impl CallContext<'_> {
@@ -47,12 +54,28 @@ impl CallContext<'_> {
     }
 
     /// Checks that the principal may use `account` (RFC 8620 §3.6.2 `accountNotFound`; the
-    /// same answer whether the account is someone else's or does not exist).
+    /// same answer whether the account is someone else's or does not exist). An account shared
+    /// with the caller (RFC 9670) is usable by the methods of the data a grant covers, and
+    /// `accountNotSupportedByMethod` for the others; what of it the caller sees is decided
+    /// per Mailbox inside each method (`mail::sharing::SharedView`).
     pub fn authorize(&self, account: AccountId) -> Result<AccountId, MethodError> {
         if self.principal.may_access(account.number()) {
             return Ok(account);
         }
+        if self.shared_accounts.contains(&account.number()) {
+            if self.call_on_shared_accounts {
+                return Ok(account);
+            }
+            return Err(MethodError::new(
+                MethodErrorType::AccountNotSupportedByMethod,
+            ));
+        }
         Err(MethodError::account_not_found())
+    }
+
+    /// Whether `account` is the caller's own (full rights) rather than shared with them.
+    pub fn owns(&self, account: AccountId) -> bool {
+        self.principal.may_access(account.number())
     }
 
     pub fn record_created(&mut self, creation_id: Id, id: Id) {

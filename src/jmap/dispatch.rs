@@ -32,6 +32,10 @@ pub struct MethodEntry {
     pub name: &'static str,
     pub capability: &'static str,
     pub handler: Handler,
+    /// Whether the method may name an account shared with the caller (RFC 9670): the mail
+    /// data a grant covers. Any other method on a shared account is
+    /// `accountNotSupportedByMethod` (RFC 8620 §3.6.2).
+    pub on_shared_accounts: bool,
 }
 
 impl std::fmt::Debug for MethodEntry {
@@ -48,171 +52,205 @@ pub const METHODS: &[MethodEntry] = &[
     MethodEntry {
         name: "Blob/copy",
         capability: CAPABILITY_CORE,
+        on_shared_accounts: true,
         handler: super::blob::copy::handle,
     },
     MethodEntry {
         name: "Core/echo",
         capability: CAPABILITY_CORE,
+        on_shared_accounts: false,
         handler: super::core::echo::handle,
     },
     MethodEntry {
         name: "Email/changes",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::changes::handle,
     },
     MethodEntry {
         name: "Email/copy",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::copy::handle,
     },
     MethodEntry {
         name: "Email/get",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::get::handle,
     },
     MethodEntry {
         name: "Email/import",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::import::handle,
     },
     MethodEntry {
         name: "Email/parse",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: false,
         handler: super::mail::email::parse::handle,
     },
     MethodEntry {
         name: "Email/query",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::query::handle,
     },
     MethodEntry {
         name: "Email/queryChanges",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::query_changes::handle,
     },
     MethodEntry {
         name: "Email/set",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::email::set::handle,
     },
     MethodEntry {
         name: "Quota/changes",
         capability: CAPABILITY_QUOTA,
+        on_shared_accounts: false,
         handler: super::quota::changes::handle,
     },
     MethodEntry {
         name: "Quota/get",
         capability: CAPABILITY_QUOTA,
+        on_shared_accounts: false,
         handler: super::quota::get::handle,
     },
     MethodEntry {
         name: "Quota/query",
         capability: CAPABILITY_QUOTA,
+        on_shared_accounts: false,
         handler: super::quota::query::handle,
     },
     MethodEntry {
         name: "Quota/queryChanges",
         capability: CAPABILITY_QUOTA,
+        on_shared_accounts: false,
         handler: super::quota::query_changes::handle,
     },
     MethodEntry {
         name: "SearchSnippet/get",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::search_snippet::get::handle,
     },
     MethodEntry {
         name: "EmailSubmission/changes",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::email_submission::changes::handle,
     },
     MethodEntry {
         name: "EmailSubmission/get",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::email_submission::get::handle,
     },
     MethodEntry {
         name: "EmailSubmission/query",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::email_submission::query::handle,
     },
     MethodEntry {
         name: "EmailSubmission/queryChanges",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::email_submission::query_changes::handle,
     },
     MethodEntry {
         name: "EmailSubmission/set",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::email_submission::set::handle,
     },
     MethodEntry {
         name: "Identity/changes",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::identity::changes::handle,
     },
     MethodEntry {
         name: "Identity/get",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::identity::get::handle,
     },
     MethodEntry {
         name: "Identity/set",
         capability: CAPABILITY_SUBMISSION,
+        on_shared_accounts: false,
         handler: super::mail::identity::set::handle,
     },
     MethodEntry {
         name: "Mailbox/changes",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::mailbox::changes::handle,
     },
     MethodEntry {
         name: "Mailbox/get",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::mailbox::get::handle,
     },
     MethodEntry {
         name: "Mailbox/query",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::mailbox::query::handle,
     },
     MethodEntry {
         name: "Mailbox/queryChanges",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::mailbox::query_changes::handle,
     },
     MethodEntry {
         name: "Mailbox/set",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::mailbox::set::handle,
     },
     MethodEntry {
         name: "PushSubscription/get",
         capability: CAPABILITY_CORE,
+        on_shared_accounts: false,
         handler: super::push_subscription::get::handle,
     },
     MethodEntry {
         name: "PushSubscription/set",
         capability: CAPABILITY_CORE,
+        on_shared_accounts: false,
         handler: super::push_subscription::set::handle,
     },
     MethodEntry {
         name: "Thread/changes",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::thread::changes::handle,
     },
     MethodEntry {
         name: "Thread/get",
         capability: CAPABILITY_MAIL,
+        on_shared_accounts: true,
         handler: super::mail::thread::get::handle,
     },
     MethodEntry {
         name: "VacationResponse/get",
         capability: CAPABILITY_VACATION_RESPONSE,
+        on_shared_accounts: false,
         handler: super::mail::vacation::get::handle,
     },
     MethodEntry {
         name: "VacationResponse/set",
         capability: CAPABILITY_VACATION_RESPONSE,
+        on_shared_accounts: false,
         handler: super::mail::vacation::set::handle,
     },
 ];

@@ -86,6 +86,18 @@ impl ProblemDetails {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+
+    /// The store could not be read before any method ran: 503, so the client retries
+    /// (RFC 9110 §15.6.4); `about:blank` because no JMAP request error type fits.
+    pub fn store_unavailable(error: &crate::store::StoreError) -> ProblemDetails {
+        tracing::warn!(%error, "request refused: the store is unavailable");
+        ProblemDetails {
+            kind: "about:blank".to_owned(),
+            status: 503,
+            detail: "the store is unavailable; retry".to_owned(),
+            limit: None,
+        }
+    }
 }
 
 /// The method-level error types: RFC 8620 §3.6.2 plus the per-method ones of §5 and §6.3.

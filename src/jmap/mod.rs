@@ -57,8 +57,9 @@ pub use response::ApiResponse;
 use response::Spliced;
 
 use crate::auth::Principal;
-use crate::store::Store;
+use crate::mail::sharing::{self, SharedAccount, Viewer};
 use crate::store::blob::BlobStore;
+use crate::store::{Store, StoreResult};
 
 /// The limits of the core capability (RFC 8620 §2), advertised in the session. HTTP enforces
 /// the size and concurrency ones; the engine enforces calls and objects per request.
@@ -234,9 +235,29 @@ impl Engine {
         &self.shared.capabilities
     }
 
-    /// The session resource (RFC 8620 §2) for `principal`.
-    pub fn session(&self, principal: &Principal) -> Value {
-        session::session_object(&self.shared, principal)
+    /// The session resource (RFC 8620 §2) for `principal`, with the accounts shared with them.
+    pub async fn session(&self, principal: &Principal) -> StoreResult<Value> {
+        let viewer = Viewer::individual(principal.account_id);
+        let shared = self.shared_accounts(&viewer).await?;
+        let described = session::describe_shared(&self.shared, &viewer, &shared).await?;
+        Ok(session::session_object(
+            &self.shared,
+            principal,
+            &shared,
+            &described,
+        ))
+    }
+
+    /// The accounts sharing Mailboxes with `viewer` (one read).
+    async fn shared_accounts(&self, viewer: &Viewer) -> StoreResult<Vec<SharedAccount>> {
+        let viewer = viewer.clone();
+        self.shared
+            .store
+            .read(move |tx| {
+                let viewer = viewer.clone();
+                Box::pin(async move { sharing::shared_accounts(tx, &viewer).await })
+            })
+            .await
     }
 
     /// Runs one API request (RFC 8620 §3.3–§3.4). `Err` is a request-level error; method
@@ -253,8 +274,11 @@ impl Engine {
     }
 
     /// The `state` of `principal`'s Session object on this node (RFC 8620 §2).
-    pub fn session_state(&self, principal: &Principal) -> String {
-        session::session_state(&self.shared, principal)
+    pub async fn session_state(&self, principal: &Principal) -> StoreResult<String> {
+        let shared = self
+            .shared_accounts(&Viewer::individual(principal.account_id))
+            .await?;
+        Ok(session::session_state(&self.shared, principal, &shared))
     }
 
     /// [`Engine::handle_api`], with the response kept serialized (what HTTP sends).
@@ -298,6 +322,12 @@ impl Engine {
             return Err(ProblemDetails::unknown_capability(unknown));
         }
         let return_created_ids = request.created_ids.is_some();
+        let viewer = Viewer::individual(principal.account_id);
+        let shared_accounts = self
+            .shared_accounts(&viewer)
+            .await
+            .map_err(|error| ProblemDetails::store_unavailable(&error))?;
+        let session_state = session::session_state(&self.shared, principal, &shared_accounts);
         let mut context = CallContext {
             engine: &self.shared,
             principal,
@@ -306,6 +336,12 @@ impl Engine {
             meter: ResponseMeter::new(self.shared.memory, self.shared.response_budget.clone()),
             raw_list: None,
             using: &request.using,
+            viewer,
+            shared_accounts: shared_accounts
+                .iter()
+                .map(|shared| shared.account_id)
+                .collect(),
+            call_on_shared_accounts: false,
         };
         let mut responses: Vec<MethodResponse> = Vec::with_capacity(request.method_calls.len());
         for invocation in request.method_calls {
@@ -361,7 +397,7 @@ impl Engine {
         Ok(ApiResponse {
             method_responses: responses,
             created_ids,
-            session_state: session::session_state(&self.shared, principal),
+            session_state,
             reservation: context.meter.into_reservation(),
         })
     }
@@ -387,6 +423,7 @@ impl Engine {
             })
             .ok_or_else(|| MethodError::unknown_method(name))?;
         resolve_result_references(&mut arguments, earlier)?;
+        context.call_on_shared_accounts = entry.on_shared_accounts;
         let span = tracing::debug_span!(
             "jmap.method",
             method = entry.name,

@@ -21,6 +21,10 @@ pub const CAPABILITY_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
 pub const CAPABILITY_WEBPUSH_VAPID: &str = "urn:ietf:params:jmap:webpush-vapid";
 use super::types::AccountId;
 use crate::auth::Principal;
+use crate::auth::directory::account_email_in;
+use crate::mail::mailbox;
+use crate::mail::sharing::{Rights, SharedAccount, SharedView, Viewer};
+use crate::store::StoreResult;
 
 /// Absolute URLs advertised in the session, built from the server's public base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +96,67 @@ fn server_capability_value(shared: &EngineShared, capability: &str) -> Value {
     }
 }
 
-fn session_without_state(shared: &EngineShared, principal: &Principal) -> Map<String, Value> {
+/// How a shared account appears in the grantee's session (RFC 8620 §1.6.2, RFC 9670).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedAccountEntry {
+    pub account_id: u32,
+    /// The owner's address.
+    pub name: String,
+    /// No grant lets the grantee change anything.
+    pub is_read_only: bool,
+}
+
+/// Reads the owner's name and the grantee's rights of each shared account (one snapshot).
+pub async fn describe_shared(
+    shared: &EngineShared,
+    viewer: &Viewer,
+    accounts: &[SharedAccount],
+) -> StoreResult<Vec<SharedAccountEntry>> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let viewer = viewer.clone();
+    let accounts = accounts.to_vec();
+    shared
+        .store
+        .read(move |tx| {
+            let viewer = viewer.clone();
+            let accounts = accounts.clone();
+            Box::pin(async move {
+                let mut entries = Vec::with_capacity(accounts.len());
+                for account in accounts {
+                    let Some(name) = account_email_in(tx, account.account_id)
+                        .await
+                        .map_err(|error| crate::store::StoreError::io(error.to_string()))?
+                    else {
+                        continue;
+                    };
+                    let mailboxes = mailbox::load_all(tx, account.account_id).await?;
+                    let view = SharedView::of(&mailboxes, &viewer);
+                    if view.is_empty() {
+                        continue;
+                    }
+                    let writes = Rights::ALL.without(Rights::READ_ITEMS);
+                    let is_read_only = mailboxes
+                        .keys()
+                        .all(|mailbox_id| view.rights(*mailbox_id).bits() & writes.bits() == 0);
+                    entries.push(SharedAccountEntry {
+                        account_id: account.account_id,
+                        name,
+                        is_read_only,
+                    });
+                }
+                Ok(entries)
+            })
+        })
+        .await
+}
+
+fn session_without_state(
+    shared: &EngineShared,
+    principal: &Principal,
+    shared_accounts: &[SharedAccountEntry],
+) -> Map<String, Value> {
     let account_id = AccountId::new(principal.account_id).to_string();
     let mut capabilities = Map::new();
     let mut account_capabilities = Map::new();
@@ -129,6 +193,24 @@ fn session_without_state(shared: &EngineShared, principal: &Principal) -> Map<St
             "accountCapabilities": account_capabilities,
         }),
     );
+    for entry in shared_accounts {
+        // A grant covers mail data only (`MethodEntry::on_shared_accounts`); RFC 8621 §1.3.1:
+        // a grantee creates Mailboxes only under ones granting mayCreateChild.
+        let mut mail = account_capability_value(CAPABILITY_MAIL).unwrap_or_default();
+        mail["mayCreateTopLevelMailbox"] = Value::Bool(false);
+        accounts.insert(
+            AccountId::new(entry.account_id).to_string(),
+            json!({
+                "name": entry.name,
+                "isPersonal": false,
+                "isReadOnly": entry.is_read_only,
+                "accountCapabilities": {
+                    CAPABILITY_CORE: {},
+                    CAPABILITY_MAIL: mail,
+                },
+            }),
+        );
+    }
     let urls = &shared.urls;
     let mut session = Map::new();
     session.insert("capabilities".to_owned(), Value::Object(capabilities));
@@ -169,10 +251,19 @@ pub fn shared_digest(capabilities: &[&str], limits_and_urls: &str) -> Sha256 {
 /// A digest of the session's content: it changes exactly when the session would. Computed
 /// from the inputs rather than the JSON, and from a pre-hashed shared part, so that every
 /// API response can afford it.
-pub fn session_state(shared: &EngineShared, principal: &Principal) -> String {
+pub fn session_state(
+    shared: &EngineShared,
+    principal: &Principal,
+    shared_accounts: &[SharedAccount],
+) -> String {
     let mut hasher = shared.session_digest.clone();
     hasher.update(principal.account_id.to_be_bytes());
     hasher.update(principal.email.as_bytes());
+    // A grant change moves the sharing version of the account that made it.
+    for account in shared_accounts {
+        hasher.update(account.account_id.to_be_bytes());
+        hasher.update(account.sharing_version.to_be_bytes());
+    }
     let digest = hasher.finalize();
     let mut state = String::with_capacity(17);
     state.push('S');
@@ -183,11 +274,16 @@ pub fn session_state(shared: &EngineShared, principal: &Principal) -> String {
     state
 }
 
-pub fn session_object(shared: &EngineShared, principal: &Principal) -> Value {
-    let mut session = session_without_state(shared, principal);
+pub fn session_object(
+    shared: &EngineShared,
+    principal: &Principal,
+    shared_accounts: &[SharedAccount],
+    entries: &[SharedAccountEntry],
+) -> Value {
+    let mut session = session_without_state(shared, principal, entries);
     session.insert(
         "state".to_owned(),
-        Value::String(session_state(shared, principal)),
+        Value::String(session_state(shared, principal, shared_accounts)),
     );
     Value::Object(session)
 }
@@ -201,7 +297,7 @@ mod tests {
     #[test]
     fn session_lists_the_account_capabilities_and_absolute_urls() {
         let test = engine();
-        let session = test.engine.session(&alice());
+        let session = crate::jmap::test_support::session_blocking(&test.engine, &alice());
         assert_eq!(session["username"], "alice@example.test");
         assert_eq!(session["apiUrl"], "http://127.0.0.1:8080/jmap/api");
         assert_eq!(
@@ -235,18 +331,24 @@ mod tests {
     #[tokio::test]
     async fn session_state_follows_the_session_content() {
         let test = engine();
-        let alice_state = test.engine.session(&alice())["state"].clone();
+        let alice_state = test.engine.session(&alice()).await.unwrap()["state"].clone();
         assert_eq!(
-            test.engine.session(&alice())["state"],
+            test.engine.session(&alice()).await.unwrap()["state"],
             alice_state,
             "stable"
         );
-        assert_ne!(test.engine.session(&bob())["state"], alice_state);
+        assert_ne!(
+            test.engine.session(&bob()).await.unwrap()["state"],
+            alice_state
+        );
         let renamed = Principal {
             email: "alice@other.test".to_owned(),
             ..alice()
         };
-        assert_ne!(test.engine.session(&renamed)["state"], alice_state);
+        assert_ne!(
+            test.engine.session(&renamed).await.unwrap()["state"],
+            alice_state
+        );
         let other_limits = engine_with(
             dispatch::METHODS,
             CoreLimits {
@@ -254,7 +356,10 @@ mod tests {
                 ..CoreLimits::default()
             },
         );
-        assert_ne!(other_limits.engine.session(&alice())["state"], alice_state);
+        assert_ne!(
+            other_limits.engine.session(&alice()).await.unwrap()["state"],
+            alice_state
+        );
         // RFC 8620 §3.4: the API response carries the same state.
         let response = test
             .engine

@@ -41,7 +41,7 @@ fn spec_methods() -> Vec<(String, String)> {
 
 fn advertised_capabilities() -> Vec<String> {
     let test = engine();
-    let session = test.engine.session(&alice());
+    let session = crate::jmap::test_support::session_blocking(&test.engine, &alice());
     session["capabilities"]
         .as_object()
         .expect("capabilities object")
@@ -123,7 +123,7 @@ fn core_limits_in_the_session_match_the_spec() {
         .collect();
     spec_limits.sort_unstable();
     let test = engine();
-    let session = test.engine.session(&alice());
+    let session = crate::jmap::test_support::session_blocking(&test.engine, &alice());
     let mut advertised: Vec<&str> = session["capabilities"]["urn:ietf:params:jmap:core"]
         .as_object()
         .expect("core capability object")
@@ -151,7 +151,7 @@ fn session_and_account_have_every_spec_property() {
             .collect()
     };
     let test = engine();
-    let session = test.engine.session(&alice());
+    let session = crate::jmap::test_support::session_blocking(&test.engine, &alice());
     for property in property_names("Session") {
         assert!(session.get(&property).is_some(), "session lacks {property}");
     }

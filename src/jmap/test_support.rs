@@ -66,3 +66,13 @@ pub fn matches(expected: &serde_json::Value, actual: &serde_json::Value) -> bool
         _ => expected == actual,
     }
 }
+
+/// The session of `principal`, from a synchronous test.
+pub fn session_blocking(engine: &Engine, principal: &Principal) -> serde_json::Value {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(engine.session(principal))
+        .expect("session")
+}

@@ -85,6 +85,10 @@ pub struct Mailbox {
     /// RFC 8621 §2: 0 ≤ sortOrder < 2^31.
     pub sort_order: u32,
     pub is_subscribed: bool,
+    /// RFC 9670 `shareWith`: principal id → the rights granted (`mail::sharing`). Absent in
+    /// documents written before sharing existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub share_with: BTreeMap<u32, crate::mail::sharing::Rights>,
 }
 
 fn object_key(account_id: u32, mailbox_id: u64) -> Vec<u8> {
@@ -320,6 +324,7 @@ pub async fn create_default_mailboxes(
             role: Some(role.to_owned()),
             sort_order,
             is_subscribed: true,
+            share_with: Default::default(),
         };
         save(tx, account_id, mailbox_id, &mailbox, None)?;
         changes.created(DataType::Mailbox, mailbox_id);

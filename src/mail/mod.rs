@@ -9,5 +9,6 @@ pub mod followup;
 pub mod mailbox;
 pub mod parsed;
 pub mod quota;
+pub mod sharing;
 pub mod store;
 pub mod submission;

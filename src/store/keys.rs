@@ -61,6 +61,10 @@ pub const DIR_DOMAIN: u8 = 0x05;
 /// and drops its cached credential checks (other processes write the same store: the CLI on
 /// FoundationDB, the other nodes of a cluster).
 pub const DIR_CREDENTIALS_VERSION: u8 = 0x06;
+/// `DIRECTORY, DIR_SHARED_WITH, grantee: u32, owner: u32` → (): the owner's account shares at
+/// least one Mailbox with the grantee (a user or a group); written with the grants
+/// (`mail::sharing`).
+pub const DIR_SHARED_WITH: u8 = 0x07;
 
 // Cluster sections: `CLUSTER, section, ...` (`schema/cluster.md`).
 /// `CLUSTER, CLUSTER_NODE, node_id: u64` → node record (JSON: name, url, state, registered).
@@ -122,6 +126,10 @@ pub const ACCT_VACATION_SENT: u8 = 0x11;
 /// `..., ACCT_QUOTA, 0x02, resource: u8` → (): the warning for crossing `warnLimit` was queued
 /// (cleared when usage falls back under it).
 pub const ACCT_QUOTA: u8 = 0x12;
+/// `..., ACCT_SHARING_VERSION` → u64 BE: the account version of the last commit that changed
+/// a Mailbox grant (`mail::sharing`); a grantee's Email/Thread changes from before it cannot be
+/// calculated.
+pub const ACCT_SHARING_VERSION: u8 = 0x13;
 
 /// Index numbers under `ACCT_INDEX, DataType::Mailbox` (`mail::mailbox`).
 /// `..., ACCT_INDEX, 1 (Mailbox), MAILBOX_INDEX_ROLE, role: string, mailbox_id: u64` → (): the

@@ -7,7 +7,9 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::types::{Id, State};
-use crate::store::commit::{ChangesError, DataType, changes_since};
+use crate::mail::sharing::{SharedView, object_visible, sharing_version, view_in};
+use crate::store::commit::{ChangesError, ChangesSince, DataType, changes_since};
+use crate::store::{StoreResult, Transaction};
 
 pub async fn changes<T: ObjectType>(
     context: &mut CallContext<'_>,
@@ -39,12 +41,20 @@ pub async fn changes_of(
     let since = State::parse(&since_text).ok_or_else(cannot_calculate)?;
 
     let account_id = account.number();
+    let viewer = context.viewer.clone();
     let outcome = context
         .engine
         .store
         .read(|tx| {
             Box::pin(async move {
-                Ok(changes_since(tx, account_id, data_type, since.position(), max_changes).await)
+                let changes =
+                    changes_since(tx, account_id, data_type, since.position(), max_changes).await;
+                match (view_in(tx, account_id, &viewer).await?, changes) {
+                    (Some(view), Ok(changes)) => {
+                        shared_changes(tx, account_id, &view, data_type, changes).await
+                    }
+                    (_, changes) => Ok(changes),
+                }
             })
         })
         .await?;
@@ -62,6 +72,43 @@ pub async fn changes_of(
         "updated": ids_json(id_prefix, &changes.updated),
         "destroyed": ids_json(id_prefix, &changes.destroyed),
     }))
+}
+
+/// A grantee's /changes (RFC 9670): what the grants show. Since a grant changed, Emails and
+/// Threads appeared or vanished without a change-log entry, so those changes cannot be
+/// calculated (the client resynchronizes: a revocation becomes a removal). Otherwise an object
+/// the grantee does not see now is left out when it was created in the window and reported
+/// destroyed when it was updated (it may have been visible before, e.g. moved out of a shared
+/// Mailbox).
+async fn shared_changes(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    view: &SharedView,
+    data_type: DataType,
+    mut changes: ChangesSince,
+) -> StoreResult<Result<ChangesSince, ChangesError>> {
+    if matches!(data_type, DataType::Email | DataType::Thread)
+        && sharing_version(tx, account_id).await? > changes.old_state.version
+    {
+        return Ok(Err(ChangesError::CannotCalculate));
+    }
+    let mut created = Vec::with_capacity(changes.created.len());
+    for id in std::mem::take(&mut changes.created) {
+        if object_visible(tx, account_id, view, data_type, id).await? {
+            created.push(id);
+        }
+    }
+    let mut updated = Vec::with_capacity(changes.updated.len());
+    for id in std::mem::take(&mut changes.updated) {
+        if object_visible(tx, account_id, view, data_type, id).await? {
+            updated.push(id);
+        } else {
+            changes.destroyed.push(id);
+        }
+    }
+    changes.created = created;
+    changes.updated = updated;
+    Ok(Ok(changes))
 }
 
 fn ids_json(id_prefix: char, ids: &[u64]) -> serde_json::Value {

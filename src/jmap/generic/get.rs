@@ -9,6 +9,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::types::{Id, State};
+use crate::mail::sharing::view_in;
 use crate::store::commit::read_state;
 
 /// What to fetch: explicit ids (with the client's spelling kept for `notFound`) or all.
@@ -54,18 +55,24 @@ pub async fn get<T: ObjectType>(
     };
 
     let account_id = account.number();
+    let viewer = context.viewer.clone();
     let (state, found, not_found) = context
         .engine
         .store
         .read(|tx| {
             Box::pin(async move {
                 let state = read_state(tx, account_id, T::DATA_TYPE).await?;
+                // RFC 9670: a grantee sees what the grants show, nothing else.
+                let view = view_in(tx, account_id, &viewer).await?;
+                let visible =
+                    |id: u64| view.as_ref().is_none_or(|view| T::shared_visible(view, id));
                 let mut found = Vec::new();
                 let mut not_found = Vec::new();
                 let wanted = match wanted {
                     Wanted::Ids(ids) => ids,
                     Wanted::All => {
-                        let ids = T::list_ids(tx, account_id).await?;
+                        let mut ids = T::list_ids(tx, account_id).await?;
+                        ids.retain(|id| visible(*id));
                         if ids.len() as u64 > max_objects {
                             return Ok(Err(too_large(max_objects)));
                         }
@@ -76,10 +83,15 @@ pub async fn get<T: ObjectType>(
                 };
                 for (text, store_id) in wanted {
                     let object = match store_id {
-                        Some(id) => T::load(tx, account_id, id)
-                            .await?
-                            .map(|object| (id, object)),
-                        None => None,
+                        Some(id) if visible(id) => {
+                            T::load(tx, account_id, id)
+                                .await?
+                                .map(|object| match &view {
+                                    Some(view) => (id, T::shared_object(view, id, object)),
+                                    None => (id, object),
+                                })
+                        }
+                        _ => None,
                     };
                     match object {
                         Some(object) => found.push(object),

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use super::context::Arguments;
 use super::error::{MethodError, MethodErrorType, SetError};
 use super::types::{Id, UnsignedInt};
+use crate::mail::sharing::{SharedView, Viewer};
 use crate::store::commit::{Changes, DataType};
 use crate::store::{StoreResult, Transaction};
 
@@ -54,6 +55,9 @@ pub struct Created {
 pub struct WriteScope<'a> {
     pub account_id: u32,
     pub created_ids: &'a HashMap<Id, Id>,
+    /// The grantee writing to a shared account (RFC 9670), whose rights the type checks;
+    /// `None` for the account's owner.
+    pub viewer: Option<&'a Viewer>,
 }
 
 impl WriteScope<'_> {
@@ -95,6 +99,21 @@ pub trait ObjectType: Send + Sync + 'static {
     /// `None` removes it.
     fn default_value(_property: &str) -> Option<Value> {
         Some(Value::Null)
+    }
+
+    /// RFC 9670: whether a grantee with `view` sees the object. Only types whose methods are
+    /// allowed on shared accounts (`MethodEntry::on_shared_accounts`) are ever asked.
+    fn shared_visible(_view: &SharedView, _id: u64) -> bool {
+        false
+    }
+
+    /// The object as a grantee with `view` sees it (rights, redactions).
+    fn shared_object(
+        _view: &SharedView,
+        _id: u64,
+        object: Map<String, Value>,
+    ) -> Map<String, Value> {
+        object
     }
 
     /// Every id of the account (for /get with `ids: null`).

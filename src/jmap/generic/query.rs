@@ -8,6 +8,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::types::{State, UnsignedInt};
+use crate::mail::sharing::view_in;
 use crate::store::commit::read_state;
 
 /// Where the window starts: RFC 8620 §5.5 `position`, or `anchor` + `anchorOffset`.
@@ -68,13 +69,20 @@ pub async fn query<T: ObjectType>(
     let limit = requested_limit.map_or(server_limit, |l| l.get().min(server_limit));
 
     let account_id = account.number();
+    let viewer = context.viewer.clone();
     let (state, outcome) = context
         .engine
         .store
         .read(|tx| {
             Box::pin(async move {
                 let state = read_state(tx, account_id, T::DATA_TYPE).await?;
-                let outcome = T::query(tx, account_id, filter.as_ref(), &sort).await?;
+                let mut outcome = T::query(tx, account_id, filter.as_ref(), &sort).await?;
+                // RFC 9670: a grantee's results hold only what the grants show.
+                if let (Some(view), Ok(ids)) =
+                    (view_in(tx, account_id, &viewer).await?, outcome.as_mut())
+                {
+                    ids.retain(|id| T::shared_visible(&view, *id));
+                }
                 Ok((state, outcome))
             })
         })

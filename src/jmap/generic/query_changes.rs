@@ -16,6 +16,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::types::{Id, State, UnsignedInt};
+use crate::mail::sharing::view_in;
 use crate::store::commit::{ChangesError, changes_since};
 
 pub async fn query_changes<T: ObjectType>(
@@ -41,13 +42,21 @@ pub async fn query_changes<T: ObjectType>(
         .ok_or_else(|| MethodError::new(MethodErrorType::CannotCalculateChanges))?;
 
     let account_id = account.number();
+    let viewer = context.viewer.clone();
     let (log, outcome) = context
         .engine
         .store
         .read(|tx| {
             Box::pin(async move {
                 let log = changes_since(tx, account_id, T::DATA_TYPE, since.position(), 0).await;
-                let outcome = T::query(tx, account_id, filter.as_ref(), &sort).await?;
+                let mut outcome = T::query(tx, account_id, filter.as_ref(), &sort).await?;
+                // RFC 9670: a revoked object leaves the grantee's results (it was updated, so
+                // it is in `removed`, and it is not added back).
+                if let (Some(view), Ok(ids)) =
+                    (view_in(tx, account_id, &viewer).await?, outcome.as_mut())
+                {
+                    ids.retain(|id| T::shared_visible(&view, *id));
+                }
                 Ok((log, outcome))
             })
         })

@@ -12,6 +12,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::types::{AccountId, Id, IdOrReference, State};
+use crate::mail::sharing::Viewer;
 use crate::store::commit::{Changes, commit_account};
 use crate::store::{StoreResult, Transaction};
 
@@ -19,6 +20,8 @@ use crate::store::{StoreResult, Transaction};
 /// more than once, so it must not consume them).
 struct SetInput {
     account_id: u32,
+    /// The grantee writing to a shared account (RFC 9670); `None` for the owner.
+    viewer: Option<Viewer>,
     if_in_state: Option<String>,
     creates: Vec<(Id, Value)>,
     updates: Vec<(String, Value)>,
@@ -130,6 +133,7 @@ pub async fn set<T: ObjectType>(
     T::order_updates(&mut updates);
     let input = Arc::new(SetInput {
         account_id: account.number(),
+        viewer: (!context.owns(account)).then(|| context.viewer.clone()),
         if_in_state,
         creates,
         updates,
@@ -174,6 +178,7 @@ async fn apply<T: ObjectType>(
                 let scope = WriteScope {
                     account_id,
                     created_ids: &created_ids,
+                    viewer: input.viewer.as_ref(),
                 };
                 T::create(tx, changes, &scope, object).await?
             }
@@ -209,7 +214,14 @@ async fn apply<T: ObjectType>(
             Some(id) if destroy_targets.contains(&id) => {
                 Err(SetError::new(SetErrorType::WillDestroy))
             }
-            Some(id) => update_one::<T>(tx, changes, account_id, &created_ids, id, patch).await?,
+            Some(id) => {
+                let scope = WriteScope {
+                    account_id,
+                    created_ids: &created_ids,
+                    viewer: input.viewer.as_ref(),
+                };
+                update_one::<T>(tx, changes, &scope, id, patch).await?
+            }
         };
         match result {
             Ok(server_changed) => {
@@ -234,6 +246,7 @@ async fn apply<T: ObjectType>(
                 let scope = WriteScope {
                     account_id,
                     created_ids: &created_ids,
+                    viewer: input.viewer.as_ref(),
                 };
                 T::destroy(tx, changes, &scope, id).await?
             }
@@ -348,11 +361,11 @@ fn is_client_settable<T: ObjectType>(property: &str) -> bool {
 async fn update_one<T: ObjectType>(
     tx: &mut dyn Transaction,
     changes: &mut Changes,
-    account_id: u32,
-    created_ids: &HashMap<Id, Id>,
+    scope: &WriteScope<'_>,
     id: u64,
     patch: &Value,
 ) -> StoreResult<Result<Option<Map<String, Value>>, SetError>> {
+    let account_id = scope.account_id;
     let Value::Object(patch) = patch else {
         return Ok(Err(SetError::invalid_patch(
             "a PatchObject must be a JSON object",
@@ -393,9 +406,5 @@ async fn update_one<T: ObjectType>(
         )));
     }
     patched.remove("id");
-    let scope = WriteScope {
-        account_id,
-        created_ids,
-    };
-    T::update(tx, changes, &scope, id, current, patched).await
+    T::update(tx, changes, scope, id, current, patched).await
 }

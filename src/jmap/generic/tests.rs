@@ -239,6 +239,7 @@ fn test_engine(limits: CoreLimits) -> TestEngine {
             name,
             capability: CAPABILITY_TEST,
             handler,
+            on_shared_accounts: false,
         });
     }
     engine_with(&table, limits)

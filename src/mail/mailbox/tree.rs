@@ -117,6 +117,7 @@ mod tests {
             role: None,
             sort_order: 0,
             is_subscribed: true,
+            share_with: Default::default(),
         }
     }
 

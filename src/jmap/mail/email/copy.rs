@@ -14,6 +14,7 @@ use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::generic::check_if_in_state;
 use crate::jmap::types::{AccountId, Id, State, UtcDate};
+use crate::mail::sharing::view_in;
 use crate::mail::store as mail_store;
 use crate::store::BoxFuture;
 use crate::store::commit::{DataType, commit_account, read_state};
@@ -77,21 +78,31 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
         })
         .collect::<Result<_, _>>()?;
     let original_ids: Vec<Option<u64>> = sources.iter().map(|(_, _, id)| *id).collect();
+    let viewer = context.viewer.clone();
     let (from_state, originals) = context
         .engine
         .store
         .read(|tx| {
             let original_ids = original_ids.clone();
+            let viewer = viewer.clone();
             Box::pin(async move {
                 let state = read_state(tx, from_id, DataType::Email).await?;
+                // RFC 9670: from a shared account, only Emails the caller sees are copied.
+                let view = view_in(tx, from_id, &viewer).await?;
                 let mut originals = Vec::with_capacity(original_ids.len());
                 for id in original_ids {
                     let loaded = match id {
                         Some(id) => match mail_store::load_record(tx, from_id, id).await? {
-                            Some(record) => mail_store::load_parsed(tx, from_id, id)
-                                .await?
-                                .map(|parsed| (record, parsed)),
-                            None => None,
+                            Some(record)
+                                if view
+                                    .as_ref()
+                                    .is_none_or(|view| view.shows_email(&record.mailbox_ids)) =>
+                            {
+                                mail_store::load_parsed(tx, from_id, id)
+                                    .await?
+                                    .map(|parsed| (record, parsed))
+                            }
+                            _ => None,
                         },
                         None => None,
                     };
@@ -120,7 +131,9 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
     }
     let prepared = Arc::new(prepared);
     let known_created_ids = Arc::new(context.created_ids.clone());
+    let to_viewer = Arc::new((!context.owns(to_account)).then(|| context.viewer.clone()));
     let committed = commit_account(&context.engine.store, to_id, |tx, changes| {
+        let to_viewer = Arc::clone(&to_viewer);
         let prepared = Arc::clone(&prepared);
         let known_created_ids = Arc::clone(&known_created_ids);
         let if_in_state = if_in_state.clone();
@@ -138,7 +151,10 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
             for (creation_id, original_id, email) in prepared.iter() {
                 let result = match email {
                     Err(error) => Err(error.clone()),
-                    Ok(email) => store_new_email(tx, changes, to_id, email, &created_ids).await?,
+                    Ok(email) => {
+                        let viewer = to_viewer.as_ref().as_ref();
+                        store_new_email(tx, changes, to_id, email, &created_ids, viewer).await?
+                    }
                 };
                 match result {
                     Ok((id, object)) => {

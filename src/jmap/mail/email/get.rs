@@ -15,6 +15,7 @@ use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::types::{BlobId, Id, State, UtcDate};
 use crate::mail::parsed::ParsedEmail;
+use crate::mail::sharing::{Rights, view_in};
 use crate::mail::store::{self as mail_store, EmailRecord};
 use crate::store::BoxFuture;
 use crate::store::commit::{DataType, read_state};
@@ -110,13 +111,18 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
         }
     };
 
+    let viewer = context.viewer.clone();
     let loaded = context
         .engine
         .store
         .read(|tx| {
             let wanted = wanted.clone();
+            let viewer = viewer.clone();
             Box::pin(async move {
                 let state = read_state(tx, account_id, DataType::Email).await?;
+                // RFC 8621 §2 via RFC 9670: a grantee fetches the Emails of Mailboxes granting
+                // mayReadItems, and sees only those Mailboxes in `mailboxIds`.
+                let view = view_in(tx, account_id, &viewer).await?;
                 let wanted = match wanted {
                     Some(ids) => ids,
                     None => {
@@ -136,8 +142,20 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
                         Some(id) => mail_store::load_record(tx, account_id, id).await?,
                         None => None,
                     };
+                    let record = match (record, &view) {
+                        (Some(mut record), Some(view)) if view.shows_email(&record.mailbox_ids) => {
+                            record
+                                .mailbox_ids
+                                .retain(|mailbox_id| view.may(*mailbox_id, Rights::READ_ITEMS));
+                            Some(record)
+                        }
+                        (_, Some(_)) => None,
+                        (record, None) => record,
+                    };
                     let (Some(id), Some(record)) = (number, record) else {
-                        not_found.push(Value::String(text));
+                        if view.is_none() || !text.is_empty() {
+                            not_found.push(Value::String(text));
+                        }
                         continue;
                     };
                     let parsed = if needs_parsed {

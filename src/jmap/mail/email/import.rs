@@ -52,8 +52,10 @@ async fn import(context: &mut CallContext<'_>, mut arguments: Arguments) -> Meth
     }
     let prepared = Arc::new(prepared);
     let known_created_ids = Arc::new(context.created_ids.clone());
+    let viewer = Arc::new((!context.owns(account)).then(|| context.viewer.clone()));
 
     let committed = commit_account(&context.engine.store, account_id, |tx, changes| {
+        let viewer = Arc::clone(&viewer);
         let prepared = Arc::clone(&prepared);
         let known_created_ids = Arc::clone(&known_created_ids);
         let if_in_state = if_in_state.clone();
@@ -73,7 +75,9 @@ async fn import(context: &mut CallContext<'_>, mut arguments: Arguments) -> Meth
                 let result = match email {
                     Err(error) => Err(error.clone()),
                     Ok(email) => {
-                        store_new_email(tx, changes, account_id, email, &created_ids).await?
+                        let viewer = viewer.as_ref().as_ref();
+                        store_new_email(tx, changes, account_id, email, &created_ids, viewer)
+                            .await?
                     }
                 };
                 match result {

@@ -12,5 +12,6 @@ pub mod parse;
 pub mod query;
 pub mod query_changes;
 pub mod render;
+pub mod rights;
 pub mod set;
 pub mod store_new;

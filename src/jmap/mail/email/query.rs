@@ -12,6 +12,7 @@
 pub mod fast;
 pub mod filter;
 pub mod general;
+pub mod shared;
 pub mod sort;
 pub mod text_first;
 pub mod text_list;
@@ -129,7 +130,8 @@ impl EmailQuery {
 
 async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
-    let email_query = EmailQuery::take(&mut arguments)?;
+    let mut email_query = EmailQuery::take(&mut arguments)?;
+    shared::restrict(context, account.number(), &mut email_query).await?;
     let position = arguments.take_int("position")?.map_or(0, |p| p.get());
     let anchor = arguments.take_string("anchor")?;
     let anchor_offset = arguments.take_int("anchorOffset")?.map_or(0, |o| o.get());

@@ -18,6 +18,7 @@ use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::generic::take_max_changes;
 use crate::jmap::types::{Id, State, UnsignedInt};
+use crate::mail::sharing::sharing_version;
 use crate::mail::store as mail_store;
 use crate::store::BoxFuture;
 use crate::store::commit::{
@@ -42,7 +43,8 @@ struct LogView {
 
 async fn query_changes(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
-    let email_query = EmailQuery::take(&mut arguments)?;
+    let mut email_query = EmailQuery::take(&mut arguments)?;
+    super::query::shared::restrict(context, account.number(), &mut email_query).await?;
     let Some(since_text) = arguments.take_string("sinceQueryState")? else {
         return Err(MethodError::invalid_arguments(
             "\"sinceQueryState\" is required",
@@ -63,6 +65,18 @@ async fn query_changes(context: &mut CallContext<'_>, mut arguments: Arguments) 
         .position();
     let account_id = account.number();
     let collapse = email_query.collapse_threads;
+    // RFC 9670: since a grant changed, Emails entered or left the grantee's results without a
+    // change-log entry; the client queries afresh.
+    if !context.owns(account) {
+        let changed_at = context
+            .engine
+            .store
+            .read(move |tx| Box::pin(async move { sharing_version(tx, account_id).await }))
+            .await?;
+        if changed_at > since.version {
+            return Err(MethodError::new(MethodErrorType::CannotCalculateChanges));
+        }
+    }
 
     let mut attempt = 0;
     let (ids, log) = loop {

@@ -14,6 +14,7 @@ use super::fields::{
     EMAIL_ID_PREFIX, keywords_json, mailbox_ids_json, missing_mailbox, no_such_mailbox,
     parse_keywords, parse_mailbox_ids,
 };
+use super::rights;
 use super::store_new::{NewEmail, store_new_email};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
@@ -22,7 +23,9 @@ use crate::jmap::generic::check_if_in_state;
 use crate::jmap::generic::patch::apply_patch;
 use crate::jmap::generic::set::{SetArguments, SetOutcome};
 use crate::jmap::types::{Id, IdOrReference, UtcDate};
+use crate::mail::mailbox::load_all;
 use crate::mail::parsed::parse_message;
+use crate::mail::sharing::{SharedView, Viewer};
 use crate::mail::store as mail_store;
 use crate::store::commit::{Changes, DataType, commit_account};
 use crate::store::{BoxFuture, StoreResult, Transaction};
@@ -36,6 +39,8 @@ pub fn handle<'a, 'r>(
 
 struct SetInput {
     account_id: u32,
+    /// The grantee writing to a shared account (`rights`); `None` for the owner.
+    viewer: Option<Viewer>,
     if_in_state: Option<String>,
     /// Creation id → the stored message, or why it cannot be created.
     creates: Vec<(Id, Result<NewEmail, SetError>)>,
@@ -62,6 +67,7 @@ async fn set(context: &mut CallContext<'_>, arguments: Arguments) -> MethodResul
     }
     let input = Arc::new(SetInput {
         account_id,
+        viewer: (!context.owns(account)).then(|| context.viewer.clone()),
         if_in_state,
         creates,
         updates: update.into_iter().collect(),
@@ -144,10 +150,17 @@ async fn apply(
         ..SetOutcome::default()
     };
     let mut created_ids = input.known_created_ids.clone();
+    let view = match &input.viewer {
+        Some(viewer) => Some(SharedView::of(&load_all(tx, account_id).await?, viewer)),
+        None => None,
+    };
     for (creation_id, prepared) in &input.creates {
         let result = match prepared {
             Err(error) => Err(error.clone()),
-            Ok(email) => store_new_email(tx, changes, account_id, email, &created_ids).await?,
+            Ok(email) => {
+                let viewer = input.viewer.as_ref();
+                store_new_email(tx, changes, account_id, email, &created_ids, viewer).await?
+            }
         };
         match result {
             Ok((id, created)) => {
@@ -180,7 +193,14 @@ async fn apply(
                     None => Err(SetError::not_found()),
                 }
             }
-            Some(id) => update_one(tx, changes, account_id, &created_ids, id, patch).await?,
+            Some(id) => {
+                let target = Target {
+                    account_id,
+                    email_id: id,
+                    view: view.as_ref(),
+                };
+                update_one(tx, changes, &target, &created_ids, patch).await?
+            }
         };
         match result {
             Ok(()) => {
@@ -197,7 +217,16 @@ async fn apply(
         if !seen.insert(text.as_str()) {
             continue;
         }
-        let destroyed = match resolve_email(text, &created_ids) {
+        let resolved = resolve_email(text, &created_ids);
+        if let (Some(view), Some(id)) = (&view, resolved)
+            && let Some(refusal) = destroy_refusal(tx, account_id, view, id).await?
+        {
+            outcome
+                .not_destroyed
+                .insert(text.clone(), refusal.to_json());
+            continue;
+        }
+        let destroyed = match resolved {
             None => None,
             Some(id) => mail_store::destroy_email(tx, changes, account_id, id)
                 .await?
@@ -224,15 +253,42 @@ fn resolve_email(text: &str, created_ids: &HashMap<Id, Id>) -> Option<u64> {
     id.to_number(EMAIL_ID_PREFIX)
 }
 
+/// Why a grantee may not destroy the Email (notFound when they do not see it).
+async fn destroy_refusal(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    view: &SharedView,
+    email_id: u64,
+) -> StoreResult<Option<SetError>> {
+    let Some(record) = mail_store::load_record(tx, account_id, email_id).await? else {
+        return Ok(None);
+    };
+    if !view.shows_email(&record.mailbox_ids) {
+        return Ok(Some(SetError::not_found()));
+    }
+    Ok(rights::check_destroy(view, &record).err())
+}
+
+/// The Email an update is for, and the grantee's view when the account is shared.
+struct Target<'a> {
+    account_id: u32,
+    email_id: u64,
+    view: Option<&'a SharedView>,
+}
+
 /// Every Email property other than keywords and mailboxIds is immutable (RFC 8621 §4.6).
 async fn update_one(
     tx: &mut dyn Transaction,
     changes: &mut Changes,
-    account_id: u32,
+    target: &Target<'_>,
     created_ids: &HashMap<Id, Id>,
-    email_id: u64,
     patch: &Value,
 ) -> StoreResult<Result<(), SetError>> {
+    let Target {
+        account_id,
+        email_id,
+        view,
+    } = *target;
     let Value::Object(patch) = patch else {
         return Ok(Err(SetError::invalid_patch(
             "a PatchObject must be a JSON object",
@@ -241,9 +297,16 @@ async fn update_one(
     let Some(record) = mail_store::load_record(tx, account_id, email_id).await? else {
         return Ok(Err(SetError::not_found()));
     };
+    if view.is_some_and(|view| !view.shows_email(&record.mailbox_ids)) {
+        return Ok(Err(SetError::not_found()));
+    }
+    let shown_mailboxes = match view {
+        Some(view) => rights::visible_mailboxes(view, &record),
+        None => record.mailbox_ids.clone(),
+    };
     let mut object = Map::with_capacity(2);
     object.insert("keywords".into(), keywords_json(&record.keywords));
-    object.insert("mailboxIds".into(), mailbox_ids_json(&record.mailbox_ids));
+    object.insert("mailboxIds".into(), mailbox_ids_json(&shown_mailboxes));
     let default_value = |property: &str| match property {
         "keywords" => Some(Value::Object(Map::new())),
         _ => Some(Value::Null),
@@ -267,10 +330,19 @@ async fn update_one(
         Ok(keywords) => keywords,
         Err(error) => return Ok(Err(error)),
     };
-    let mailbox_ids = match parse_mailbox_ids(object.get("mailboxIds"), created_ids) {
+    let mut mailbox_ids = match parse_mailbox_ids(object.get("mailboxIds"), created_ids) {
         Ok(ids) => ids,
         Err(error) => return Ok(Err(error)),
     };
+    if let Some(view) = view {
+        if let Some(unseen) = rights::unseen_mailbox(view, &mailbox_ids) {
+            return Ok(Err(no_such_mailbox(unseen)));
+        }
+        mailbox_ids = rights::with_hidden(view, &record, &mailbox_ids);
+        if let Err(error) = rights::check_update(view, &record, &mailbox_ids, &keywords) {
+            return Ok(Err(error));
+        }
+    }
     if mailbox_ids != record.mailbox_ids
         && let Some(missing) = missing_mailbox(tx, account_id, &mailbox_ids).await?
     {

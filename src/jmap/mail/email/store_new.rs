@@ -10,10 +10,13 @@ use serde_json::{Map, Value, json};
 use super::fields::{
     EMAIL_ID_PREFIX, THREAD_ID_PREFIX, missing_mailbox, no_such_mailbox, parse_mailbox_ids,
 };
+use super::rights;
 use crate::jmap::error::{SetError, SetErrorType};
 use crate::jmap::types::{BlobId, Id};
+use crate::mail::mailbox::load_all;
 use crate::mail::parsed::ParsedEmail;
 use crate::mail::quota;
+use crate::mail::sharing::{SharedView, Viewer};
 use crate::mail::store::{self as mail_store, ImportSpec};
 use crate::store::blob::BlobHash;
 use crate::store::commit::Changes;
@@ -39,6 +42,7 @@ pub async fn store_new_email(
     account_id: u32,
     email: &NewEmail,
     created_ids: &HashMap<Id, Id>,
+    viewer: Option<&Viewer>,
 ) -> StoreResult<Result<(Id, Map<String, Value>), SetError>> {
     let mailbox_ids = match parse_mailbox_ids(Some(&email.mailbox_ids), created_ids) {
         Ok(ids) => ids,
@@ -46,6 +50,16 @@ pub async fn store_new_email(
     };
     if let Some(missing) = missing_mailbox(tx, account_id, &mailbox_ids).await? {
         return Ok(Err(no_such_mailbox(missing)));
+    }
+    // A grantee adds only to Mailboxes granting it (`rights`).
+    if let Some(viewer) = viewer {
+        let view = SharedView::of(&load_all(tx, account_id).await?, viewer);
+        if let Some(unseen) = rights::unseen_mailbox(&view, &mailbox_ids) {
+            return Ok(Err(no_such_mailbox(unseen)));
+        }
+        if let Err(error) = rights::check_create(&view, &mailbox_ids, &email.keywords) {
+            return Ok(Err(error));
+        }
     }
     // RFC 9425 §4.1 hardLimit: no Email is created past it (RFC 8620 §5.3 `overQuota`).
     if let Err(over) = quota::check(tx, account_id, email.parsed.size, 1).await? {

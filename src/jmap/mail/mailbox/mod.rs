@@ -13,18 +13,22 @@ pub mod query;
 pub mod query_changes;
 mod search;
 pub mod set;
+pub mod sharing;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::{Map, Value, json};
 
+use crate::auth::directory::account_email_in;
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::error::{MethodError, SetError, SetErrorType};
 use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope};
 use crate::jmap::types::AccountId;
 use crate::mail::counters::{self, MailboxCounts};
+use crate::mail::mailbox::tree::Mailboxes;
 use crate::mail::mailbox::{self as store, MAX_MAILBOXES_PER_ACCOUNT, Mailbox};
+use crate::mail::sharing::SharedView;
 use crate::store::commit::{Changes, DataType, allocate_id};
 use crate::store::{StoreResult, Transaction};
 
@@ -116,7 +120,57 @@ pub fn to_json(mailbox: &Mailbox, counts: MailboxCounts) -> Map<String, Value> {
         "isSubscribed".to_owned(),
         Value::Bool(mailbox.is_subscribed),
     );
+    object.insert("shareWith".to_owned(), sharing::share_with_json(mailbox));
     object
+}
+
+/// RFC 9670: every principal newly granted something exists and is not the owner.
+async fn check_grantees(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    mailbox: &Mailbox,
+    previous: Option<&Mailbox>,
+) -> StoreResult<Result<(), SetError>> {
+    for principal_id in mailbox.share_with.keys() {
+        if previous.is_some_and(|previous| previous.share_with.contains_key(principal_id)) {
+            continue;
+        }
+        let exists = *principal_id != account_id
+            && account_email_in(tx, *principal_id)
+                .await
+                .map_err(|error| crate::store::StoreError::io(error.to_string()))?
+                .is_some();
+        if !exists {
+            return Ok(Err(SetError::invalid_properties(
+                ["shareWith"],
+                format!(
+                    "no principal {} to share with",
+                    crate::jmap::types::AccountId::new(*principal_id)
+                ),
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// A grant changed (`mail::sharing`): the grantee index follows in this transaction; the
+/// Mailbox and its ancestors (shown or hidden with it) are updated for the grantees, and the
+/// Email and Thread states move so their clients ask, and resynchronize.
+async fn grants_changed(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    before: &Mailboxes,
+    after: &Mailboxes,
+    id: u64,
+) -> StoreResult<()> {
+    crate::mail::sharing::sync_index(tx, account_id, before, after).await?;
+    for ancestor in crate::mail::mailbox::tree::ancestors(before, id) {
+        changes.updated(DataType::Mailbox, ancestor);
+    }
+    changes.touched(DataType::Email);
+    changes.touched(DataType::Thread);
+    store::record_properties_changed(tx, account_id).await
 }
 
 impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: bool> ObjectType
@@ -136,6 +190,7 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         "unreadThreads",
         "myRights",
         "isSubscribed",
+        "shareWith",
     ];
     const SERVER_SET_PROPERTIES: &'static [&'static str] = &[
         "totalEmails",
@@ -158,6 +213,14 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
             "isSubscribed" => Value::Bool(true),
             _ => Value::Null,
         })
+    }
+
+    fn shared_visible(view: &SharedView, id: u64) -> bool {
+        view.shows(id)
+    }
+
+    fn shared_object(view: &SharedView, id: u64, object: Map<String, Value>) -> Map<String, Value> {
+        sharing::present(view, id, object)
     }
 
     async fn list_ids(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Vec<u64>> {
@@ -190,13 +253,29 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
                 format!("an account holds at most {MAX_MAILBOXES_PER_ACCOUNT} Mailboxes"),
             )));
         }
-        let (mailbox, reported) = match properties::for_create(&object, scope, &all) {
+        let (mut mailbox, reported) = match properties::for_create(&object, scope, &all) {
             Ok(parsed) => parsed,
             Err(error) => return Ok(Err(error)),
         };
+        if let Some(viewer) = scope.viewer
+            && let Err(error) = sharing::check_create(viewer, &all, &mailbox)
+        {
+            return Ok(Err(error));
+        }
+        // No grants given (jmap-client sends `{}`): the parent's apply.
+        if mailbox.share_with.is_empty() {
+            mailbox.share_with = sharing::inherited_grants(&all, mailbox.parent_id);
+        } else if let Err(error) = check_grantees(tx, account_id, &mailbox, None).await? {
+            return Ok(Err(error));
+        }
         let id = allocate_id(tx, account_id, DataType::Mailbox).await?;
         store::save(tx, account_id, id, &mailbox, None)?;
         changes.created(DataType::Mailbox, id);
+        if !mailbox.share_with.is_empty() {
+            let mut after = all.clone();
+            after.insert(id, mailbox.clone());
+            grants_changed(tx, changes, account_id, &all, &after, id).await?;
+        }
         let mut server_set = reported;
         for (property, value) in to_json(&mailbox, MailboxCounts::default()) {
             // RFC 8620 §5.3: report what the server set, and the defaults of what the
@@ -225,6 +304,19 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
             Ok(parsed) => parsed,
             Err(error) => return Ok(Err(error)),
         };
+        if let Some(viewer) = scope.viewer
+            && let Err(error) = sharing::check_update(viewer, &all, id, current, &updated)
+        {
+            return Ok(Err(error));
+        }
+        if let Err(error) = check_grantees(tx, account_id, &updated, Some(current)).await? {
+            return Ok(Err(error));
+        }
+        if updated.share_with != current.share_with {
+            let mut after = all.clone();
+            after.insert(id, updated.clone());
+            grants_changed(tx, changes, account_id, &all, &after, id).await?;
+        }
         if &updated != current {
             let is_trash = |mailbox: &Mailbox| mailbox.role.as_deref() == Some("trash");
             if is_trash(current) != is_trash(&updated) {
@@ -251,6 +343,11 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         let Some(mailbox) = all.get(&id) else {
             return Ok(Err(SetError::not_found()));
         };
+        if let Some(viewer) = scope.viewer
+            && let Err(error) = sharing::check_destroy(viewer, &all, id, REMOVE_EMAILS)
+        {
+            return Ok(Err(error));
+        }
         if my_rights(mailbox)["mayDelete"] != Value::Bool(true) {
             return Ok(Err(SetError::with_description(
                 SetErrorType::Forbidden,
@@ -277,6 +374,11 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         }
         store::remove(tx, account_id, id, mailbox)?;
         changes.destroyed(DataType::Mailbox, id);
+        if !mailbox.share_with.is_empty() {
+            let mut after = all.clone();
+            after.remove(&id);
+            grants_changed(tx, changes, account_id, &all, &after, id).await?;
+        }
         Ok(Ok(()))
     }
 

@@ -132,6 +132,12 @@ fn read_properties(
         Some(Value::Bool(flag)) => mailbox.is_subscribed = *flag,
         Some(_) => problems.add("isSubscribed", "isSubscribed must be a Boolean"),
     }
+    if let Some(value) = object.get("shareWith") {
+        match super::sharing::parse_share_with(value) {
+            Ok(grants) => mailbox.share_with = grants,
+            Err(reason) => problems.add("shareWith", reason),
+        }
+    }
     (mailbox, reported)
 }
 
@@ -204,6 +210,7 @@ pub fn for_create(
         sort_order: 0,
         // RFC 8621 §2: true by default for Mailboxes the user creates themself.
         is_subscribed: true,
+        share_with: Default::default(),
     };
     let (mailbox, reported) = read_properties(object, scope, defaults, &mut problems);
     check_relations(&mailbox, None, None, all, &mut problems);

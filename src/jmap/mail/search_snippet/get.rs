@@ -12,6 +12,7 @@ use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::mail::email::fields::EMAIL_ID_PREFIX;
 use crate::jmap::mail::email::query::filter::{self, highlight_words};
+use crate::mail::sharing::{email_visible, view_in};
 use crate::mail::store as mail_store;
 use crate::search::{document, snippet};
 use crate::store::BoxFuture;
@@ -62,13 +63,18 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
             .and_then(|id| id.to_number(EMAIL_ID_PREFIX));
         let exists = match number {
             Some(email_id) => {
+                let viewer = context.viewer.clone();
                 engine
                     .store
                     .read(|tx| {
                         Box::pin(async move {
-                            Ok(mail_store::load_record(tx, account_id, email_id)
-                                .await?
-                                .is_some())
+                            // RFC 9670: a grantee gets no snippet of an Email they cannot see.
+                            match view_in(tx, account_id, &viewer).await? {
+                                Some(view) => email_visible(tx, account_id, &view, email_id).await,
+                                None => Ok(mail_store::load_record(tx, account_id, email_id)
+                                    .await?
+                                    .is_some()),
+                            }
                         })
                     })
                     .await?

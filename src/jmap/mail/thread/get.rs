@@ -9,6 +9,7 @@ use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::mail::email::fields::{EMAIL_ID_PREFIX, THREAD_ID_PREFIX};
 use crate::jmap::types::{Id, State};
+use crate::mail::sharing::{view_in, visible_thread_emails};
 use crate::mail::store as mail_store;
 use crate::store::BoxFuture;
 use crate::store::commit::{DataType, read_state};
@@ -66,27 +67,38 @@ async fn get(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodR
         })
         .collect();
     let account_id = account.number();
+    let viewer = context.viewer.clone();
     let (state, list, not_found) = context
         .engine
         .store
         .read(|tx| {
             let wanted = wanted.clone();
+            let viewer = viewer.clone();
             Box::pin(async move {
                 let state = read_state(tx, account_id, DataType::Thread).await?;
+                let view = view_in(tx, account_id, &viewer).await?;
                 let mut list = Vec::new();
                 let mut not_found = Vec::new();
                 for (text, number) in wanted {
-                    let thread = match number {
-                        Some(id) => mail_store::load_thread(tx, account_id, id).await?,
-                        None => None,
+                    // RFC 9670: a grantee's Thread holds only the Emails they see, and a
+                    // Thread with none is not found.
+                    let email_ids: Option<Vec<u64>> = match (number, &view) {
+                        (Some(id), Some(view)) => {
+                            Some(visible_thread_emails(tx, account_id, view, id).await?)
+                                .filter(|visible| !visible.is_empty())
+                        }
+                        (Some(id), None) => mail_store::load_thread(tx, account_id, id)
+                            .await?
+                            .map(|thread| thread.email_ids().collect()),
+                        (None, _) => None,
                     };
-                    match thread {
-                        Some(thread) => {
+                    match email_ids {
+                        Some(email_ids) => {
                             let mut object = serde_json::Map::new();
                             object.insert("id".into(), Value::String(text));
                             if with_email_ids {
-                                let email_ids: Vec<Value> = thread
-                                    .email_ids()
+                                let email_ids: Vec<Value> = email_ids
+                                    .into_iter()
                                     .map(|id| {
                                         Value::String(
                                             Id::from_number(EMAIL_ID_PREFIX, id).into_string(),
