@@ -598,3 +598,93 @@ async fn a_narrower_grant_is_a_removal_in_changes() {
     assert_eq!(after[2][1]["notFound"], json!([team_email]));
     server.shutdown().await;
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn push_socket(server: &TestServer, user: &TestUser) -> Socket {
+    use futures_util::SinkExt;
+    let session = server.session(user).await;
+    let url = session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", user.authorization().parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "jmap".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws");
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            json!({"@type": "WebSocketPushEnable"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    // The listeners start with the enable message.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    socket
+}
+
+/// The next StateChange naming `account_id` within `wait`, if any.
+async fn state_change_of(
+    socket: &mut Socket,
+    account_id: &str,
+    wait: std::time::Duration,
+) -> Option<Value> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(wait, async {
+        loop {
+            let frame = socket.next().await?.ok()?;
+            let text = frame.into_text().unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if value["@type"] == "StateChange" && value["changed"].get(account_id).is_some() {
+                return Some(value);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test]
+async fn a_grantees_websocket_hears_the_shared_account_until_revoked() {
+    let Shared {
+        server,
+        alice,
+        team,
+        ..
+    } = shared().await;
+    let alice_account = server.alice().account_id.clone();
+    let mut socket = push_socket(&server, server.bob()).await;
+    let wait = std::time::Duration::from_secs(5);
+
+    import(&alice, message("news", "fresh news"), &team).await;
+    let change = state_change_of(&mut socket, &alice_account, wait)
+        .await
+        .expect("bob hears alice's shared account");
+    let changed = &change["changed"][&alice_account];
+    assert!(changed["Email"].is_string(), "{change}");
+    assert!(changed.get("Identity").is_none() && changed.get("Quota").is_none(), "{change}");
+    assert!(change.get("pushState").is_none(), "{change}");
+
+    let revoked = call(
+        &server,
+        server.alice(),
+        "Mailbox/set",
+        json!({"accountId": alice_account, "update": {team.clone(): {"shareWith": {}}}}),
+    )
+    .await;
+    assert_eq!(revoked[1]["updated"][&team], Value::Null, "{revoked}");
+    import(&alice, message("later", "after the revocation"), &team).await;
+    let after = state_change_of(&mut socket, &alice_account, std::time::Duration::from_secs(1)).await;
+    assert!(after.is_none(), "nothing of a revoked account: {after:?}");
+    server.shutdown().await;
+}

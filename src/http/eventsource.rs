@@ -24,7 +24,9 @@ use serde_json::Value;
 use super::AppState;
 use super::response::{BoxError, ResponseBody, problem};
 use crate::auth::Principal;
+use crate::mail::sharing::Viewer;
 use crate::push::hub::StatesReceiver;
+use crate::push::shared::{Deliver, SharedListeners};
 use crate::push::state_change::state_change;
 use crate::push::{PushFilter, PushHub, PushState};
 
@@ -134,8 +136,27 @@ pub async fn serve(
         })
         .filter(|changed| !changed.is_empty())
         .map(|changed| state_event(principal.account_id, &changed, &up_to_date));
+    // The accounts shared with the user (RFC 9670): their events carry no id, so the one a
+    // browser resends stays this account's pushState.
+    let (shared_sender, shared_changes) = tokio::sync::mpsc::channel::<String>(SHARED_EVENT_QUEUE);
+    let deliver: Deliver = std::sync::Arc::new(move |account_id, changed, _push_state| {
+        let data = Value::Object(state_change(account_id, changed)).to_string();
+        shared_sender
+            .try_send(format!("event: state\ndata: {data}\n\n"))
+            .is_ok()
+    });
+    let viewer = Viewer::individual(principal.account_id);
+    let shared = match SharedListeners::start(&state.push, viewer, &query.filter, deliver).await {
+        Ok(listeners) => Some(listeners),
+        Err(error) => {
+            tracing::warn!(%error, "shared-account events not started");
+            None
+        }
+    };
     let stream = EventStream {
         receiver,
+        shared_changes,
+        _shared: shared,
         filter: query.filter,
         known: up_to_date,
         close_after_state: query.close_after_state,
@@ -164,8 +185,14 @@ pub async fn serve(
     response
 }
 
+/// How many events of shared accounts may wait for the stream.
+const SHARED_EVENT_QUEUE: usize = 16;
+
 struct EventStream {
     receiver: StatesReceiver,
+    /// Events of the accounts shared with the user, from `_shared`'s listeners.
+    shared_changes: tokio::sync::mpsc::Receiver<String>,
+    _shared: Option<SharedListeners>,
     filter: PushFilter,
     known: PushState,
     close_after_state: bool,
@@ -208,6 +235,10 @@ impl EventStream {
                     // RFC 8620 §7.3 closeafter=state: end the response after one state event.
                     self.finished = self.close_after_state;
                     break state_event(states.account_id, &changed, &self.known);
+                }
+                Some(event) = self.shared_changes.recv() => {
+                    self.finished = self.close_after_state;
+                    break event;
                 }
                 () = ping => {
                     let seconds = self.ping.map_or(0, |interval| interval.as_secs());

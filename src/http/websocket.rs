@@ -38,7 +38,9 @@ use crate::auth::Principal;
 use crate::jmap::request::Request as JmapRequest;
 use crate::jmap::{Engine, ProblemDetails};
 use crate::push::hub::{DirectRegistration, DirectTarget as _, StatesReceiver};
-use crate::push::state_change::websocket_state_change;
+use crate::mail::sharing::Viewer;
+use crate::push::shared::{Deliver, SharedListeners};
+use crate::push::state_change::{state_change, websocket_state_change};
 use crate::push::{PushFilter, PushHub, PushState};
 
 /// The RFC 8887 subprotocol name.
@@ -184,6 +186,16 @@ pub fn upgrade(
     response
 }
 
+/// How many StateChanges of shared accounts may wait for the socket (beyond it a listener
+/// tells the change again with the next one).
+const SHARED_PUSH_QUEUE: usize = 16;
+
+/// The push of the accounts shared with the user (`push::shared`), started with push.
+struct SharedPush {
+    listeners: Option<SharedListeners>,
+    sender: mpsc::Sender<String>,
+}
+
 /// The push side of a connection once WebSocketPushEnable arrived; what the client was told
 /// and what is queued for it live in the connection's [`Wire`].
 struct PushListener {
@@ -238,6 +250,11 @@ impl Connection {
         let (done_sender, mut done) = mpsc::channel::<String>(self.limits.max_in_flight);
         let mut in_flight = 0usize;
         let mut push: Option<PushListener> = None;
+        let (shared_sender, mut shared_changes) = mpsc::channel::<String>(SHARED_PUSH_QUEUE);
+        let mut shared = SharedPush {
+            listeners: None,
+            sender: shared_sender,
+        };
         let mut stopped = self.hub.stopped();
         let mut ping = tokio::time::interval(self.limits.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -260,9 +277,15 @@ impl Connection {
                             };
                         }
                         Some(Ok(Message::Text(text))) => {
-                            self.on_text(text.as_str(), &mut in_flight, &done_sender, &mut push, wire)
-                                .await
-                                .map(Message::text)
+                            self.on_text(
+                                text.as_str(),
+                                &mut in_flight,
+                                &done_sender,
+                                (&mut push, &mut shared),
+                                wire,
+                            )
+                            .await
+                            .map(Message::text)
                         }
                         // RFC 8887 §4.3.1: JMAP messages are text frames.
                         Some(Ok(Message::Binary(_))) => Some(Message::text(request_error(
@@ -280,6 +303,7 @@ impl Connection {
                     in_flight = in_flight.saturating_sub(1);
                     Some(Message::text(response))
                 }
+                Some(change) = shared_changes.recv() => Some(Message::text(change)),
                 () = wire.woken() => {
                     // First the rest of a frame the fan-out started, then queued states.
                     let tail = std::future::poll_fn(|cx| wire.poll_flush_tail(cx));
@@ -333,6 +357,7 @@ impl Connection {
         // RFC 6455 §5.5.1: nothing after a Close frame.
         wire.close();
         drop(push);
+        drop(shared);
         if let Ending::Close(code, reason) = &ending {
             let frame = CloseFrame {
                 code: *code,
@@ -360,7 +385,7 @@ impl Connection {
         text: &str,
         in_flight: &mut usize,
         done: &mpsc::Sender<String>,
-        push: &mut Option<PushListener>,
+        (push, shared): (&mut Option<PushListener>, &mut SharedPush),
         wire: &Arc<Wire>,
     ) -> Option<String> {
         if text.len() > self.limits.max_request_bytes {
@@ -450,11 +475,15 @@ impl Connection {
                 None
             }
             "WebSocketPushEnable" => match push_enable_arguments(text) {
-                Ok((filter, push_state)) => self.enable_push(filter, push_state, push, wire).await,
+                Ok((filter, push_state)) => {
+                    self.enable_shared_push(&filter, shared).await;
+                    self.enable_push(filter, push_state, push, wire).await
+                }
                 Err(problem) => Some(request_error(&problem, request_id.as_deref())),
             },
             "WebSocketPushDisable" => {
                 *push = None;
+                shared.listeners = None;
                 wire.disable_push();
                 None
             }
@@ -464,6 +493,22 @@ impl Connection {
                 )),
                 request_id.as_deref(),
             )),
+        }
+    }
+
+    /// Starts (or restarts) the push of the accounts shared with the user. Their StateChanges
+    /// carry no `pushState`: the token a client resumes with stays its own account's.
+    async fn enable_shared_push(&self, filter: &PushFilter, shared: &mut SharedPush) {
+        shared.listeners = None;
+        let sender = shared.sender.clone();
+        let deliver: Deliver = Arc::new(move |account_id, changed, _push_state| {
+            let text = Value::Object(state_change(account_id, changed)).to_string();
+            sender.try_send(text).is_ok()
+        });
+        let viewer = Viewer::individual(self.principal.account_id);
+        match SharedListeners::start(&self.hub, viewer, filter, deliver).await {
+            Ok(listeners) => shared.listeners = Some(listeners),
+            Err(error) => tracing::warn!(%error, "shared-account push not started"),
         }
     }
 

@@ -21,6 +21,7 @@
 pub mod config;
 pub mod deliverer;
 pub mod hub;
+pub mod shared;
 pub mod state_change;
 pub mod ticket;
 pub mod webpush;
