@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod dns;
+pub mod group_cli;
 pub mod http;
 pub mod jmap;
 pub mod limits;

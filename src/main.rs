@@ -31,6 +31,9 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Manage groups (shared principals with a team account; RFC 9670).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Manage bearer API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -234,6 +237,38 @@ enum AccountCommand {
 }
 
 #[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group: an address with a team account and no login.
+    Create {
+        email: String,
+        /// The display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Add an account to a group: it gets what is shared with the group.
+    Add {
+        group: String,
+        member: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Remove an account from a group; it loses the group's shares at once.
+    Remove {
+        group: String,
+        member: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List groups with their members.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum IndexCommand {
     /// Rebuild the index from the store (every account, or one); searches stay exact meanwhile.
     Rebuild {
@@ -405,6 +440,28 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Cluster(command) => cluster(command).await,
+        Command::Group(command) => {
+            use tern::group_cli::Operation;
+            let (data, operation) = match command {
+                GroupCommand::Create { email, name, data } => {
+                    (data, Operation::Create { email, name })
+                }
+                GroupCommand::Add {
+                    group,
+                    member,
+                    data,
+                } => (data, Operation::Add { group, member }),
+                GroupCommand::Remove {
+                    group,
+                    member,
+                    data,
+                } => (data, Operation::Remove { group, member }),
+                GroupCommand::List { data } => (data, Operation::List),
+            };
+            let config = load_config(&data)?;
+            println!("{}", tern::group_cli::run(&config, operation).await?);
+            Ok(())
+        }
         Command::Quarantine(command) => {
             use tern::smtp::quarantine::Operation;
             let (data, operation) = match command {

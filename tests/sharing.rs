@@ -672,7 +672,10 @@ async fn a_grantees_websocket_hears_the_shared_account_until_revoked() {
         .expect("bob hears alice's shared account");
     let changed = &change["changed"][&alice_account];
     assert!(changed["Email"].is_string(), "{change}");
-    assert!(changed.get("Identity").is_none() && changed.get("Quota").is_none(), "{change}");
+    assert!(
+        changed.get("Identity").is_none() && changed.get("Quota").is_none(),
+        "{change}"
+    );
     assert!(change.get("pushState").is_none(), "{change}");
 
     let revoked = call(
@@ -684,7 +687,12 @@ async fn a_grantees_websocket_hears_the_shared_account_until_revoked() {
     .await;
     assert_eq!(revoked[1]["updated"][&team], Value::Null, "{revoked}");
     import(&alice, message("later", "after the revocation"), &team).await;
-    let after = state_change_of(&mut socket, &alice_account, std::time::Duration::from_secs(1)).await;
+    let after = state_change_of(
+        &mut socket,
+        &alice_account,
+        std::time::Duration::from_secs(1),
+    )
+    .await;
     assert!(after.is_none(), "nothing of a revoked account: {after:?}");
     server.shutdown().await;
 }

@@ -31,6 +31,34 @@ use crate::store::{
 };
 
 use domains::count_account_in_domain;
+pub use groups::GroupRecord;
+use principals::PrincipalChange;
+
+/// A deleted account leaves its groups, and a deleted group releases its members.
+async fn forget_memberships(
+    tx: &mut dyn crate::store::Transaction,
+    record: &AccountRecord,
+) -> Result<(), StoreError> {
+    let account_id = record.account_id;
+    if let Some(group) = &record.group {
+        for member in &group.members {
+            tx.clear(&principals::member_key(*member, account_id))?;
+        }
+    }
+    for group_id in principals::groups_of(tx, account_id).await? {
+        tx.clear(&principals::member_key(account_id, group_id))?;
+        let key = account_key(group_id);
+        if let Some(bytes) = tx.get(&key).await? {
+            let mut group_record = decode_account(&bytes)?;
+            if let Some(group) = group_record.group.as_mut() {
+                group.members.retain(|member| *member != account_id);
+            }
+            tx.set(&key, &encode(&group_record)?)?;
+            principals::log_change(tx, PrincipalChange::Updated, group_id).await?;
+        }
+    }
+    Ok(())
+}
 pub use domains::{DomainRecord, normalize_domain};
 
 /// Tokens look like `tern_<43 characters>`: the prefix makes leaked tokens easy to grep for.
@@ -140,6 +168,9 @@ pub struct AccountInfo {
     pub email: String,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
+    /// A group (no login): `tern group`.
+    #[serde(default)]
+    pub is_group: bool,
 }
 
 impl AccountInfo {
@@ -162,6 +193,9 @@ struct AccountRecord {
     /// Hex SHA-256 digests of the account's API tokens.
     #[serde(default)]
     tokens: Vec<String>,
+    /// Set for a group (no login; `groups.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<GroupRecord>,
 }
 
 impl AccountRecord {
@@ -170,6 +204,7 @@ impl AccountRecord {
             account_id: self.account_id,
             email: self.email.clone(),
             created_at: self.created_at,
+            is_group: self.group.is_some(),
         }
     }
 }
@@ -320,14 +355,25 @@ impl Directory {
         email: &str,
         password: &str,
     ) -> Result<AccountInfo, DirectoryError> {
-        let email = Email::parse(email)?;
         let password_hash = password::hash_blocking(password.to_owned()).await?;
+        self.create_account_record(email, password_hash, None).await
+    }
+
+    /// Creates an account (or, with `group`, a group) with the given password hash.
+    async fn create_account_record(
+        &self,
+        email: &str,
+        password_hash: String,
+        group: Option<GroupRecord>,
+    ) -> Result<AccountInfo, DirectoryError> {
+        let email = Email::parse(email)?;
         let created_at = now_unix();
         let outcome = self
             .store
             .transact(|tx| {
                 let email = email.clone();
                 let password_hash = password_hash.clone();
+                let group = group.clone();
                 Box::pin(async move {
                     let by_email = email_key(&email);
                     if tx.get(&by_email).await?.is_some() {
@@ -349,10 +395,12 @@ impl Directory {
                         created_at,
                         password_hash,
                         tokens: Vec::new(),
+                        group,
                     };
                     tx.set(&account_key(account_id), &encode(&record)?)?;
                     tx.set(&by_email, &account_id.to_be_bytes())?;
                     count_account_in_domain(tx, email.as_str(), 1).await?;
+                    principals::log_change(tx, PrincipalChange::Created, account_id).await?;
                     Ok(Some(record.info()))
                 })
             })
@@ -491,6 +539,12 @@ impl Directory {
                     tx.clear(&key)?;
                     tx.clear(&by_email)?;
                     count_account_in_domain(tx, &record.email, -1).await?;
+                    forget_memberships(tx, &record).await?;
+                    // Nothing stays shared from or with the account, nor announced to it.
+                    let mailboxes = crate::mail::mailbox::load_all(tx, account_id).await?;
+                    crate::mail::sharing::forget_account(tx, account_id, &mailboxes).await?;
+                    crate::mail::sharing::notices::forget_grantee(tx, account_id)?;
+                    principals::log_change(tx, PrincipalChange::Destroyed, account_id).await?;
                     // Every server drops its cached logins (`forget_on_credential_changes`).
                     tx.atomic_add(&credentials_version_key(), 1)?;
                     // No node may write the account from now on (a request in flight on
@@ -619,6 +673,8 @@ impl Directory {
             Ok(email) => self.read_record(&email).await?,
             Err(_) => None,
         };
+        // A group has no login: it answers like an unknown address.
+        let record = record.filter(|record| record.group.is_none());
         let (stored_hash, principal) = match &record {
             Some(record) => (
                 record.password_hash.clone(),
@@ -667,5 +723,7 @@ impl Directory {
 }
 
 mod domains;
+mod groups;
+pub mod principals;
 #[cfg(test)]
 mod tests;

@@ -297,6 +297,39 @@ async fn route_admin_request(
                 Err(error) => admin_problem(StatusCode::BAD_REQUEST, "quota", &error.message),
             }
         }
+        (method, ["admin", "groups", rest @ ..]) => {
+            let body = if method == Method::POST {
+                match read_json::<serde_json::Value>(request).await {
+                    Ok(body) => body,
+                    Err(response) => return response,
+                }
+            } else {
+                serde_json::Value::Null
+            };
+            let text = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+            let operation = match (&method, rest) {
+                (&Method::GET, []) => crate::group_cli::Operation::List,
+                (&Method::POST, []) => crate::group_cli::Operation::Create {
+                    email: text("email"),
+                    name: text("name"),
+                },
+                (&Method::POST, ["members"]) if body["join"] == true => {
+                    crate::group_cli::Operation::Add {
+                        group: text("group"),
+                        member: text("member"),
+                    }
+                }
+                (&Method::POST, ["members"]) => crate::group_cli::Operation::Remove {
+                    group: text("group"),
+                    member: text("member"),
+                },
+                _ => return admin_problem(StatusCode::NOT_FOUND, "groups", "no such resource"),
+            };
+            match crate::group_cli::route(directory, &operation).await {
+                Ok(value) => ok_json(StatusCode::OK, &value),
+                Err(message) => admin_problem(StatusCode::BAD_REQUEST, "groups", &message),
+            }
+        }
         (method, ["admin", "outbound", rest @ ..]) => {
             let body = if method == Method::POST {
                 match read_json::<serde_json::Value>(request).await {

@@ -24,7 +24,6 @@ use serde_json::Value;
 use super::AppState;
 use super::response::{BoxError, ResponseBody, problem};
 use crate::auth::Principal;
-use crate::mail::sharing::Viewer;
 use crate::push::hub::StatesReceiver;
 use crate::push::shared::{Deliver, SharedListeners};
 use crate::push::state_change::state_change;
@@ -145,8 +144,11 @@ pub async fn serve(
             .try_send(format!("event: state\ndata: {data}\n\n"))
             .is_ok()
     });
-    let viewer = Viewer::individual(principal.account_id);
-    let shared = match SharedListeners::start(&state.push, viewer, &query.filter, deliver).await {
+    let started = match state.engine.viewer(principal).await {
+        Ok(viewer) => SharedListeners::start(&state.push, viewer, &query.filter, deliver).await,
+        Err(error) => Err(error),
+    };
+    let shared = match started {
         Ok(listeners) => Some(listeners),
         Err(error) => {
             tracing::warn!(%error, "shared-account events not started");

@@ -38,7 +38,6 @@ use crate::auth::Principal;
 use crate::jmap::request::Request as JmapRequest;
 use crate::jmap::{Engine, ProblemDetails};
 use crate::push::hub::{DirectRegistration, DirectTarget as _, StatesReceiver};
-use crate::mail::sharing::Viewer;
 use crate::push::shared::{Deliver, SharedListeners};
 use crate::push::state_change::{state_change, websocket_state_change};
 use crate::push::{PushFilter, PushHub, PushState};
@@ -505,7 +504,13 @@ impl Connection {
             let text = Value::Object(state_change(account_id, changed)).to_string();
             sender.try_send(text).is_ok()
         });
-        let viewer = Viewer::individual(self.principal.account_id);
+        let viewer = match self.engine.viewer(&self.principal).await {
+            Ok(viewer) => viewer,
+            Err(error) => {
+                tracing::warn!(%error, "shared-account push not started");
+                return;
+            }
+        };
         match SharedListeners::start(&self.hub, viewer, filter, deliver).await {
             Ok(listeners) => shared.listeners = Some(listeners),
             Err(error) => tracing::warn!(%error, "shared-account push not started"),

@@ -17,6 +17,10 @@ pub const CAPABILITY_SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const CAPABILITY_VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 /// RFC 9425 §2: quotas.
 pub const CAPABILITY_QUOTA: &str = "urn:ietf:params:jmap:quota";
+/// RFC 9670 §3: Principals and ShareNotifications.
+pub const CAPABILITY_PRINCIPALS: &str = "urn:ietf:params:jmap:principals";
+/// RFC 9670 §3.2: an account-only capability naming the account's owner.
+pub const CAPABILITY_PRINCIPALS_OWNER: &str = "urn:ietf:params:jmap:principals:owner";
 
 /// What a method returns: its response arguments, or a method error (a response too, never
 /// an abort of the request: RFC 8620 §3.6.2).
@@ -218,6 +222,30 @@ pub const METHODS: &[MethodEntry] = &[
         handler: super::mail::mailbox::set::handle,
     },
     MethodEntry {
+        name: "Principal/changes",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::principal::changes::handle,
+    },
+    MethodEntry {
+        name: "Principal/get",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::principal::get::handle,
+    },
+    MethodEntry {
+        name: "Principal/query",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::principal::query::handle,
+    },
+    MethodEntry {
+        name: "Principal/queryChanges",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::principal::query_changes::handle,
+    },
+    MethodEntry {
         name: "PushSubscription/get",
         capability: CAPABILITY_CORE,
         on_shared_accounts: false,
@@ -228,6 +256,36 @@ pub const METHODS: &[MethodEntry] = &[
         capability: CAPABILITY_CORE,
         on_shared_accounts: false,
         handler: super::push_subscription::set::handle,
+    },
+    MethodEntry {
+        name: "ShareNotification/changes",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::share_notification::changes::handle,
+    },
+    MethodEntry {
+        name: "ShareNotification/get",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::share_notification::get::handle,
+    },
+    MethodEntry {
+        name: "ShareNotification/query",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::share_notification::query::handle,
+    },
+    MethodEntry {
+        name: "ShareNotification/queryChanges",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::share_notification::query_changes::handle,
+    },
+    MethodEntry {
+        name: "ShareNotification/set",
+        capability: CAPABILITY_PRINCIPALS,
+        on_shared_accounts: false,
+        handler: super::share_notification::set::handle,
     },
     MethodEntry {
         name: "Thread/changes",

@@ -22,12 +22,14 @@ pub mod dispatch;
 pub mod error;
 pub mod generic;
 pub mod mail;
+pub mod principal;
 pub mod push_subscription;
 pub mod quota;
 pub mod reference;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod share_notification;
 pub mod types;
 
 #[cfg(test)]
@@ -57,6 +59,7 @@ pub use response::ApiResponse;
 use response::Spliced;
 
 use crate::auth::Principal;
+use crate::auth::directory::principals::groups_of;
 use crate::mail::sharing::{self, SharedAccount, Viewer};
 use crate::store::blob::BlobStore;
 use crate::store::{Store, StoreResult};
@@ -237,8 +240,7 @@ impl Engine {
 
     /// The session resource (RFC 8620 §2) for `principal`, with the accounts shared with them.
     pub async fn session(&self, principal: &Principal) -> StoreResult<Value> {
-        let viewer = Viewer::individual(principal.account_id);
-        let shared = self.shared_accounts(&viewer).await?;
+        let (viewer, shared) = self.access(principal).await?;
         let described = session::describe_shared(&self.shared, &viewer, &shared).await?;
         Ok(session::session_object(
             &self.shared,
@@ -248,16 +250,28 @@ impl Engine {
         ))
     }
 
-    /// The accounts sharing Mailboxes with `viewer` (one read).
-    async fn shared_accounts(&self, viewer: &Viewer) -> StoreResult<Vec<SharedAccount>> {
-        let viewer = viewer.clone();
+    /// Who `principal` is for sharing (with their groups), and the accounts shared with them;
+    /// one read, at the start of every request.
+    pub async fn access(&self, principal: &Principal) -> StoreResult<(Viewer, Vec<SharedAccount>)> {
+        let principal_id = principal.account_id;
         self.shared
             .store
             .read(move |tx| {
-                let viewer = viewer.clone();
-                Box::pin(async move { sharing::shared_accounts(tx, &viewer).await })
+                Box::pin(async move {
+                    let viewer = Viewer {
+                        principal_id,
+                        groups: groups_of(tx, principal_id).await?,
+                    };
+                    let shared = sharing::shared_accounts(tx, &viewer).await?;
+                    Ok((viewer, shared))
+                })
             })
             .await
+    }
+
+    /// Who `principal` is for sharing: their id and groups.
+    pub async fn viewer(&self, principal: &Principal) -> StoreResult<Viewer> {
+        Ok(self.access(principal).await?.0)
     }
 
     /// Runs one API request (RFC 8620 §3.3–§3.4). `Err` is a request-level error; method
@@ -275,9 +289,7 @@ impl Engine {
 
     /// The `state` of `principal`'s Session object on this node (RFC 8620 §2).
     pub async fn session_state(&self, principal: &Principal) -> StoreResult<String> {
-        let shared = self
-            .shared_accounts(&Viewer::individual(principal.account_id))
-            .await?;
+        let (_, shared) = self.access(principal).await?;
         Ok(session::session_state(&self.shared, principal, &shared))
     }
 
@@ -322,9 +334,8 @@ impl Engine {
             return Err(ProblemDetails::unknown_capability(unknown));
         }
         let return_created_ids = request.created_ids.is_some();
-        let viewer = Viewer::individual(principal.account_id);
-        let shared_accounts = self
-            .shared_accounts(&viewer)
+        let (viewer, shared_accounts) = self
+            .access(principal)
             .await
             .map_err(|error| ProblemDetails::store_unavailable(&error))?;
         let session_state = session::session_state(&self.shared, principal, &shared_accounts);

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::EngineShared;
 use super::dispatch::{
-    CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_QUOTA, CAPABILITY_SUBMISSION,
-    CAPABILITY_VACATION_RESPONSE,
+    CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_PRINCIPALS, CAPABILITY_PRINCIPALS_OWNER,
+    CAPABILITY_QUOTA, CAPABILITY_SUBMISSION, CAPABILITY_VACATION_RESPONSE,
 };
 
 /// JMAP over WebSocket (RFC 8887 §3).
@@ -132,7 +132,7 @@ pub async fn describe_shared(
                         continue;
                     };
                     let mailboxes = mailbox::load_all(tx, account.account_id).await?;
-                    let view = SharedView::of(&mailboxes, &viewer);
+                    let view = SharedView::of_account(account.account_id, &mailboxes, &viewer);
                     if view.is_empty() {
                         continue;
                     }
@@ -183,9 +183,24 @@ fn session_without_state(
             json!({"applicationServerKey": key}),
         );
     }
+    // RFC 9670 §3: the user's Principals live in their own account, which they own.
+    if shared.capabilities.contains(&CAPABILITY_PRINCIPALS) {
+        account_capabilities.insert(
+            CAPABILITY_PRINCIPALS.to_owned(),
+            json!({"currentUserPrincipalId": account_id}),
+        );
+        account_capabilities.insert(
+            CAPABILITY_PRINCIPALS_OWNER.to_owned(),
+            json!({"accountIdForPrincipal": account_id, "principalId": account_id}),
+        );
+        primary_accounts.insert(
+            CAPABILITY_PRINCIPALS.to_owned(),
+            Value::from(account_id.as_str()),
+        );
+    }
     let mut accounts = Map::new();
     accounts.insert(
-        account_id,
+        account_id.clone(),
         json!({
             "name": principal.email,
             "isPersonal": true,
@@ -207,6 +222,10 @@ fn session_without_state(
                 "accountCapabilities": {
                     CAPABILITY_CORE: {},
                     CAPABILITY_MAIL: mail,
+                    CAPABILITY_PRINCIPALS_OWNER: {
+                        "accountIdForPrincipal": account_id,
+                        "principalId": AccountId::new(entry.account_id).to_string(),
+                    },
                 },
             }),
         );

@@ -17,6 +17,8 @@
 //!   (Emails appeared or vanished without changing), so it answers `cannotCalculateChanges` and
 //!   the client resynchronizes — a revocation becomes a removal.
 
+pub mod notices;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -147,6 +149,20 @@ impl SharedView {
         SharedView { rights }
     }
 
+    /// The view of `viewer` over the Mailboxes of `account_id`: a member of the group that
+    /// owns the account holds every right in all of them, others what is granted.
+    pub fn of_account(account_id: u32, mailboxes: &Mailboxes, viewer: &Viewer) -> SharedView {
+        if viewer.groups.contains(&account_id) {
+            return SharedView {
+                rights: mailboxes
+                    .keys()
+                    .map(|mailbox_id| (*mailbox_id, Rights::ALL))
+                    .collect(),
+            };
+        }
+        SharedView::of(mailboxes, viewer)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rights.is_empty()
     }
@@ -215,7 +231,7 @@ pub async fn view_in(
         return Ok(None);
     }
     let mailboxes = super::mailbox::load_all(tx, account_id).await?;
-    Ok(Some(SharedView::of(&mailboxes, viewer)))
+    Ok(Some(SharedView::of_account(account_id, &mailboxes, viewer)))
 }
 
 /// Whether the grantee sees the Email (it exists and one of its Mailboxes is readable).
@@ -351,6 +367,8 @@ pub async fn shared_accounts(
             }
         }
     }
+    // The accounts of the viewer's groups (team inboxes).
+    owners.extend(viewer.groups.iter().copied());
     owners.remove(&viewer.principal_id);
     let mut shared = Vec::with_capacity(owners.len());
     for account_id in owners {

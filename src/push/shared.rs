@@ -100,9 +100,7 @@ async fn still_shared(hub: &PushHub, account_id: u32, viewer: &Viewer) -> bool {
     let viewer = viewer.clone();
     let outcome = hub
         .store()
-        .read(move |tx| {
-            Box::pin(async move { sharing::view_in(tx, account_id, &viewer).await })
-        })
+        .read(move |tx| Box::pin(async move { sharing::view_in(tx, account_id, &viewer).await }))
         .await;
     match outcome {
         Ok(view) => view.is_some_and(|view| !view.is_empty()),
@@ -122,8 +120,7 @@ async fn listen(
     deliver: Deliver,
 ) {
     let mut receiver = hub.subscribe(account_id);
-    let Some(mut told): Option<Arc<AccountStates>> = PushHub::current(&mut receiver).await
-    else {
+    let Some(mut told): Option<Arc<AccountStates>> = PushHub::current(&mut receiver).await else {
         return;
     };
     while receiver.changed().await.is_ok() {

@@ -39,12 +39,14 @@ pub enum DataType {
     PushSubscription = 8,
     /// RFC 9425 (`mail::quota`).
     Quota = 9,
+    /// RFC 9670 §3 (`jmap::share_notification`).
+    ShareNotification = 10,
     /// Reserved for tests of the generic machinery.
     Test = 0xF0,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 10] = [
+    pub const ALL: [DataType; 11] = [
         DataType::Mailbox,
         DataType::Thread,
         DataType::Email,
@@ -54,6 +56,7 @@ impl DataType {
         DataType::VacationResponse,
         DataType::PushSubscription,
         DataType::Quota,
+        DataType::ShareNotification,
         DataType::Test,
     ];
 
@@ -69,6 +72,7 @@ impl DataType {
             DataType::VacationResponse => "VacationResponse",
             DataType::PushSubscription => "PushSubscription",
             DataType::Quota => "Quota",
+            DataType::ShareNotification => "ShareNotification",
             DataType::Test => "Test",
         }
     }

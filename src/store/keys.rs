@@ -65,6 +65,14 @@ pub const DIR_CREDENTIALS_VERSION: u8 = 0x06;
 /// least one Mailbox with the grantee (a user or a group); written with the grants
 /// (`mail::sharing`).
 pub const DIR_SHARED_WITH: u8 = 0x07;
+/// `DIRECTORY, DIR_GROUP_MEMBER, member: u32, group: u32` → (): group membership
+/// (`auth::directory::groups`).
+pub const DIR_GROUP_MEMBER: u8 = 0x08;
+/// `DIRECTORY, DIR_PRINCIPAL_VERSION` → u64 BE: the Principal state (`auth::directory::principals`).
+pub const DIR_PRINCIPAL_VERSION: u8 = 0x09;
+/// `DIRECTORY, DIR_PRINCIPAL_CHANGES, version: u64` → (kind u8, principal id u64 BE): the
+/// Principal change log.
+pub const DIR_PRINCIPAL_CHANGES: u8 = 0x0A;
 
 // Cluster sections: `CLUSTER, section, ...` (`schema/cluster.md`).
 /// `CLUSTER, CLUSTER_NODE, node_id: u64` → node record (JSON: name, url, state, registered).
@@ -222,6 +230,10 @@ pub const QUEUE_DELIVERY_QUARANTINE: u8 = 0x43;
 pub const QUEUE_QUOTA_WARNING: u8 = 0x44;
 /// `QUEUE, QUEUE_QUOTA_WARNING_VERSION` → i64 LE (atomic add), bumped by every warning task.
 pub const QUEUE_QUOTA_WARNING_VERSION: u8 = 0x45;
+/// `QUEUE, QUEUE_SHARE_NOTICE, grantee: u32, owner: u32, owner_version: u64, mailbox: u64` →
+/// a ShareNotification (JSON, RFC 9670 §3) for the grantee, written in the commit that changed
+/// their rights; moved into the grantee's account by `jmap::share_notification::deliver`.
+pub const QUEUE_SHARE_NOTICE: u8 = 0x46;
 
 pub fn account_purge_queue(account_id: u32) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)

@@ -151,7 +151,11 @@ async fn apply(
     };
     let mut created_ids = input.known_created_ids.clone();
     let view = match &input.viewer {
-        Some(viewer) => Some(SharedView::of(&load_all(tx, account_id).await?, viewer)),
+        Some(viewer) => Some(SharedView::of_account(
+            account_id,
+            &load_all(tx, account_id).await?,
+            viewer,
+        )),
         None => None,
     };
     for (creation_id, prepared) in &input.creates {

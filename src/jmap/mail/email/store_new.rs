@@ -53,7 +53,7 @@ pub async fn store_new_email(
     }
     // A grantee adds only to Mailboxes granting it (`rights`).
     if let Some(viewer) = viewer {
-        let view = SharedView::of(&load_all(tx, account_id).await?, viewer);
+        let view = SharedView::of_account(account_id, &load_all(tx, account_id).await?, viewer);
         if let Some(unseen) = rights::unseen_mailbox(&view, &mailbox_ids) {
             return Ok(Err(no_such_mailbox(unseen)));
         }

@@ -165,6 +165,7 @@ async fn grants_changed(
     id: u64,
 ) -> StoreResult<()> {
     crate::mail::sharing::sync_index(tx, account_id, before, after).await?;
+    sharing::queue_notices(tx, account_id, before, after, id).await?;
     for ancestor in crate::mail::mailbox::tree::ancestors(before, id) {
         changes.updated(DataType::Mailbox, ancestor);
     }
@@ -258,7 +259,8 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
             Err(error) => return Ok(Err(error)),
         };
         if let Some(viewer) = scope.viewer
-            && let Err(error) = sharing::check_create(viewer, &all, &mailbox)
+            && let Err(error) =
+                sharing::check_create(&SharedView::of_account(account_id, &all, viewer), &mailbox)
         {
             return Ok(Err(error));
         }
@@ -305,7 +307,12 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
             Err(error) => return Ok(Err(error)),
         };
         if let Some(viewer) = scope.viewer
-            && let Err(error) = sharing::check_update(viewer, &all, id, current, &updated)
+            && let Err(error) = sharing::check_update(
+                &SharedView::of_account(account_id, &all, viewer),
+                id,
+                current,
+                &updated,
+            )
         {
             return Ok(Err(error));
         }
@@ -344,7 +351,11 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
             return Ok(Err(SetError::not_found()));
         };
         if let Some(viewer) = scope.viewer
-            && let Err(error) = sharing::check_destroy(viewer, &all, id, REMOVE_EMAILS)
+            && let Err(error) = sharing::check_destroy(
+                &SharedView::of_account(account_id, &all, viewer),
+                id,
+                REMOVE_EMAILS,
+            )
         {
             return Ok(Err(error));
         }

@@ -23,11 +23,15 @@ pub fn handle<'a, 'r>(
         let mut arguments = super::ensure_defaults(context, arguments).await?;
         let remove_emails = arguments.take_bool("onDestroyRemoveEmails", false)?;
         let arguments = deepest_first(context, arguments).await?;
-        if remove_emails {
+        let response = if remove_emails {
             set::<MailboxType<true, false, false>>(context, arguments).await
         } else {
             set::<MailboxType<false, false, false>>(context, arguments).await
-        }
+        }?;
+        // A grant that changed queued ShareNotifications: hand them to their users now (what
+        // is left queued is handed over when they next ask).
+        crate::jmap::share_notification::deliver_pending(&context.engine.store).await;
+        Ok(response)
     })
 }
 

@@ -14,13 +14,18 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use crate::auth::directory::account_email_in;
+use crate::auth::directory::principals::principal;
 use crate::jmap::error::{SetError, SetErrorType};
-use crate::jmap::types::AccountId;
+use crate::jmap::types::{AccountId, UtcDate};
 use crate::mail::mailbox::Mailbox;
 use crate::mail::mailbox::tree::Mailboxes;
-use crate::mail::sharing::{Rights, SharedView, Viewer};
+use crate::mail::sharing::notices;
+use crate::mail::sharing::{Rights, SharedView};
+use crate::store::keys::{account_version, be_u64};
+use crate::store::{StoreError, StoreResult, Transaction};
 
 /// RFC 8621 §2 `MailboxRights`: every right, true or false.
 pub fn rights_json(rights: Rights) -> Value {
@@ -102,8 +107,7 @@ fn forbidden(description: &str) -> SetError {
 }
 
 /// RFC 8621 §2.5 with a grantee's rights: may they create `mailbox`?
-pub fn check_create(viewer: &Viewer, all: &Mailboxes, mailbox: &Mailbox) -> Result<(), SetError> {
-    let view = SharedView::of(all, viewer);
+pub fn check_create(view: &SharedView, mailbox: &Mailbox) -> Result<(), SetError> {
     let Some(parent_id) = mailbox.parent_id else {
         return Err(forbidden(
             "a shared account's top level is its owner's (mayCreateTopLevelMailbox is false)",
@@ -125,13 +129,11 @@ pub fn check_create(viewer: &Viewer, all: &Mailboxes, mailbox: &Mailbox) -> Resu
 
 /// May a grantee turn `current` into `updated`? A Mailbox they do not see is notFound.
 pub fn check_update(
-    viewer: &Viewer,
-    all: &Mailboxes,
+    view: &SharedView,
     id: u64,
     current: &Mailbox,
     updated: &Mailbox,
 ) -> Result<(), SetError> {
-    let view = SharedView::of(all, viewer);
     if !view.shows(id) {
         return Err(SetError::not_found());
     }
@@ -162,13 +164,7 @@ pub fn check_update(
 }
 
 /// May a grantee destroy the Mailbox (and, with `remove_emails`, take its Emails out)?
-pub fn check_destroy(
-    viewer: &Viewer,
-    all: &Mailboxes,
-    id: u64,
-    remove_emails: bool,
-) -> Result<(), SetError> {
-    let view = SharedView::of(all, viewer);
+pub fn check_destroy(view: &SharedView, id: u64, remove_emails: bool) -> Result<(), SetError> {
     if !view.shows(id) {
         return Err(SetError::not_found());
     }
@@ -177,6 +173,66 @@ pub fn check_destroy(
     }
     if remove_emails && !view.may(id, Rights::REMOVE_ITEMS) {
         return Err(forbidden("the Mailbox does not grant mayRemoveItems"));
+    }
+    Ok(())
+}
+
+/// Queues a ShareNotification (RFC 9670 §3) for every individual whose rights in Mailbox
+/// `id` change from `before` to `after`, in the owner's commit (`mail::sharing::notices`).
+/// Groups get none (RFC 9670 §3: not for changes to a group principal).
+pub async fn queue_notices(
+    tx: &mut dyn Transaction,
+    owner: u32,
+    before: &Mailboxes,
+    after: &Mailboxes,
+    id: u64,
+) -> StoreResult<()> {
+    let grants = |mailboxes: &Mailboxes| {
+        mailboxes
+            .get(&id)
+            .map(|mailbox| mailbox.share_with.clone())
+            .unwrap_or_default()
+    };
+    let (old, new) = (grants(before), grants(after));
+    let Some(mailbox) = after.get(&id).or_else(|| before.get(&id)) else {
+        return Ok(());
+    };
+    let owner_email = account_email_in(tx, owner)
+        .await
+        .map_err(|error| StoreError::io(error.to_string()))?
+        .unwrap_or_default();
+    let version = match tx.get(&account_version(owner)).await? {
+        Some(bytes) => be_u64(&bytes).unwrap_or(0) + 1,
+        None => 1,
+    };
+    let principals: std::collections::BTreeSet<u32> =
+        old.keys().chain(new.keys()).copied().collect();
+    for grantee in principals {
+        let (was, is) = (old.get(&grantee), new.get(&grantee));
+        if was == is {
+            continue;
+        }
+        let is_group = principal(tx, grantee)
+            .await?
+            .is_none_or(|principal| principal.is_group);
+        if is_group {
+            continue;
+        }
+        let notice = json!({
+            "created": UtcDate::now().to_string(),
+            "changedBy": {
+                "name": owner_email,
+                "email": owner_email,
+                "principalId": AccountId::new(owner).to_string(),
+            },
+            "objectType": "Mailbox",
+            "objectAccountId": AccountId::new(owner).to_string(),
+            "objectId": super::mailbox_id_json(id),
+            "name": mailbox.name,
+            "oldRights": was.map_or(Value::Null, |rights| rights_json(*rights)),
+            "newRights": is.map_or(Value::Null, |rights| rights_json(*rights)),
+        });
+        notices::queue(tx, grantee, owner, version, id, &notice)?;
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ pub async fn restrict(
         .read(move |tx| {
             Box::pin(async move {
                 let mailboxes = load_all(tx, account_id).await?;
-                let view = SharedView::of(&mailboxes, &viewer);
+                let view = SharedView::of_account(account_id, &mailboxes, &viewer);
                 let everything = view.reads_everything(&mailboxes);
                 Ok((view, everything))
             })
