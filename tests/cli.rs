@@ -690,3 +690,101 @@ fn traces_and_metrics_are_exported_over_otlp_when_configured() {
     assert!(paths.iter().any(|path| path == "/v1/traces"), "{paths:?}");
     assert!(paths.iter().any(|path| path == "/v1/metrics"), "{paths:?}");
 }
+
+#[test]
+fn groups_are_managed_offline_and_through_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir_arg(dir.path());
+    for email in ["alice@example.test", "bob@example.test"] {
+        let created = tern(&[
+            "account",
+            "create",
+            email,
+            "--password",
+            "secret-pass-1",
+            "--data-dir",
+            data,
+        ]);
+        assert!(created.status.success(), "{created:?}");
+    }
+    let group = tern(&[
+        "group",
+        "create",
+        "team@example.test",
+        "--name",
+        "The Team",
+        "--data-dir",
+        data,
+    ]);
+    assert!(group.status.success(), "{group:?}");
+    assert!(
+        stdout(&group).starts_with("created group team@example.test"),
+        "{}",
+        stdout(&group)
+    );
+    let added = tern(&[
+        "group",
+        "add",
+        "team@example.test",
+        "alice@example.test",
+        "--data-dir",
+        data,
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let unknown = one_line_error(&tern(&[
+        "group",
+        "add",
+        "team@example.test",
+        "nobody@example.test",
+        "--data-dir",
+        data,
+    ]));
+    assert!(unknown.contains("no such"), "{unknown}");
+    let nested = one_line_error(&tern(&[
+        "group",
+        "add",
+        "alice@example.test",
+        "bob@example.test",
+        "--data-dir",
+        data,
+    ]));
+    assert!(nested.contains("not a group"), "{nested}");
+
+    // While a server holds the data directory, through its admin endpoint.
+    let server = ServerProcess::start(dir.path(), &[]);
+    let added = tern(&[
+        "group",
+        "add",
+        "team@example.test",
+        "bob@example.test",
+        "--data-dir",
+        data,
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let listed = tern(&["group", "list", "--data-dir", data]);
+    let text = stdout(&listed);
+    assert!(
+        text.contains("team@example.test\tThe Team\talice@example.test,bob@example.test"),
+        "{text}"
+    );
+    let removed = tern(&[
+        "group",
+        "remove",
+        "team@example.test",
+        "alice@example.test",
+        "--data-dir",
+        data,
+    ]);
+    assert!(removed.status.success(), "{removed:?}");
+    // A group has no login.
+    assert_eq!(
+        session_status(
+            server.authority(),
+            &basic("team@example.test", "secret-pass-1")
+        ),
+        401
+    );
+    assert!(server.terminate().success());
+    let listed = stdout(&tern(&["group", "list", "--data-dir", data]));
+    assert!(listed.contains("\tThe Team\tbob@example.test"), "{listed}");
+}

@@ -210,7 +210,11 @@ async fn a_grantee_sees_exactly_the_shared_mailbox() {
     assert_eq!(list[0]["id"], team);
     assert_eq!(list[0]["myRights"]["mayReadItems"], true);
     assert_eq!(list[0]["myRights"]["maySetKeywords"], false);
-    assert_eq!(list[0]["shareWith"], Value::Null);
+    assert_eq!(
+        list[0]["shareWith"],
+        json!({}),
+        "the grants are the owner's business"
+    );
     assert_eq!(list[0]["totalEmails"], 1);
     let team_mailbox = get_mailbox(&bob, &team).await.expect("Team");
     let rights = team_mailbox.my_rights().expect("myRights");
@@ -694,5 +698,47 @@ async fn a_grantees_websocket_hears_the_shared_account_until_revoked() {
     )
     .await;
     assert!(after.is_none(), "nothing of a revoked account: {after:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscriptions_are_the_grantees_own_and_decide_the_session() {
+    let Shared { server, team, .. } = shared().await;
+    let alice_account = server.alice().account_id.clone();
+    let unsubscribe = |subscribed: bool| json!({"accountId": alice_account, "update": {team.clone(): {"isSubscribed": subscribed}}});
+    let done = call(&server, server.bob(), "Mailbox/set", unsubscribe(false)).await;
+    assert_eq!(done[1]["updated"][&team], Value::Null, "{done}");
+    // RFC 9670 §1.3: no subscribed record, no account in the session; still reachable.
+    let session = server.session(server.bob()).await;
+    assert!(
+        session["accounts"].get(&alice_account).is_none(),
+        "{session}"
+    );
+    let seen = call(
+        &server,
+        server.bob(),
+        "Mailbox/get",
+        json!({"accountId": alice_account, "ids": [team]}),
+    )
+    .await;
+    assert_eq!(seen[1]["list"][0]["isSubscribed"], false, "{seen}");
+    // The owner's own subscription is untouched.
+    let owners = call(
+        &server,
+        server.alice(),
+        "Mailbox/get",
+        json!({"accountId": alice_account, "ids": [team], "properties": ["isSubscribed", "shareWith"]}),
+    )
+    .await;
+    assert_eq!(owners[1]["list"][0]["isSubscribed"], true, "{owners}");
+    assert!(owners[1]["list"][0]["shareWith"][&server.bob().account_id].is_object());
+
+    let done = call(&server, server.bob(), "Mailbox/set", unsubscribe(true)).await;
+    assert_eq!(done[1]["updated"][&team], Value::Null, "{done}");
+    let session = server.session(server.bob()).await;
+    assert!(
+        session["accounts"].get(&alice_account).is_some(),
+        "{session}"
+    );
     server.shutdown().await;
 }

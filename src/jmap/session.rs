@@ -133,7 +133,8 @@ pub async fn describe_shared(
                     };
                     let mailboxes = mailbox::load_all(tx, account.account_id).await?;
                     let view = SharedView::of_account(account.account_id, &mailboxes, &viewer);
-                    if view.is_empty() {
+                    // RFC 9670 §1.3: only accounts the user subscribed to something in.
+                    if !view.any_subscribed() {
                         continue;
                     }
                     let writes = Rights::ALL.without(Rights::READ_ITEMS);

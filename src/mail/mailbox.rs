@@ -15,7 +15,7 @@
 
 pub mod tree;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +89,10 @@ pub struct Mailbox {
     /// documents written before sharing existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub share_with: BTreeMap<u32, crate::mail::sharing::Rights>,
+    /// The grantees who unsubscribed from this shared Mailbox (RFC 9670 §1.3: subscriptions
+    /// are per user; a grantee starts subscribed).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unsubscribed: BTreeSet<u32>,
 }
 
 fn object_key(account_id: u32, mailbox_id: u64) -> Vec<u8> {
@@ -325,6 +329,7 @@ pub async fn create_default_mailboxes(
             sort_order,
             is_subscribed: true,
             share_with: Default::default(),
+            unsubscribed: Default::default(),
         };
         save(tx, account_id, mailbox_id, &mailbox, None)?;
         changes.created(DataType::Mailbox, mailbox_id);

@@ -130,6 +130,8 @@ impl Viewer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SharedView {
     rights: BTreeMap<u64, Rights>,
+    /// The shown Mailboxes the viewer unsubscribed from (RFC 9670 §1.3).
+    unsubscribed: BTreeSet<u64>,
 }
 
 impl SharedView {
@@ -146,21 +148,41 @@ impl SharedView {
                 rights.entry(ancestor).or_insert(Rights::NONE);
             }
         }
-        SharedView { rights }
+        SharedView {
+            rights,
+            unsubscribed: unsubscribed_by(mailboxes, viewer),
+        }
+    }
+
+    /// RFC 9670 §1.3: whether the viewer is subscribed to the shown Mailbox.
+    pub fn subscribed(&self, mailbox_id: u64) -> bool {
+        self.shows(mailbox_id) && !self.unsubscribed.contains(&mailbox_id)
+    }
+
+    /// Whether the viewer is subscribed to anything they were granted: only then does the
+    /// account appear in their session and push (RFC 9670 §1.3 MUST).
+    pub fn any_subscribed(&self) -> bool {
+        self.rights.iter().any(|(mailbox_id, rights)| {
+            !rights.is_empty() && !self.unsubscribed.contains(mailbox_id)
+        })
     }
 
     /// The view of `viewer` over the Mailboxes of `account_id`: a member of the group that
     /// owns the account holds every right in all of them, others what is granted.
     pub fn of_account(account_id: u32, mailboxes: &Mailboxes, viewer: &Viewer) -> SharedView {
-        if viewer.groups.contains(&account_id) {
-            return SharedView {
+        let mut view = if viewer.groups.contains(&account_id) {
+            SharedView {
                 rights: mailboxes
                     .keys()
                     .map(|mailbox_id| (*mailbox_id, Rights::ALL))
                     .collect(),
-            };
-        }
-        SharedView::of(mailboxes, viewer)
+                unsubscribed: BTreeSet::new(),
+            }
+        } else {
+            SharedView::of(mailboxes, viewer)
+        };
+        view.unsubscribed = unsubscribed_by(mailboxes, viewer);
+        view
     }
 
     pub fn is_empty(&self) -> bool {
@@ -284,6 +306,14 @@ pub async fn object_visible(
     }
 }
 
+fn unsubscribed_by(mailboxes: &Mailboxes, viewer: &Viewer) -> BTreeSet<u64> {
+    mailboxes
+        .iter()
+        .filter(|(_, mailbox)| mailbox.unsubscribed.contains(&viewer.principal_id))
+        .map(|(mailbox_id, _)| *mailbox_id)
+        .collect()
+}
+
 /// Whom an account's Mailboxes are shared with.
 pub fn grantees(mailboxes: &Mailboxes) -> BTreeSet<u32> {
     mailboxes
@@ -404,6 +434,7 @@ mod tests {
             sort_order: 0,
             is_subscribed: true,
             share_with: grants.iter().copied().collect(),
+            unsubscribed: Default::default(),
         }
     }
 

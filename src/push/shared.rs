@@ -96,6 +96,7 @@ impl SharedListeners {
     }
 }
 
+/// Whether the grant still holds and the viewer is subscribed to something in the account.
 async fn still_shared(hub: &PushHub, account_id: u32, viewer: &Viewer) -> bool {
     let viewer = viewer.clone();
     let outcome = hub
@@ -103,7 +104,8 @@ async fn still_shared(hub: &PushHub, account_id: u32, viewer: &Viewer) -> bool {
         .read(move |tx| Box::pin(async move { sharing::view_in(tx, account_id, &viewer).await }))
         .await;
     match outcome {
-        Ok(view) => view.is_some_and(|view| !view.is_empty()),
+        // RFC 9670 §1.3: no StateChange for an account the user is not subscribed to.
+        Ok(view) => view.is_some_and(|view| view.any_subscribed()),
         Err(error) => {
             // Unknown: keep listening without telling; the next change asks again.
             tracing::debug!(account_id, %error, "shared push could not check the grant");
@@ -119,6 +121,9 @@ async fn listen(
     filter: PushFilter,
     deliver: Deliver,
 ) {
+    if !still_shared(&hub, account_id, &viewer).await {
+        return;
+    }
     let mut receiver = hub.subscribe(account_id);
     let Some(mut told): Option<Arc<AccountStates>> = PushHub::current(&mut receiver).await else {
         return;

@@ -12,7 +12,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::types::{AccountId, Id, IdOrReference, State};
-use crate::mail::sharing::Viewer;
+use crate::mail::sharing::{Viewer, view_in};
 use crate::store::commit::{Changes, commit_account};
 use crate::store::{StoreResult, Transaction};
 
@@ -371,9 +371,18 @@ async fn update_one<T: ObjectType>(
             "a PatchObject must be a JSON object",
         )));
     };
-    let Some(current) = T::load(tx, account_id, id).await? else {
+    let Some(mut current) = T::load(tx, account_id, id).await? else {
         return Ok(Err(SetError::not_found()));
     };
+    // RFC 9670: a grantee patches what they see of the object.
+    if let Some(viewer) = scope.viewer
+        && let Some(view) = view_in(tx, account_id, viewer).await?
+    {
+        if !T::shared_visible(&view, id) {
+            return Ok(Err(SetError::not_found()));
+        }
+        current = T::shared_object(&view, id, current);
+    }
     let mut patched = current.clone();
     let own_id = Value::String(Id::from_number(T::ID_PREFIX, id).into_string());
     patched.insert("id".to_owned(), own_id.clone());

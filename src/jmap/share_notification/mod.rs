@@ -11,7 +11,6 @@ pub mod query;
 pub mod query_changes;
 pub mod set;
 
-
 use serde_json::{Map, Value};
 
 use crate::jmap::context::{Arguments, CallContext};

@@ -118,6 +118,7 @@ mod tests {
             sort_order: 0,
             is_subscribed: true,
             share_with: Default::default(),
+            unsubscribed: Default::default(),
         }
     }
 

@@ -294,7 +294,7 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         changes: &'a mut Changes,
         scope: &'a WriteScope<'a>,
         id: u64,
-        _current: Map<String, Value>,
+        shown: Map<String, Value>,
         patched: Map<String, Value>,
     ) -> StoreResult<Result<Option<Map<String, Value>>, SetError>> {
         let account_id = scope.account_id;
@@ -302,10 +302,26 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         let Some(current) = all.get(&id) else {
             return Ok(Err(SetError::not_found()));
         };
-        let (updated, reported) = match properties::for_update(&patched, scope, &all, id) {
+        // A grantee patched their view: what they changed applies to the Mailbox, or to their
+        // own subscription.
+        let mut unsubscribed = current.unsubscribed.clone();
+        let patched = match scope.viewer {
+            Some(viewer) => {
+                match sharing::grantee_patch(viewer.principal_id, current, &shown, &patched) {
+                    Ok((owner_view, grantee_unsubscribed)) => {
+                        unsubscribed = grantee_unsubscribed;
+                        owner_view
+                    }
+                    Err(error) => return Ok(Err(error)),
+                }
+            }
+            None => patched,
+        };
+        let (mut updated, reported) = match properties::for_update(&patched, scope, &all, id) {
             Ok(parsed) => parsed,
             Err(error) => return Ok(Err(error)),
         };
+        updated.unsubscribed = unsubscribed;
         if let Some(viewer) = scope.viewer
             && let Err(error) = sharing::check_update(
                 &SharedView::of_account(account_id, &all, viewer),

@@ -211,6 +211,7 @@ pub fn for_create(
         // RFC 8621 §2: true by default for Mailboxes the user creates themself.
         is_subscribed: true,
         share_with: Default::default(),
+        unsubscribed: Default::default(),
     };
     let (mailbox, reported) = read_properties(object, scope, defaults, &mut problems);
     check_relations(&mailbox, None, None, all, &mut problems);

@@ -12,7 +12,7 @@
 //!   gives `shareWith` (IMAP ACL inheritance, RFC 4314 §3.3), so a grantee keeps access to
 //!   what they create.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
@@ -89,11 +89,13 @@ fn parse_rights(members: &Map<String, Value>) -> Result<Rights, String> {
 }
 
 /// The Mailbox as a grantee sees it: their rights, no counts without `mayReadItems`, no
-/// grants of others, and the subscription as shown (subscriptions are the owner's).
+/// grants of others, and their own subscription.
 pub fn present(view: &SharedView, id: u64, mut object: Map<String, Value>) -> Map<String, Value> {
     let rights = view.rights(id);
     object.insert("myRights".to_owned(), rights_json(rights));
-    object.insert("shareWith".to_owned(), Value::Null);
+    // RFC 9670 §1.4: a grantee sees no grants (the owner administers them).
+    object.insert("shareWith".to_owned(), Value::Object(Map::new()));
+    object.insert("isSubscribed".to_owned(), Value::Bool(view.subscribed(id)));
     if !rights.contains(Rights::READ_ITEMS) {
         for count in super::COUNT_PROPERTIES {
             object.insert(count.to_owned(), Value::from(0));
@@ -140,10 +142,8 @@ pub fn check_update(
     if updated.share_with != current.share_with {
         return Err(forbidden("only the account's owner changes shareWith"));
     }
-    if updated.role != current.role || updated.is_subscribed != current.is_subscribed {
-        return Err(forbidden(
-            "roles and subscriptions are set by the account's owner",
-        ));
+    if updated.role != current.role {
+        return Err(forbidden("roles are set by the account's owner"));
     }
     let renamed = updated.name != current.name || updated.sort_order != current.sort_order;
     let moved = updated.parent_id != current.parent_id;
@@ -175,6 +175,56 @@ pub fn check_destroy(view: &SharedView, id: u64, remove_emails: bool) -> Result<
         return Err(forbidden("the Mailbox does not grant mayRemoveItems"));
     }
     Ok(())
+}
+
+/// The Mailbox a grantee's update asks for: `patched` is the grantee's view with their patch
+/// applied, compared with `shown` (their view before) to see what they changed. Name, parent
+/// and sort order apply to the Mailbox (`check_update` decides whether the rights allow it),
+/// `isSubscribed` to the grantee's own subscription; roles and grants are refused.
+pub fn grantee_patch(
+    viewer_id: u32,
+    current: &Mailbox,
+    shown: &Map<String, Value>,
+    patched: &Map<String, Value>,
+) -> Result<(Map<String, Value>, BTreeSet<u32>), SetError> {
+    let touched = |property: &str| patched.get(property) != shown.get(property);
+    if touched("role") || touched("shareWith") {
+        return Err(forbidden("roles and grants are set by the account's owner"));
+    }
+    let mut owner_view = Map::new();
+    owner_view.insert("name".into(), json!(current.name));
+    owner_view.insert(
+        "parentId".into(),
+        current
+            .parent_id
+            .map_or(Value::Null, super::mailbox_id_json),
+    );
+    owner_view.insert("sortOrder".into(), json!(current.sort_order));
+    for property in ["name", "parentId", "sortOrder"] {
+        if touched(property)
+            && let Some(value) = patched.get(property)
+        {
+            owner_view.insert(property.into(), value.clone());
+        }
+    }
+    let mut unsubscribed = current.unsubscribed.clone();
+    if touched("isSubscribed") {
+        match patched.get("isSubscribed") {
+            Some(Value::Bool(true)) => {
+                unsubscribed.remove(&viewer_id);
+            }
+            Some(Value::Bool(false)) => {
+                unsubscribed.insert(viewer_id);
+            }
+            _ => {
+                return Err(SetError::invalid_properties(
+                    ["isSubscribed"],
+                    "isSubscribed must be a Boolean",
+                ));
+            }
+        }
+    }
+    Ok((owner_view, unsubscribed))
 }
 
 /// Queues a ShareNotification (RFC 9670 §3) for every individual whose rights in Mailbox

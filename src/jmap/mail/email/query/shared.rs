@@ -132,6 +132,7 @@ mod tests {
                     sort_order: 0,
                     is_subscribed: true,
                     share_with,
+                    unsubscribed: Default::default(),
                 },
             );
         }
