@@ -742,3 +742,39 @@ async fn subscriptions_are_the_grantees_own_and_decide_the_session() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn blobs_of_a_shared_account_download_and_copy() {
+    let Shared {
+        server, team_email, ..
+    } = shared().await;
+    let alice_account = server.alice().account_id.clone();
+    let bob_account = server.bob().account_id.clone();
+    let got = call(
+        &server,
+        server.bob(),
+        "Email/get",
+        json!({"accountId": alice_account, "ids": [team_email], "properties": ["blobId"]}),
+    )
+    .await;
+    let blob_id = got[1]["list"][0]["blobId"].as_str().unwrap().to_owned();
+    let downloaded = server
+        .download(server.bob(), &alice_account, &blob_id)
+        .await;
+    assert_eq!(downloaded.status, 200, "{}", downloaded.text());
+    assert!(downloaded.text().contains("the team rota"));
+    // Not the other way round: nothing of bob's is shared with alice.
+    let refused = server
+        .download(server.alice(), &bob_account, &blob_id)
+        .await;
+    assert_eq!(refused.status, 404);
+    let copied = call(
+        &server,
+        server.bob(),
+        "Blob/copy",
+        json!({"fromAccountId": alice_account, "accountId": bob_account, "blobIds": [blob_id]}),
+    )
+    .await;
+    assert_eq!(copied[1]["copied"][&blob_id], blob_id, "{copied}");
+    server.shutdown().await;
+}

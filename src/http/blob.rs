@@ -189,7 +189,20 @@ pub(super) async fn download(
     name: &str,
     request: &Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let Some(account) = accessible_account(principal, account) else {
+    // RFC 9670: a grantee downloads the attachments of what is shared with them.
+    let shared = match AccountId::parse(account) {
+        Ok(wanted) if !principal.may_access(wanted.number()) => {
+            match state.engine.access(principal).await {
+                Ok((_, shared)) => shared
+                    .iter()
+                    .any(|candidate| candidate.account_id == wanted.number())
+                    .then_some(wanted),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(account) = accessible_account(principal, account).or(shared) else {
         return account_not_found();
     };
     let Ok(blob_id) = BlobId::parse(blob) else {
