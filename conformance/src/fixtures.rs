@@ -47,6 +47,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("push.json", include_str!("../cases/push.json")),
     ("search.json", include_str!("../cases/search.json")),
     ("quota.json", include_str!("../cases/quota.json")),
+    ("sharing.json", include_str!("../cases/sharing.json")),
     (
         "email-submission.json",
         include_str!("../cases/email-submission.json"),

@@ -154,7 +154,7 @@ fn payload(length: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn run_seed() -> u64 {
+pub(crate) fn run_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |elapsed| {

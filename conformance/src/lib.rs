@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod outbound;
 mod raw;
 mod session;
+mod sharing;
 pub mod smtp;
 
 use std::time::Duration;
@@ -46,6 +47,7 @@ pub mod sections {
     pub const MAIL_SEARCH: &str = "RFC 8621 §4.4 Email/query text filters, §5 SearchSnippet";
     pub const PUSH: &str = "RFC 8887 §3 WebSocket capability, RFC 8620 §7.2 PushSubscription";
     pub const QUOTA: &str = "RFC 9425 Quotas";
+    pub const SHARING: &str = "RFC 9670 sharing, Principals, cross-account copy";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -70,6 +72,7 @@ pub mod sections {
         MAIL_VACATION_RESPONSE,
         PUSH,
         QUOTA,
+        SHARING,
     ];
 }
 
@@ -289,5 +292,6 @@ pub async fn run(config: &Config) -> Report {
     }
     fixtures::run_embedded(&target, &mut recorder).await;
     flows::run_all(&target, &mut recorder).await;
+    sharing::run(&target, &mut recorder, flows::run_seed()).await;
     recorder.report
 }

@@ -86,6 +86,9 @@ struct Options {
     attack: Option<String>,
     /// abuse: how many loopback addresses the attackers use (127.0.1.1 …).
     attack_addresses: u8,
+    /// Run the JMAP scenarios on this account instead of the user's primary one (an account
+    /// shared with the user, RFC 9670).
+    account: Option<String>,
     /// smtp-ingress: every address of `--smtp A,B,C` (sessions are spread over them).
     smtp_spread: Vec<SocketAddr>,
     /// cluster-push, failover: another node's base URL (`--observe-url`).
@@ -97,7 +100,7 @@ struct Options {
 
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
-[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] [--attack NAME] [--attack-addresses N] \
+[--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] [--attack NAME] [--attack-addresses N] [--account ID] \
 <echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
 ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)|abuse|\
@@ -132,6 +135,7 @@ fn parse_options() -> Result<Options, String> {
         user: None,
         attack: None,
         attack_addresses: 20,
+        account: None,
         observe_url: None,
         smtp_spread: Vec::new(),
         claim_cmd: None,
@@ -201,6 +205,7 @@ fn parse_options() -> Result<Options, String> {
                 options.attack_addresses =
                     u8::try_from(number(value()?)?.clamp(1, 250)).unwrap_or(20)
             }
+            "--account" => options.account = Some(value()?),
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"));
@@ -356,7 +361,11 @@ fn build_request(
 }
 
 async fn discover(options: &Options) -> Result<Target, String> {
-    discover_session(&options.session_url, &options.authorization).await
+    let mut target = discover_session(&options.session_url, &options.authorization).await?;
+    if let Some(account) = &options.account {
+        target.account_id = account.clone();
+    }
+    Ok(target)
 }
 
 /// The session at `session_url` (another node of a cluster, say), as a target.
