@@ -221,8 +221,35 @@ async fn create_demo_accounts(directory: &Directory) -> Result<Vec<DemoAccount>,
             }
         }
     }
+    // A team both demo users belong to: each session then has a second account (RFC 9670
+    // sharing), for cross-account copies and conformance suites that need one.
+    match directory.create_group(DEMO_GROUP, "Demo team").await {
+        Ok(_) => {
+            for email in DEMO_EMAILS {
+                directory
+                    .add_group_member(DEMO_GROUP, email)
+                    .await
+                    .map_err(|error| {
+                        StartError::new(
+                            StartErrorKind::Store,
+                            format!("cannot add {email} to {DEMO_GROUP}: {error}"),
+                        )
+                    })?;
+            }
+        }
+        Err(error) if error.kind == DirectoryErrorKind::AccountExists => {}
+        Err(error) => {
+            return Err(StartError::new(
+                StartErrorKind::Store,
+                format!("cannot create demo group {DEMO_GROUP}: {error}"),
+            ));
+        }
+    }
     Ok(created)
 }
+
+/// The demo users' shared team account.
+pub const DEMO_GROUP: &str = "team@example.test";
 
 /// Raises the open file limit and fits the connection caps under it, keeping
 /// `server.fd_reserve` descriptors for the store, the search index, outbound mail, DNS and the

@@ -112,6 +112,15 @@ impl Drop for ServerProcess {
 
 /// The status code of `GET /.well-known/jmap` with the given Authorization header.
 fn session_status(authority: &str, authorization: &str) -> u16 {
+    session_response(authority, authorization)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The raw HTTP response to a GET of the session resource.
+fn session_response(authority: &str, authorization: &str) -> String {
     let mut stream = TcpStream::connect(authority).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -125,10 +134,6 @@ fn session_status(authority: &str, authorization: &str) -> u16 {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
 }
 
 fn basic(email: &str, password: &str) -> String {
@@ -467,6 +472,13 @@ fn demo_accounts_are_created_once_with_printed_passwords() {
     assert_eq!(
         session_status(server.authority(), &basic(email, password)),
         200
+    );
+    // The demo team's account is in the session too: a second account for cross-account use.
+    let session = session_response(server.authority(), &basic(email, password));
+    assert!(
+        session.contains("\"name\":\"team@example.test\"")
+            && session.contains("\"isPersonal\":false"),
+        "{session}"
     );
     assert!(server.terminate().success());
 

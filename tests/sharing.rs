@@ -778,3 +778,88 @@ async fn blobs_of_a_shared_account_download_and_copy() {
     assert_eq!(copied[1]["copied"][&blob_id], blob_id, "{copied}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_grantees_whole_account_list_merges_the_readable_mailboxes() {
+    let Shared {
+        server,
+        alice,
+        team,
+        private,
+        ..
+    } = shared().await;
+    let alice_account = server.alice().account_id.clone();
+    let second = create_mailbox(&server, "Second").await;
+    let grant = call(
+        &server,
+        server.alice(),
+        "Mailbox/set",
+        json!({"accountId": alice_account, "update": {second.clone(): {
+            format!("shareWith/{}", server.bob().account_id): {"mayReadItems": true}}}}),
+    )
+    .await;
+    assert_eq!(grant[1]["updated"][&second], Value::Null, "{grant}");
+    // Emails spread over the three Mailboxes, one in both shared ones, in one thread or not.
+    let mut blobs = Vec::new();
+    for index in 0..9 {
+        let subject = if index % 3 == 0 {
+            "same thread".to_owned()
+        } else {
+            format!("m{index}")
+        };
+        let raw = format!(
+            "From: carol@example.net\r\nSubject: {subject}\r\nMessage-ID: <m{index}@example.net>\r\n\r\nbody {index}\r\n"
+        );
+        let blob = alice
+            .upload(None, raw.into_bytes(), Some("message/rfc822"))
+            .await
+            .unwrap()
+            .take_blob_id();
+        blobs.push(blob);
+    }
+    let mut emails = serde_json::Map::new();
+    for (index, blob) in blobs.iter().enumerate() {
+        let mailboxes = match index % 3 {
+            0 => json!({team.clone(): true, second.clone(): true}),
+            1 => json!({second.clone(): true}),
+            _ => json!({private.clone(): true}),
+        };
+        let received = format!("2026-01-{:02}T10:00:00Z", 10 + index);
+        emails.insert(
+            format!("e{index}"),
+            json!({"blobId": blob, "mailboxIds": mailboxes, "receivedAt": received}),
+        );
+    }
+    let imported = call(
+        &server,
+        server.alice(),
+        "Email/import",
+        json!({"accountId": alice_account, "emails": emails}),
+    )
+    .await;
+    assert_eq!(imported[1]["notCreated"], Value::Null, "{imported}");
+
+    let visible =
+        json!({"operator": "OR", "conditions": [{"inMailbox": team}, {"inMailbox": second}]});
+    for arguments in [
+        json!({"calculateTotal": true}),
+        json!({"position": 2, "limit": 3}),
+        json!({"collapseThreads": true, "calculateTotal": true}),
+        json!({"sort": [{"property": "receivedAt", "isAscending": true}], "limit": 4}),
+    ] {
+        let mut grantee = arguments.clone();
+        grantee["accountId"] = json!(alice_account);
+        let mut owner = arguments.clone();
+        owner["accountId"] = json!(alice_account);
+        owner["filter"] = visible.clone();
+        let seen = call(&server, server.bob(), "Email/query", grantee).await;
+        let expected = call(&server, server.alice(), "Email/query", owner).await;
+        for member in ["ids", "total", "position"] {
+            assert_eq!(
+                seen[1][member], expected[1][member],
+                "{member} of {arguments}: {seen} vs {expected}"
+            );
+        }
+    }
+    server.shutdown().await;
+}

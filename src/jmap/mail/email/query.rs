@@ -131,7 +131,7 @@ impl EmailQuery {
 async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
     let mut email_query = EmailQuery::take(&mut arguments)?;
-    shared::restrict(context, account.number(), &mut email_query).await?;
+    let narrowed = shared::restrict(context, account.number(), &mut email_query).await?;
     let position = arguments.take_int("position")?.map_or(0, |p| p.get());
     let anchor = arguments.take_string("anchor")?;
     let anchor_offset = arguments.take_int("anchorOffset")?.map_or(0, |o| o.get());
@@ -165,10 +165,18 @@ async fn query(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
         collapse: email_query.collapse_threads,
         calculate_total,
     };
+    // A grantee's whole-account list by receivedAt: the merge of their readable Mailboxes.
+    let merged = narrowed
+        .filter(|narrowed| narrowed.whole_account)
+        .filter(|_| fast::indexed_list(None, &email_query.sort).is_some());
     let page = match (
         &start,
         fast::indexed_list(email_query.filter.as_ref(), &email_query.sort),
     ) {
+        (WindowStart::Position(first), _) if *first >= 0 && merged.is_some() => {
+            let readable = merged.map(|narrowed| narrowed.readable).unwrap_or_default();
+            shared::merged_page(context, account_id, &readable, window(first)).await?
+        }
         (WindowStart::Position(first), Some(list)) if *first >= 0 => {
             indexed_page(context, account_id, list, window(first)).await?
         }

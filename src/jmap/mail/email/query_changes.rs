@@ -44,7 +44,9 @@ struct LogView {
 async fn query_changes(context: &mut CallContext<'_>, mut arguments: Arguments) -> MethodResult {
     let account = arguments.take_account("accountId", context)?;
     let mut email_query = EmailQuery::take(&mut arguments)?;
-    super::query::shared::restrict(context, account.number(), &mut email_query).await?;
+    // The narrowed filter is what the results are compared with; the merge is a shortcut of
+    // Email/query only.
+    let _ = super::query::shared::restrict(context, account.number(), &mut email_query).await?;
     let Some(since_text) = arguments.take_string("sinceQueryState")? else {
         return Err(MethodError::invalid_arguments(
             "\"sinceQueryState\" is required",

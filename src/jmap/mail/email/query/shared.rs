@@ -3,26 +3,42 @@
 //! answer — ids, totals, collapsed threads, text matches — comes from visible Emails only.
 //!
 //! A query that already keeps to one readable Mailbox (`inMailbox` at the top, alone or in an
-//! AND) or a grantee who reads every Mailbox needs no narrowing, and keeps the fast paths.
+//! AND) or a grantee who reads every Mailbox needs no narrowing, and keeps the fast paths. The
+//! grantee's whole-account list by receivedAt (what "all mail" shows) is a merge of the
+//! readable Mailboxes' receivedAt indexes ([`merged_page`]), each read only as far as the page
+//! needs.
 
-use super::EmailQuery;
+use std::collections::HashSet;
+
 use super::filter::{Condition, Filter};
+use super::{EmailQuery, Page, Window};
 use crate::jmap::context::CallContext;
 use crate::jmap::error::MethodError;
 use crate::mail::mailbox::load_all;
 use crate::mail::sharing::{Rights, SharedView};
+use crate::mail::store::index;
+use crate::store::commit::{DataType, read_state};
+use crate::store::{KeyRange, RangeOptions, keys};
 
 /// No Mailbox has this id: a condition on a Mailbox the grantee may not read matches nothing.
 const NO_MAILBOX: u64 = u64::MAX;
+
+/// What [`restrict`] did to a grantee's query: the readable Mailboxes it kept the query to,
+/// and whether the client's own filter was empty (the whole-account list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrowed {
+    pub readable: Vec<u64>,
+    pub whole_account: bool,
+}
 
 /// Narrows `query` to what the caller sees of `account_id` (nothing to do for the owner).
 pub async fn restrict(
     context: &CallContext<'_>,
     account_id: u32,
     query: &mut EmailQuery,
-) -> Result<(), MethodError> {
+) -> Result<Option<Narrowed>, MethodError> {
     if context.principal.may_access(account_id) {
-        return Ok(());
+        return Ok(None);
     }
     let viewer = context.viewer.clone();
     let (view, reads_everything) = context
@@ -41,8 +57,85 @@ pub async fn restrict(
         .filter
         .take()
         .map(|filter| hide_unreadable(filter, &view));
+    let whole_account = filter.is_none();
+    let before = filter.clone();
     query.filter = narrowed(filter, &view, reads_everything);
-    Ok(())
+    Ok((query.filter != before).then(|| Narrowed {
+        readable: view.readable().collect(),
+        whole_account,
+    }))
+}
+
+/// A page of the grantee's whole-account list by receivedAt: the readable Mailboxes'
+/// `MAILBOX_RECEIVED` lists merged in order, an Email in several of them once. Each list is
+/// read up to the page's end plus one, or whole for a total or collapsed threads.
+pub async fn merged_page(
+    context: &CallContext<'_>,
+    account_id: u32,
+    readable: &[u64],
+    window: Window,
+) -> Result<Page, MethodError> {
+    let readable = readable.to_vec();
+    let page = context
+        .engine
+        .store
+        .read(move |tx| {
+            Box::pin(async move {
+                let state = read_state(tx, account_id, DataType::Email).await?;
+                let read_all = window.calculate_total || window.collapse;
+                let needed = window.first.saturating_add(window.len).saturating_add(1);
+                let mut entries: Vec<(u64, u64, u64)> = Vec::new();
+                for mailbox_id in readable {
+                    let prefix =
+                        index::mailbox_prefix(account_id, index::MAILBOX_RECEIVED, mailbox_id);
+                    let options = RangeOptions {
+                        limit: if read_all { 0 } else { needed },
+                        reverse: !window.ascending,
+                    };
+                    for (key, value) in tx.get_range(&KeyRange::prefix(&prefix), options).await? {
+                        if let Some((time, email_id)) = index::entry_tail(&key) {
+                            let thread_id = keys::be_u64(&value).unwrap_or(0);
+                            entries.push((index::ordered_time(time), email_id, thread_id));
+                        }
+                    }
+                }
+                // Ties by id in the direction of the sort, as the other paths.
+                entries.sort_unstable_by_key(|(time, email_id, _)| (*time, *email_id));
+                entries.dedup_by_key(|(_, email_id, _)| *email_id);
+                if !window.ascending {
+                    entries.reverse();
+                }
+                let mut threads = HashSet::new();
+                let mut index = 0usize;
+                let mut ids = Vec::with_capacity(window.len.min(1024));
+                let mut more_after = false;
+                for (_, email_id, thread_id) in entries {
+                    if window.collapse && !threads.insert(thread_id) {
+                        continue;
+                    }
+                    if index >= window.first && ids.len() < window.len {
+                        ids.push(email_id);
+                    } else if index >= window.first {
+                        more_after = true;
+                    }
+                    index += 1;
+                }
+                let position = if ids.is_empty() {
+                    window.first.min(index)
+                } else {
+                    window.first
+                };
+                Ok(Page {
+                    state,
+                    position,
+                    ids,
+                    total: read_all.then_some(index as u64),
+                    more_after,
+                })
+            })
+        })
+        .await?;
+    Ok(page)
 }
 
 /// RFC 8621 §2: only a Mailbox granting mayReadItems may be used in a filter.
