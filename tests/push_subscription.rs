@@ -597,3 +597,100 @@ async fn set_validates_every_property() {
     assert_eq!(bobs["methodResponses"][0][1]["notFound"], json!([id]));
     server.shutdown().await;
 }
+
+/// Runs one method as `user` with `using` core + mail.
+async fn call_as(
+    server: &TestServer,
+    user: &common::TestUser,
+    method: &str,
+    arguments: Value,
+) -> Value {
+    let answer = server
+        .post_api(
+            user,
+            &json!({
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                "methodCalls": [[method, arguments, "c0"]],
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["methodResponses"][0][1].clone()
+}
+
+#[tokio::test]
+async fn a_grantees_web_push_hears_the_shared_account_until_revoked() {
+    let server = start_server().await;
+    let (alice, bob) = (server.alice().clone(), server.bob().clone());
+    let alice_account = alice.account_id.clone();
+    let created = call_as(
+        &server,
+        &alice,
+        "Mailbox/set",
+        json!({"accountId": alice_account, "create": {"t": {"name": "Team",
+            "shareWith": {bob.account_id.clone(): {"mayReadItems": true}}}}}),
+    )
+    .await;
+    let team = created["created"]["t"]["id"]
+        .as_str()
+        .expect("Team")
+        .to_owned();
+
+    // bob subscribes and verifies.
+    let mut receiver = Receiver::start().await;
+    let user_agent = UserAgent::new();
+    let keys =
+        json!({"p256dh": B64.encode(user_agent.public()), "auth": B64.encode(user_agent.auth)});
+    let subscribed = call_as(
+        &server,
+        &bob,
+        "PushSubscription/set",
+        json!({"create": {"s": {"deviceClientId": "bob-1", "url": receiver.url, "keys": keys}}}),
+    )
+    .await;
+    let id = subscribed["created"]["s"]["id"]
+        .as_str()
+        .expect("subscription")
+        .to_owned();
+    let verification = user_agent.decrypt(&receiver.next().await.body);
+    let code = verification["verificationCode"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let verified = call_as(
+        &server,
+        &bob,
+        "PushSubscription/set",
+        json!({"update": {id.clone(): {"verificationCode": code}}}),
+    )
+    .await;
+    assert!(verified["updated"].get(&id).is_some(), "{verified}");
+
+    // A change of alice's shared Mailbox reaches bob's push service, with alice's account.
+    let version = commit_change(&server, account_number(&alice), DataType::Email).await;
+    let change = user_agent.decrypt(&receiver.next().await.body);
+    assert_eq!(change["@type"], "StateChange");
+    assert_eq!(
+        change["changed"][&alice_account]["Email"],
+        State::new(version).to_string(),
+        "{change}"
+    );
+    assert!(change["changed"][&alice_account].get("Identity").is_none());
+
+    // Revoked: nothing more of alice's account.
+    let revoked = call_as(
+        &server,
+        &alice,
+        "Mailbox/set",
+        json!({"accountId": alice_account, "update": {team: {"shareWith": {}}}}),
+    )
+    .await;
+    assert!(revoked["notUpdated"].is_null(), "{revoked}");
+    commit_change(&server, account_number(&alice), DataType::Email).await;
+    // bob's own account moves (the ShareNotification of the revocation); alice's is silent.
+    while let Ok(pushed) = tokio::time::timeout(Duration::from_millis(600), receiver.next()).await {
+        let change = user_agent.decrypt(&pushed.body);
+        assert!(change["changed"].get(&alice_account).is_none(), "{change}");
+    }
+    server.shutdown().await;
+}

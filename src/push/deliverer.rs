@@ -11,6 +11,9 @@
 //! - a failed delivery is retried with exponential backoff a bounded number of times, then
 //!   dropped (the next change sends the newest states anyway).
 //!
+//! - the accounts shared with the subscriptions' owner (RFC 9670) are listened to as well
+//!   (`push::shared`, from when the account's task starts): their Mailbox, Email and Thread
+//!   StateChanges go to the same subscriptions, none from the revoking commit on;
 //! - on a cluster, only the account's owner delivers (`store::ownership`): each push is sent
 //!   once, and a node that loses the account stops its task for it.
 
@@ -21,17 +24,22 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use tokio::sync::mpsc;
+
 use super::config::PushConfig;
 use super::hub::{AccountStates, PushHub};
+use super::shared::{Deliver, SharedListeners};
 use super::state_change::state_change;
 use super::webpush::{ClientKeys, Delivery, VapidKey, deliver};
 use super::{PushFilter, PushState};
+use crate::auth::directory::principals::groups_of;
 use crate::jmap::generic::storage;
 use crate::jmap::push_subscription::{
     ID_PREFIX, StoredSubscription, list, push_accounts, push_accounts_version_key,
     sync_push_account,
 };
 use crate::jmap::types::{Id, UtcDate};
+use crate::mail::sharing::Viewer;
 use crate::store::commit::{DataType, commit_account};
 
 /// Retry policy of one message.
@@ -147,10 +155,66 @@ struct Active {
     verification_sent: bool,
 }
 
+/// How many StateChanges of shared accounts may wait for one account's deliverer.
+const SHARED_QUEUE: usize = 16;
+
+/// Listens to the accounts shared with the subscriptions' owner (RFC 9670, `push::shared`):
+/// their Mailbox, Email and Thread changes go to the same subscriptions.
+async fn listen_to_shared(
+    hub: &PushHub,
+    account_id: u32,
+) -> (
+    Option<SharedListeners>,
+    mpsc::Receiver<(u32, Vec<(DataType, u64)>)>,
+) {
+    let (sender, changes) = mpsc::channel(SHARED_QUEUE);
+    let deliver: Deliver = Arc::new(move |shared_account, changed, _push_state| {
+        sender.try_send((shared_account, changed.to_vec())).is_ok()
+    });
+    let groups = hub
+        .store()
+        .read(move |tx| Box::pin(async move { groups_of(tx, account_id).await }))
+        .await
+        .unwrap_or_default();
+    let viewer = Viewer {
+        principal_id: account_id,
+        groups,
+    };
+    let listeners = SharedListeners::start(hub, viewer, &PushFilter::all(), deliver).await;
+    if let Err(error) = &listeners {
+        tracing::warn!(account_id, %error, "push: shared accounts not listened to");
+    }
+    (listeners.ok(), changes)
+}
+
+/// Sends a shared account's change to every verified subscription that wants its types.
+async fn push_shared(
+    vapid: &VapidKey,
+    retry: Retry,
+    active: &HashMap<u64, Active>,
+    shared_account: u32,
+    changed: &[(DataType, u64)],
+) {
+    for subscription in active.values().filter(|active| active.known.is_some()) {
+        let wanted: Vec<(DataType, u64)> = changed
+            .iter()
+            .filter(|(data_type, _)| subscription.filter.wants(*data_type))
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let message = Value::Object(state_change(shared_account, &wanted));
+        // A gone subscription is removed by the next change of the account itself.
+        send_with_retry(vapid, retry, subscription, &message).await;
+    }
+}
+
 async fn serve_account(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry, account_id: u32) {
     let mut receiver = hub.subscribe(account_id);
     let mut active: HashMap<u64, Active> = HashMap::new();
     let mut subscriptions_state = None;
+    let (_shared, mut shared_changes) = listen_to_shared(&hub, account_id).await;
     loop {
         let Some(states) = PushHub::current(&mut receiver).await else {
             return;
@@ -222,6 +286,9 @@ async fn serve_account(hub: PushHub, vapid: Arc<VapidKey>, retry: Retry, account
                 if changed.is_err() {
                     return;
                 }
+            }
+            Some((shared_account, changed)) = shared_changes.recv() => {
+                push_shared(&vapid, retry, &active, shared_account, &changed).await;
             }
             () = sleep_or_forever(until_expiry) => {
                 // Forces a reload, which removes what expired.
