@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod directory_commands;
+
 use tern::auth::{AccountInfo, Directory, DirectoryError};
 use tern::config::Config;
 use tern::http::admin_client::{AdminClient, AdminClientError};
@@ -33,7 +35,7 @@ enum Command {
     Account(AccountCommand),
     /// Manage groups (shared principals with a team account; RFC 9670).
     #[command(subcommand)]
-    Group(GroupCommand),
+    Group(directory_commands::GroupCommand),
     /// Manage bearer API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -51,32 +53,7 @@ enum Command {
     Quarantine(QuarantineCommand),
     /// The nodes sharing a FoundationDB store, and which node owns which account.
     #[command(subcommand)]
-    Cluster(ClusterCommand),
-}
-
-#[derive(Subcommand)]
-enum ClusterCommand {
-    /// List the nodes (state, liveness, accounts owned).
-    Status {
-        #[command(flatten)]
-        data: DataArgs,
-    },
-    /// Make a node hand all its accounts over and claim no new ones.
-    Drain {
-        /// Node name or id.
-        node: String,
-        #[command(flatten)]
-        data: DataArgs,
-    },
-    /// Give an account to a node.
-    Move {
-        /// The account's email address.
-        account: String,
-        /// Node name or id.
-        node: String,
-        #[command(flatten)]
-        data: DataArgs,
-    },
+    Cluster(directory_commands::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -231,38 +208,6 @@ enum AccountCommand {
         email: String,
         #[command(flatten)]
         password: PasswordArgs,
-        #[command(flatten)]
-        data: DataArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum GroupCommand {
-    /// Create a group: an address with a team account and no login.
-    Create {
-        email: String,
-        /// The display name.
-        #[arg(long)]
-        name: String,
-        #[command(flatten)]
-        data: DataArgs,
-    },
-    /// Add an account to a group: it gets what is shared with the group.
-    Add {
-        group: String,
-        member: String,
-        #[command(flatten)]
-        data: DataArgs,
-    },
-    /// Remove an account from a group; it loses the group's shares at once.
-    Remove {
-        group: String,
-        member: String,
-        #[command(flatten)]
-        data: DataArgs,
-    },
-    /// List groups with their members.
-    List {
         #[command(flatten)]
         data: DataArgs,
     },
@@ -439,29 +384,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", tern::outbound::cli::run(&config, operation).await?);
             Ok(())
         }
-        Command::Cluster(command) => cluster(command).await,
-        Command::Group(command) => {
-            use tern::group_cli::Operation;
-            let (data, operation) = match command {
-                GroupCommand::Create { email, name, data } => {
-                    (data, Operation::Create { email, name })
-                }
-                GroupCommand::Add {
-                    group,
-                    member,
-                    data,
-                } => (data, Operation::Add { group, member }),
-                GroupCommand::Remove {
-                    group,
-                    member,
-                    data,
-                } => (data, Operation::Remove { group, member }),
-                GroupCommand::List { data } => (data, Operation::List),
-            };
-            let config = load_config(&data)?;
-            println!("{}", tern::group_cli::run(&config, operation).await?);
-            Ok(())
-        }
+        Command::Cluster(command) => directory_commands::cluster(command).await,
+        Command::Group(command) => directory_commands::group(command).await,
         Command::Quarantine(command) => {
             use tern::smtp::quarantine::Operation;
             let (data, operation) = match command {
@@ -500,65 +424,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// `tern cluster ...`: straight on the shared store (FoundationDB).
-async fn cluster(command: ClusterCommand) -> Result<(), CliError> {
-    use tern::cluster::cli;
-    let data = match &command {
-        ClusterCommand::Status { data }
-        | ClusterCommand::Drain { data, .. }
-        | ClusterCommand::Move { data, .. } => data,
-    };
-    let config = load_config(data)?;
-    if config.store.backend != tern::config::StoreBackendKind::Foundationdb {
-        return Err(CliError(
-            "tern cluster needs store.backend = \"foundationdb\" in the configuration".to_owned(),
-        ));
-    }
-    let store = open_store(&config).await?;
-    let outcome = async {
-        match command {
-            ClusterCommand::Status { .. } => {
-                let watch = config.cluster.heartbeat_interval() * 3;
-                let status = cli::status(&store, watch).await?;
-                print!("{}", cli::render_status(&status));
-            }
-            ClusterCommand::Drain { node, .. } => {
-                let record = cli::drain(&store, &node).await.map_err(CliError)?;
-                println!(
-                    "node {} ({}) is draining; it hands its accounts over within a heartbeat",
-                    record.name,
-                    tern::cluster::format_node(record.id)
-                );
-            }
-            ClusterCommand::Move { account, node, .. } => {
-                let directory = Directory::new(store.clone());
-                let info = directory
-                    .account(&account)
-                    .await
-                    .map_err(|error| CliError(directory_message(&error)))?;
-                let hooks = tern::server::claim_hooks();
-                let (before, after) = cli::move_account(&store, info.account_id, &node, &hooks)
-                    .await
-                    .map_err(CliError)?;
-                println!(
-                    "{account}: owner {} epoch {} -> {} epoch {}",
-                    before
-                        .node
-                        .map_or("none".to_owned(), tern::cluster::format_node),
-                    before.epoch,
-                    after
-                        .node
-                        .map_or("none".to_owned(), tern::cluster::format_node),
-                    after.epoch
-                );
-            }
-        }
-        Ok::<(), CliError>(())
-    }
-    .await;
-    store.close().await?;
-    outcome
-}
-
 /// `tern index rebuild`: on a stopped data directory the tasks are queued for the next start;
 /// with a running server, through its admin endpoint, which starts at once.
 async fn rebuild_index(config: &Config, account: Option<String>) -> Result<(), CliError> {

@@ -2,179 +2,17 @@
 //! Mailbox with bob; bob's real `jmap-client` session lists alice's account and sees exactly
 //! the shared Mailbox's Emails — through get, query, text search, threads, snippets and
 //! changes — acts within his rights, copies across accounts, and loses everything at once
-//! when the grant is revoked. Raw JMAP checks the error types.
+//! when the grant is revoked. Raw JMAP checks the error types. Push, blobs and the merged
+//! whole-account list: `sharing_push.rs`.
 
 mod common;
+#[path = "sharing_common/mod.rs"]
+mod sharing_common;
 
-use common::{TestServer, TestUser, mail_request, mailbox_with_role};
-use jmap_client::client::Client;
-use jmap_client::core::query::{Filter, QueryResponse};
-use jmap_client::core::response::{EmailGetResponse, EmailSetResponse, MailboxGetResponse};
-use jmap_client::email::import::EmailImportResponse;
+use common::mailbox_with_role;
 use jmap_client::mailbox::Role;
 use serde_json::{Value, json};
-
-const CORE: &str = "urn:ietf:params:jmap:core";
-const MAIL: &str = "urn:ietf:params:jmap:mail";
-
-async fn call(server: &TestServer, user: &TestUser, method: &str, arguments: Value) -> Value {
-    calls(server, user, json!([[method, arguments, "c"]])).await[0].clone()
-}
-
-/// Runs `method_calls` as `user`; returns `[name, arguments]` per response.
-async fn calls(server: &TestServer, user: &TestUser, method_calls: Value) -> Vec<Value> {
-    let answer = server
-        .post_api(
-            user,
-            &json!({"using": [CORE, MAIL], "methodCalls": method_calls}),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    answer.json()["methodResponses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|response| json!([response[0], response[1]]))
-        .collect()
-}
-
-/// A top-level Mailbox of alice's (raw Mailbox/set: jmap-client's asks for more capabilities
-/// than mail).
-async fn create_mailbox(server: &TestServer, name: &str) -> String {
-    let created = call(
-        server,
-        server.alice(),
-        "Mailbox/set",
-        json!({"accountId": server.alice().account_id, "create": {"new": {"name": name}}}),
-    )
-    .await;
-    created[1]["created"]["new"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{created}"))
-        .to_owned()
-}
-
-// jmap-client's helper methods ask for every capability it knows; these ask for mail's.
-
-async fn import(client: &Client, raw: Vec<u8>, mailbox_id: &str) -> String {
-    let blob_id = client
-        .upload(None, raw, Some("message/rfc822"))
-        .await
-        .expect("upload")
-        .take_blob_id();
-    let mut request = mail_request(client);
-    let import = request
-        .import_email()
-        .email(blob_id)
-        .mailbox_ids([mailbox_id]);
-    let create_id = import.create_id();
-    request
-        .send_single::<EmailImportResponse>()
-        .await
-        .expect("Email/import answered")
-        .created(&create_id)
-        .expect("the Email was created")
-        .take_id()
-}
-
-async fn get_email(client: &Client, id: &str) -> Option<jmap_client::email::Email> {
-    let mut request = mail_request(client);
-    request.get_email().ids([id]);
-    request
-        .send_single::<EmailGetResponse>()
-        .await
-        .expect("Email/get answered")
-        .take_list()
-        .pop()
-}
-
-async fn get_mailbox(client: &Client, id: &str) -> Option<jmap_client::mailbox::Mailbox> {
-    let mut request = mail_request(client);
-    request.get_mailbox().ids([id]);
-    request
-        .send_single::<MailboxGetResponse>()
-        .await
-        .expect("Mailbox/get answered")
-        .take_list()
-        .pop()
-}
-
-async fn query(
-    client: &Client,
-    filter: Option<Filter<jmap_client::email::query::Filter>>,
-) -> Vec<String> {
-    let mut request = mail_request(client);
-    let query = request.query_email();
-    if let Some(filter) = filter {
-        query.filter(filter);
-    }
-    request
-        .send_single::<QueryResponse>()
-        .await
-        .expect("Email/query answered")
-        .take_ids()
-}
-
-async fn set_keyword(client: &Client, id: &str, keyword: &str) -> jmap_client::Result<()> {
-    let mut request = mail_request(client);
-    request.set_email().update(id).keyword(keyword, true);
-    request
-        .send_single::<EmailSetResponse>()
-        .await?
-        .updated(id)
-        .map(|_| ())
-}
-
-fn message(subject: &str, body: &str) -> Vec<u8> {
-    format!(
-        "From: carol@example.net\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\
-         Message-ID: <{subject}@example.net>\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
-}
-
-struct Shared {
-    server: TestServer,
-    alice: jmap_client::client::Client,
-    team: String,
-    private: String,
-    team_email: String,
-    private_email: String,
-}
-
-/// alice has "Team" (shared with bob: read, seen, add) and "Private" (not shared), one Email
-/// in each; the private one's text is searchable.
-async fn shared() -> Shared {
-    let server = TestServer::start().await;
-    let alice = server.jmap_client(server.alice()).await;
-    let team = create_mailbox(&server, "Team").await;
-    let private = create_mailbox(&server, "Private").await;
-    let team_email = import(&alice, message("rota", "the team rota"), &team).await;
-    let private_email = import(&alice, message("payslip", "salary confidential"), &private).await;
-    let bob_id = server.bob().account_id.clone();
-    let shared = call(
-        &server,
-        server.alice(),
-        "Mailbox/set",
-        json!({
-            "accountId": server.alice().account_id,
-            "update": {team.clone(): {
-                format!("shareWith/{bob_id}"):
-                    {"mayReadItems": true, "maySetSeen": true, "mayAddItems": true},
-            }},
-        }),
-    )
-    .await;
-    assert_eq!(shared[1]["updated"][&team], Value::Null, "{shared}");
-    Shared {
-        server,
-        alice,
-        team,
-        private,
-        team_email,
-        private_email,
-    }
-}
+use sharing_common::*;
 
 #[tokio::test]
 async fn a_grantee_sees_exactly_the_shared_mailbox() {
@@ -478,25 +316,9 @@ async fn revoking_a_grant_takes_everything_away_at_once() {
     let mailbox_state = states[1][1]["state"].clone();
 
     // Invalid grants first: an unknown principal, an unknown right, the owner.
-    let invalid = call(
-        &server,
-        server.alice(),
-        "Mailbox/set",
-        json!({"accountId": alice_account, "update": {
-            team.clone(): {"shareWith/a999999": {"mayReadItems": true}},
-        }}),
-    )
-    .await;
+    let invalid = share(&server, &team, "a999999", json!({"mayReadItems": true})).await;
     assert_eq!(invalid[1]["notUpdated"][&team]["type"], "invalidProperties");
-    let invalid = call(
-        &server,
-        server.alice(),
-        "Mailbox/set",
-        json!({"accountId": alice_account, "update": {
-            team.clone(): {format!("shareWith/{bob_id}"): {"mayAdminister": true}},
-        }}),
-    )
-    .await;
+    let invalid = share(&server, &team, &bob_id, json!({"mayAdminister": true})).await;
     assert_eq!(invalid[1]["notUpdated"][&team]["type"], "invalidProperties");
 
     let revoked = call(
@@ -544,14 +366,7 @@ async fn a_narrower_grant_is_a_removal_in_changes() {
     let bob_id = server.bob().account_id.clone();
     // A second shared Mailbox keeps the account shared after Team is revoked.
     let other = create_mailbox(&server, "Other").await;
-    let grant = call(
-        &server,
-        server.alice(),
-        "Mailbox/set",
-        json!({"accountId": alice_account, "update": {other.clone(): {
-            format!("shareWith/{bob_id}"): {"mayReadItems": true}}}}),
-    )
-    .await;
+    let grant = share(&server, &other, &bob_id, json!({"mayReadItems": true})).await;
     assert_eq!(grant[1]["updated"][&other], Value::Null, "{grant}");
     let states = calls(
         &server,
@@ -603,104 +418,6 @@ async fn a_narrower_grant_is_a_removal_in_changes() {
     server.shutdown().await;
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn push_socket(server: &TestServer, user: &TestUser) -> Socket {
-    use futures_util::SinkExt;
-    let session = server.session(user).await;
-    let url = session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            url.as_str(),
-        )
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", user.authorization().parse().unwrap());
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "jmap".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws");
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::text(
-            json!({"@type": "WebSocketPushEnable"}).to_string(),
-        ))
-        .await
-        .unwrap();
-    // The listeners start with the enable message.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    socket
-}
-
-/// The next StateChange naming `account_id` within `wait`, if any.
-async fn state_change_of(
-    socket: &mut Socket,
-    account_id: &str,
-    wait: std::time::Duration,
-) -> Option<Value> {
-    use futures_util::StreamExt;
-    tokio::time::timeout(wait, async {
-        loop {
-            let frame = socket.next().await?.ok()?;
-            let text = frame.into_text().unwrap_or_default();
-            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if value["@type"] == "StateChange" && value["changed"].get(account_id).is_some() {
-                return Some(value);
-            }
-        }
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
-#[tokio::test]
-async fn a_grantees_websocket_hears_the_shared_account_until_revoked() {
-    let Shared {
-        server,
-        alice,
-        team,
-        ..
-    } = shared().await;
-    let alice_account = server.alice().account_id.clone();
-    let mut socket = push_socket(&server, server.bob()).await;
-    let wait = std::time::Duration::from_secs(5);
-
-    import(&alice, message("news", "fresh news"), &team).await;
-    let change = state_change_of(&mut socket, &alice_account, wait)
-        .await
-        .expect("bob hears alice's shared account");
-    let changed = &change["changed"][&alice_account];
-    assert!(changed["Email"].is_string(), "{change}");
-    assert!(
-        changed.get("Identity").is_none() && changed.get("Quota").is_none(),
-        "{change}"
-    );
-    assert!(change.get("pushState").is_none(), "{change}");
-
-    let revoked = call(
-        &server,
-        server.alice(),
-        "Mailbox/set",
-        json!({"accountId": alice_account, "update": {team.clone(): {"shareWith": {}}}}),
-    )
-    .await;
-    assert_eq!(revoked[1]["updated"][&team], Value::Null, "{revoked}");
-    import(&alice, message("later", "after the revocation"), &team).await;
-    let after = state_change_of(
-        &mut socket,
-        &alice_account,
-        std::time::Duration::from_secs(1),
-    )
-    .await;
-    assert!(after.is_none(), "nothing of a revoked account: {after:?}");
-    server.shutdown().await;
-}
-
 #[tokio::test]
 async fn subscriptions_are_the_grantees_own_and_decide_the_session() {
     let Shared { server, team, .. } = shared().await;
@@ -740,126 +457,5 @@ async fn subscriptions_are_the_grantees_own_and_decide_the_session() {
         session["accounts"].get(&alice_account).is_some(),
         "{session}"
     );
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn blobs_of_a_shared_account_download_and_copy() {
-    let Shared {
-        server, team_email, ..
-    } = shared().await;
-    let alice_account = server.alice().account_id.clone();
-    let bob_account = server.bob().account_id.clone();
-    let got = call(
-        &server,
-        server.bob(),
-        "Email/get",
-        json!({"accountId": alice_account, "ids": [team_email], "properties": ["blobId"]}),
-    )
-    .await;
-    let blob_id = got[1]["list"][0]["blobId"].as_str().unwrap().to_owned();
-    let downloaded = server
-        .download(server.bob(), &alice_account, &blob_id)
-        .await;
-    assert_eq!(downloaded.status, 200, "{}", downloaded.text());
-    assert!(downloaded.text().contains("the team rota"));
-    // Not the other way round: nothing of bob's is shared with alice.
-    let refused = server
-        .download(server.alice(), &bob_account, &blob_id)
-        .await;
-    assert_eq!(refused.status, 404);
-    let copied = call(
-        &server,
-        server.bob(),
-        "Blob/copy",
-        json!({"fromAccountId": alice_account, "accountId": bob_account, "blobIds": [blob_id]}),
-    )
-    .await;
-    assert_eq!(copied[1]["copied"][&blob_id], blob_id, "{copied}");
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_grantees_whole_account_list_merges_the_readable_mailboxes() {
-    let Shared {
-        server,
-        alice,
-        team,
-        private,
-        ..
-    } = shared().await;
-    let alice_account = server.alice().account_id.clone();
-    let second = create_mailbox(&server, "Second").await;
-    let grant = call(
-        &server,
-        server.alice(),
-        "Mailbox/set",
-        json!({"accountId": alice_account, "update": {second.clone(): {
-            format!("shareWith/{}", server.bob().account_id): {"mayReadItems": true}}}}),
-    )
-    .await;
-    assert_eq!(grant[1]["updated"][&second], Value::Null, "{grant}");
-    // Emails spread over the three Mailboxes, one in both shared ones, in one thread or not.
-    let mut blobs = Vec::new();
-    for index in 0..9 {
-        let subject = if index % 3 == 0 {
-            "same thread".to_owned()
-        } else {
-            format!("m{index}")
-        };
-        let raw = format!(
-            "From: carol@example.net\r\nSubject: {subject}\r\nMessage-ID: <m{index}@example.net>\r\n\r\nbody {index}\r\n"
-        );
-        let blob = alice
-            .upload(None, raw.into_bytes(), Some("message/rfc822"))
-            .await
-            .unwrap()
-            .take_blob_id();
-        blobs.push(blob);
-    }
-    let mut emails = serde_json::Map::new();
-    for (index, blob) in blobs.iter().enumerate() {
-        let mailboxes = match index % 3 {
-            0 => json!({team.clone(): true, second.clone(): true}),
-            1 => json!({second.clone(): true}),
-            _ => json!({private.clone(): true}),
-        };
-        let received = format!("2026-01-{:02}T10:00:00Z", 10 + index);
-        emails.insert(
-            format!("e{index}"),
-            json!({"blobId": blob, "mailboxIds": mailboxes, "receivedAt": received}),
-        );
-    }
-    let imported = call(
-        &server,
-        server.alice(),
-        "Email/import",
-        json!({"accountId": alice_account, "emails": emails}),
-    )
-    .await;
-    assert_eq!(imported[1]["notCreated"], Value::Null, "{imported}");
-
-    let visible =
-        json!({"operator": "OR", "conditions": [{"inMailbox": team}, {"inMailbox": second}]});
-    for arguments in [
-        json!({"calculateTotal": true}),
-        json!({"position": 2, "limit": 3}),
-        json!({"collapseThreads": true, "calculateTotal": true}),
-        json!({"sort": [{"property": "receivedAt", "isAscending": true}], "limit": 4}),
-    ] {
-        let mut grantee = arguments.clone();
-        grantee["accountId"] = json!(alice_account);
-        let mut owner = arguments.clone();
-        owner["accountId"] = json!(alice_account);
-        owner["filter"] = visible.clone();
-        let seen = call(&server, server.bob(), "Email/query", grantee).await;
-        let expected = call(&server, server.alice(), "Email/query", owner).await;
-        for member in ["ids", "total", "position"] {
-            assert_eq!(
-                seen[1][member], expected[1][member],
-                "{member} of {arguments}: {seen} vs {expected}"
-            );
-        }
-    }
     server.shutdown().await;
 }

@@ -73,6 +73,17 @@ impl CallContext<'_> {
         Err(MethodError::account_not_found())
     }
 
+    /// The `accountId` of raw arguments when it names the caller's own account: for the steps
+    /// that run before a method reads its arguments (a missing, malformed or foreign id is left
+    /// for the method to refuse).
+    pub fn own_account_argument(&self, members: &Map<String, Value>) -> Option<AccountId> {
+        members
+            .get("accountId")
+            .and_then(Value::as_str)
+            .and_then(|text| AccountId::parse(text).ok())
+            .filter(|account| self.owns(*account))
+    }
+
     /// Whether `account` is the caller's own (full rights) rather than shared with them.
     pub fn owns(&self, account: AccountId) -> bool {
         self.principal.may_access(account.number())

@@ -17,7 +17,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::generic::filter_tree::FilterTree;
 use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope, storage};
-use crate::jmap::types::{AccountId, UtcDate};
+use crate::jmap::types::UtcDate;
 use crate::mail::sharing::notices;
 use crate::store::commit::{Changes, DataType, allocate_id, commit_account};
 use crate::store::{Store, StoreResult, Transaction};
@@ -100,22 +100,8 @@ pub async fn delivered_first(
     arguments: Arguments,
 ) -> Result<Arguments, MethodError> {
     let members = arguments.into_inner();
-    let own = members
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|text| AccountId::parse(text).ok())
-        .filter(|account| context.owns(*account));
-    if let Some(account) = own {
+    if let Some(account) = context.own_account_argument(&members) {
         deliver(&context.engine.store, account.number()).await?;
-    } else if let Some(text) = members.get("accountId").and_then(Value::as_str) {
-        // RFC 9670 §3: notifications live in the user's own account, next to the Principals.
-        if AccountId::parse(text)
-            .is_ok_and(|account| context.shared_accounts.contains(&account.number()))
-        {
-            return Err(MethodError::new(
-                MethodErrorType::AccountNotSupportedByMethod,
-            ));
-        }
     }
     Ok(Arguments::new(members))
 }

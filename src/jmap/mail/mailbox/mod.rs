@@ -24,7 +24,6 @@ use crate::auth::directory::account_email_in;
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::error::{MethodError, SetError, SetErrorType};
 use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope};
-use crate::jmap::types::AccountId;
 use crate::mail::counters::{self, MailboxCounts};
 use crate::mail::mailbox::tree::Mailboxes;
 use crate::mail::mailbox::{self as store, MAX_MAILBOXES_PER_ACCOUNT, Mailbox};
@@ -63,12 +62,7 @@ pub async fn ensure_defaults(
     arguments: Arguments,
 ) -> Result<Arguments, MethodError> {
     let members = arguments.into_inner();
-    let account = members
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|text| AccountId::parse(text).ok())
-        .filter(|account| context.principal.may_access(account.number()));
-    if let Some(account) = account {
+    if let Some(account) = context.own_account_argument(&members) {
         store::ensure_default_mailboxes(&context.engine.store, account.number()).await?;
     }
     Ok(Arguments::new(members))

@@ -11,7 +11,6 @@ use super::{ID_PREFIX, MailboxType};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::generic::set::set;
-use crate::jmap::types::AccountId;
 use crate::mail::mailbox::{load_all, tree};
 use crate::store::BoxFuture;
 
@@ -42,11 +41,7 @@ async fn deepest_first(
     arguments: Arguments,
 ) -> Result<Arguments, crate::jmap::error::MethodError> {
     let mut members = arguments.into_inner();
-    let account = members
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|text| AccountId::parse(text).ok())
-        .filter(|account| context.principal.may_access(account.number()));
+    let account = context.own_account_argument(&members);
     let (Some(account), Some(Value::Array(destroy))) = (account, members.get_mut("destroy")) else {
         return Ok(Arguments::new(members));
     };
