@@ -106,19 +106,19 @@ async fn a_grantee_sees_exactly_the_shared_mailbox() {
     assert_eq!(snippets[1]["notFound"], json!([private_email]));
 
     // Methods of data no grant covers, and an account nobody shared.
-    let identities = server
+    let vacation = server
         .post_api(
             server.bob(),
             &json!({
-                "using": [CORE, MAIL, "urn:ietf:params:jmap:submission"],
-                "methodCalls": [["Identity/get", {"accountId": alice_account}, "i"]],
+                "using": [CORE, MAIL, "urn:ietf:params:jmap:vacationresponse"],
+                "methodCalls": [["VacationResponse/get", {"accountId": alice_account}, "v"]],
             }),
         )
         .await
         .json()["methodResponses"][0]
         .clone();
-    assert_eq!(identities[0], "error");
-    assert_eq!(identities[1]["type"], "accountNotSupportedByMethod");
+    assert_eq!(vacation[0], "error");
+    assert_eq!(vacation[1]["type"], "accountNotSupportedByMethod");
     let foreign = call(
         &server,
         server.alice(),

@@ -104,6 +104,9 @@ pub struct SharedAccountEntry {
     pub name: String,
     /// No grant lets the grantee change anything.
     pub is_read_only: bool,
+    /// A Mailbox grants `maySubmit`: the account offers submission with the owner's
+    /// Identities.
+    pub may_submit: bool,
 }
 
 /// Reads the owner's name and the grantee's rights of each shared account (one snapshot).
@@ -145,6 +148,7 @@ pub async fn describe_shared(
                         account_id: account.account_id,
                         name,
                         is_read_only,
+                        may_submit: view.may_submit_somewhere(),
                     });
                 }
                 Ok(entries)
@@ -214,22 +218,26 @@ fn session_without_state(
         // a grantee creates Mailboxes only under ones granting mayCreateChild.
         let mut mail = account_capability_value(CAPABILITY_MAIL).unwrap_or_default();
         mail["mayCreateTopLevelMailbox"] = Value::Bool(false);
-        accounts.insert(
-            AccountId::new(entry.account_id).to_string(),
-            json!({
-                "name": entry.name,
-                "isPersonal": false,
-                "isReadOnly": entry.is_read_only,
-                "accountCapabilities": {
-                    CAPABILITY_CORE: {},
-                    CAPABILITY_MAIL: mail,
-                    CAPABILITY_PRINCIPALS_OWNER: {
-                        "accountIdForPrincipal": account_id,
-                        "principalId": AccountId::new(entry.account_id).to_string(),
-                    },
+        let mut account = json!({
+            "name": entry.name,
+            "isPersonal": false,
+            "isReadOnly": entry.is_read_only,
+            "accountCapabilities": {
+                CAPABILITY_CORE: {},
+                CAPABILITY_MAIL: mail,
+                CAPABILITY_PRINCIPALS_OWNER: {
+                    "accountIdForPrincipal": account_id,
+                    "principalId": AccountId::new(entry.account_id).to_string(),
                 },
-            }),
-        );
+            },
+        });
+        // RFC 8621 §2 maySubmit: sending with the owner's Identities.
+        if entry.may_submit
+            && let Some(submission) = account_capability_value(CAPABILITY_SUBMISSION)
+        {
+            account["accountCapabilities"][CAPABILITY_SUBMISSION] = submission;
+        }
+        accounts.insert(AccountId::new(entry.account_id).to_string(), account);
     }
     let urls = &shared.urls;
     let mut session = Map::new();

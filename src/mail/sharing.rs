@@ -234,6 +234,14 @@ impl SharedView {
             .all(|mailbox_id| self.may(*mailbox_id, right))
     }
 
+    /// Whether a Mailbox grants the viewer `maySubmit` (RFC 8621 §2): they may send with the
+    /// owner's Identities.
+    pub fn may_submit_somewhere(&self) -> bool {
+        self.rights
+            .values()
+            .any(|rights| rights.contains(Rights::SUBMIT))
+    }
+
     /// Whether every Mailbox of `all` is readable: then the viewer sees every Email and a
     /// query needs no restriction.
     pub fn reads_everything(&self, all: &Mailboxes) -> bool {
@@ -288,7 +296,8 @@ pub async fn visible_thread_emails(
     Ok(visible)
 }
 
-/// Whether the grantee sees the object of `data_type` now (the mail types a grant covers).
+/// Whether the grantee sees the object of `data_type` now: the one table of what a grant
+/// shows, for every type a grant covers (`MethodEntry::on_shared_accounts`).
 pub async fn object_visible(
     tx: &mut dyn Transaction,
     account_id: u32,
@@ -302,6 +311,15 @@ pub async fn object_visible(
         DataType::Thread => Ok(!visible_thread_emails(tx, account_id, view, id)
             .await?
             .is_empty()),
+        // RFC 8621 §2 maySubmit: the owner's Identities serve a grantee who may send.
+        DataType::Identity => Ok(view.may_submit_somewhere()),
+        // A grantee's view of the account's submissions: those of Emails they see.
+        DataType::EmailSubmission => match super::submission::load(tx, account_id, id).await? {
+            Some(record) if view.may_submit_somewhere() => {
+                email_visible(tx, account_id, view, record.email_id).await
+            }
+            _ => Ok(false),
+        },
         _ => Ok(false),
     }
 }

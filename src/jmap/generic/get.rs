@@ -9,8 +9,9 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::types::{Id, State};
-use crate::mail::sharing::view_in;
+use crate::mail::sharing::{SharedView, object_visible, view_in};
 use crate::store::commit::read_state;
+use crate::store::{StoreResult, Transaction};
 
 /// What to fetch: explicit ids (with the client's spelling kept for `notFound`) or all.
 enum Wanted {
@@ -64,15 +65,15 @@ pub async fn get<T: ObjectType>(
                 let state = read_state(tx, account_id, T::DATA_TYPE).await?;
                 // RFC 9670: a grantee sees what the grants show, nothing else.
                 let view = view_in(tx, account_id, &viewer).await?;
-                let visible =
-                    |id: u64| view.as_ref().is_none_or(|view| T::shared_visible(view, id));
                 let mut found = Vec::new();
                 let mut not_found = Vec::new();
                 let wanted = match wanted {
                     Wanted::Ids(ids) => ids,
                     Wanted::All => {
                         let mut ids = T::list_ids(tx, account_id).await?;
-                        ids.retain(|id| visible(*id));
+                        if let Some(view) = &view {
+                            ids = visible_ids::<T>(tx, account_id, view, ids).await?;
+                        }
                         if ids.len() as u64 > max_objects {
                             return Ok(Err(too_large(max_objects)));
                         }
@@ -82,8 +83,15 @@ pub async fn get<T: ObjectType>(
                     }
                 };
                 for (text, store_id) in wanted {
+                    let visible = match (store_id, &view) {
+                        (Some(id), Some(view)) => {
+                            object_visible(tx, account_id, view, T::DATA_TYPE, id).await?
+                        }
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
                     let object = match store_id {
-                        Some(id) if visible(id) => {
+                        Some(id) if visible => {
                             T::load(tx, account_id, id)
                                 .await?
                                 .map(|object| match &view {
@@ -113,6 +121,22 @@ pub async fn get<T: ObjectType>(
         "list": list,
         "notFound": not_found,
     }))
+}
+
+/// The ids a grantee sees, in their order.
+pub async fn visible_ids<T: ObjectType>(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    view: &SharedView,
+    ids: Vec<u64>,
+) -> StoreResult<Vec<u64>> {
+    let mut visible = Vec::with_capacity(ids.len());
+    for id in ids {
+        if object_visible(tx, account_id, view, T::DATA_TYPE, id).await? {
+            visible.push(id);
+        }
+    }
+    Ok(visible)
 }
 
 fn too_large(max_objects: u64) -> MethodError {

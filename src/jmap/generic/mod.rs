@@ -101,12 +101,6 @@ pub trait ObjectType: Send + Sync + 'static {
         Some(Value::Null)
     }
 
-    /// RFC 9670: whether a grantee with `view` sees the object. Only types whose methods are
-    /// allowed on shared accounts (`MethodEntry::on_shared_accounts`) are ever asked.
-    fn shared_visible(_view: &SharedView, _id: u64) -> bool {
-        false
-    }
-
     /// The object as a grantee with `view` sees it (rights, redactions).
     fn shared_object(
         _view: &SharedView,

@@ -7,6 +7,7 @@ use super::{ObjectType, ids_to_json, take_filter_and_sort};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
+use crate::jmap::generic::get::visible_ids;
 use crate::jmap::types::{State, UnsignedInt};
 use crate::mail::sharing::view_in;
 use crate::store::commit::read_state;
@@ -81,7 +82,7 @@ pub async fn query<T: ObjectType>(
                 if let (Some(view), Ok(ids)) =
                     (view_in(tx, account_id, &viewer).await?, outcome.as_mut())
                 {
-                    ids.retain(|id| T::shared_visible(&view, *id));
+                    *ids = visible_ids::<T>(tx, account_id, &view, std::mem::take(ids)).await?;
                 }
                 Ok((state, outcome))
             })

@@ -15,6 +15,7 @@ use super::{ObjectType, ids_to_json, take_filter_and_sort, take_max_changes};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
+use crate::jmap::generic::get::visible_ids;
 use crate::jmap::types::{Id, State, UnsignedInt};
 use crate::mail::sharing::view_in;
 use crate::store::commit::{ChangesError, changes_since};
@@ -55,7 +56,7 @@ pub async fn query_changes<T: ObjectType>(
                 if let (Some(view), Ok(ids)) =
                     (view_in(tx, account_id, &viewer).await?, outcome.as_mut())
                 {
-                    ids.retain(|id| T::shared_visible(&view, *id));
+                    *ids = visible_ids::<T>(tx, account_id, &view, std::mem::take(ids)).await?;
                 }
                 Ok((log, outcome))
             })

@@ -12,7 +12,7 @@ use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::types::{AccountId, Id, IdOrReference, State};
-use crate::mail::sharing::{Viewer, view_in};
+use crate::mail::sharing::{Viewer, object_visible, view_in};
 use crate::store::commit::{Changes, commit_account};
 use crate::store::{StoreResult, Transaction};
 
@@ -242,6 +242,11 @@ async fn apply<T: ObjectType>(
         let resolved = resolve::<T>(text, &created_ids);
         let result = match resolved {
             None => Err(SetError::not_found()),
+            Some(id)
+                if !visible_to(tx, account_id, input.viewer.as_ref(), T::DATA_TYPE, id).await? =>
+            {
+                Err(SetError::not_found())
+            }
             Some(id) => {
                 let scope = WriteScope {
                     account_id,
@@ -352,6 +357,24 @@ fn check_new_object<T: ObjectType>(object: &Value) -> Result<Map<String, Value>,
     Ok(members.clone())
 }
 
+/// Whether the object exists for the writer: always for the owner (the type answers
+/// notFound itself), for a grantee when the grants show it (RFC 9670).
+async fn visible_to(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    viewer: Option<&Viewer>,
+    data_type: crate::store::commit::DataType,
+    id: u64,
+) -> StoreResult<bool> {
+    let Some(viewer) = viewer else {
+        return Ok(true);
+    };
+    match view_in(tx, account_id, viewer).await? {
+        Some(view) => object_visible(tx, account_id, &view, data_type, id).await,
+        None => Ok(true),
+    }
+}
+
 fn is_client_settable<T: ObjectType>(property: &str) -> bool {
     property != "id"
         && T::PROPERTIES.contains(&property)
@@ -378,7 +401,7 @@ async fn update_one<T: ObjectType>(
     if let Some(viewer) = scope.viewer
         && let Some(view) = view_in(tx, account_id, viewer).await?
     {
-        if !T::shared_visible(&view, id) {
+        if !object_visible(tx, account_id, &view, T::DATA_TYPE, id).await? {
             return Ok(Err(SetError::not_found()));
         }
         current = T::shared_object(&view, id, current);

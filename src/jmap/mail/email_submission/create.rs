@@ -12,6 +12,8 @@ use crate::jmap::generic::{Created, WriteScope, storage};
 use crate::jmap::mail::email::fields::EMAIL_ID_PREFIX;
 use crate::jmap::mail::identity::may_send_as;
 use crate::jmap::types::UtcDate;
+use crate::mail::mailbox::load_all;
+use crate::mail::sharing::{Rights, SharedView, Viewer};
 use crate::mail::store as mail_store;
 use crate::mail::submission::{
     self, Envelope, EnvelopeAddress, RecipientStatus, SubmissionRecord, UndoStatus,
@@ -38,6 +40,11 @@ pub async fn create(
         Ok(request) => request,
         Err(error) => return Ok(Err(error)),
     };
+    if let Some(viewer) = scope.viewer
+        && let Err(error) = may_submit(tx, scope.account_id, viewer, request.email_id).await?
+    {
+        return Ok(Err(error));
+    }
     let checked = match check(tx, scope.account_id, &request).await? {
         Ok(checked) => checked,
         Err(error) => return Ok(Err(error)),
@@ -85,6 +92,35 @@ pub async fn create(
         id: submission_id,
         server_set,
     }))
+}
+
+/// RFC 8621 §2 `maySubmit`, for a grantee sending from a shared account: the Email must be
+/// one they see, in a Mailbox that grants it (an Email they do not see is as if missing).
+async fn may_submit(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    viewer: &Viewer,
+    email_id: u64,
+) -> StoreResult<Result<(), SetError>> {
+    let view = SharedView::of_account(account_id, &load_all(tx, account_id).await?, viewer);
+    let record = mail_store::load_record(tx, account_id, email_id).await?;
+    let Some(record) = record.filter(|record| view.shows_email(&record.mailbox_ids)) else {
+        return Ok(Err(SetError::invalid_properties(
+            ["emailId"],
+            "emailId must name an existing object",
+        )));
+    };
+    if record
+        .mailbox_ids
+        .iter()
+        .any(|mailbox_id| view.may(*mailbox_id, Rights::SUBMIT))
+    {
+        return Ok(Ok(()));
+    }
+    Ok(Err(SetError::with_description(
+        SetErrorType::Forbidden,
+        "none of the Email's Mailboxes grants maySubmit",
+    )))
 }
 
 fn read_request(scope: &WriteScope<'_>, object: &Map<String, Value>) -> Result<Request, SetError> {

@@ -210,10 +210,6 @@ impl<const REMOVE_EMAILS: bool, const SORT_AS_TREE: bool, const FILTER_AS_TREE: 
         })
     }
 
-    fn shared_visible(view: &SharedView, id: u64) -> bool {
-        view.shows(id)
-    }
-
     fn shared_object(view: &SharedView, id: u64, object: Map<String, Value>) -> Map<String, Value> {
         sharing::present(view, id, object)
     }
