@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod admin_client;
 mod blob;
+mod cluster_api;
 pub mod config;
 mod connection;
 mod cors;
@@ -312,9 +313,15 @@ async fn route_request(
         },
     };
     tracing::Span::current().record("account_id", principal.account_id);
-    // Writes run on the account's owner (see `forward` for what is served anywhere).
+    // API requests run on the owner of the account they write (`cluster_api`).
     if let Some(cluster) = &state.cluster
-        && matches!(route, Route::Api | Route::Upload { .. })
+        && route == Route::Api
+    {
+        return cluster_api::serve(state, cluster, &principal, forwarded, request).await;
+    }
+    // Uploads run on the account's owner (see `forward` for what is served anywhere).
+    if let Some(cluster) = &state.cluster
+        && matches!(route, Route::Upload { .. })
     {
         match cluster.node.route(principal.account_id).await {
             Placement::Local => {}
@@ -323,29 +330,6 @@ async fn route_request(
                     Ok(session_state) => session_state,
                     Err(error) => return forward::unavailable(&error.to_string()),
                 };
-                if route == Route::Api {
-                    // The request limits are checked here, before anything is forwarded.
-                    let (parts, body) = request.into_parts();
-                    let body = match read_api_body(state, &parts.headers, body).await {
-                        Ok(body) => body,
-                        Err(refusal) => return refusal,
-                    };
-                    let body = http_body_util::Full::new(body)
-                        .map_err(|never| match never {})
-                        .boxed_unsync();
-                    return cluster
-                        .forwarder
-                        .forward_parts(
-                            &cluster.node,
-                            node,
-                            &url,
-                            &principal,
-                            &session_state,
-                            parts,
-                            body,
-                        )
-                        .await;
-                }
                 if let Some(refusal) = blob::refuse_declared_oversize(state, request.headers()) {
                     return refusal;
                 }
@@ -570,6 +554,29 @@ async fn api(
     let body = match read_api_body(state, &parts.headers, body).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
+    };
+    drop(_slot);
+    api_body(state, principal, session_state, body).await
+}
+
+/// Runs an API request whose body was read (`api`, `cluster_api`).
+async fn api_body(
+    state: &AppState,
+    principal: &Principal,
+    session_state: Option<String>,
+    body: Bytes,
+) -> Response<ResponseBody> {
+    let limits = state.engine.limits();
+    // RFC 8620 §2: maxConcurrentRequests, per account.
+    let Some(_slot) = state.request_slots.try_acquire(principal.account_id) else {
+        return limit_problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "maxConcurrentRequests",
+            &format!(
+                "at most {} concurrent API requests per account",
+                limits.max_concurrent_requests
+            ),
+        );
     };
     let received = Instant::now();
     match state.engine.handle_api_response(principal, &body).await {

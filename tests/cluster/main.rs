@@ -10,4 +10,5 @@ mod conformance;
 mod harness;
 mod outbound;
 mod scenarios;
+mod sharing;
 mod smtp_burst;
