@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{AccountInfo, Authenticator, Directory, DirectoryError, DirectoryErrorKind};
+use crate::auth::{AccountInfo, Authenticator, Directory, DirectoryError};
 use crate::cluster::ClusterNode;
 use crate::config::{Config, StoreBackendKind};
 use crate::http::admin::{AdminFile, AdminState, serve_admin_request};
@@ -38,6 +38,9 @@ use crate::store::blob::BlobStore;
 use crate::store::embedded::EmbeddedBackend;
 use crate::store::ownership::ClaimHook;
 use crate::store::{Store, StoreErrorKind, purge};
+
+mod demo;
+use demo::create_demo_accounts;
 
 /// Why the server did not start; `message` is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -68,14 +71,7 @@ impl StartError {
     }
 }
 
-/// The accounts `--demo` created on this start, with their one-time passwords.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DemoAccount {
-    pub email: String,
-    pub password: String,
-}
-
-pub const DEMO_EMAILS: [&str; 2] = ["alice@example.test", "bob@example.test"];
+pub use demo::{DEMO_EMAILS, DEMO_GROUP, DemoAccount};
 
 pub struct Server;
 
@@ -202,54 +198,6 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
         }
     })
 }
-
-async fn create_demo_accounts(directory: &Directory) -> Result<Vec<DemoAccount>, StartError> {
-    let mut created = Vec::new();
-    for email in DEMO_EMAILS {
-        let password = crate::auth::password::generate();
-        match directory.create_account(email, &password).await {
-            Ok(_) => created.push(DemoAccount {
-                email: email.to_owned(),
-                password,
-            }),
-            Err(error) if error.kind == DirectoryErrorKind::AccountExists => {}
-            Err(error) => {
-                return Err(StartError::new(
-                    StartErrorKind::Store,
-                    format!("cannot create demo account {email}: {error}"),
-                ));
-            }
-        }
-    }
-    // A team both demo users belong to: each session then has a second account (RFC 9670
-    // sharing), for cross-account copies and conformance suites that need one.
-    match directory.create_group(DEMO_GROUP, "Demo team").await {
-        Ok(_) => {
-            for email in DEMO_EMAILS {
-                directory
-                    .add_group_member(DEMO_GROUP, email)
-                    .await
-                    .map_err(|error| {
-                        StartError::new(
-                            StartErrorKind::Store,
-                            format!("cannot add {email} to {DEMO_GROUP}: {error}"),
-                        )
-                    })?;
-            }
-        }
-        Err(error) if error.kind == DirectoryErrorKind::AccountExists => {}
-        Err(error) => {
-            return Err(StartError::new(
-                StartErrorKind::Store,
-                format!("cannot create demo group {DEMO_GROUP}: {error}"),
-            ));
-        }
-    }
-    Ok(created)
-}
-
-/// The demo users' shared team account.
-pub const DEMO_GROUP: &str = "team@example.test";
 
 /// Raises the open file limit and fits the connection caps under it, keeping
 /// `server.fd_reserve` descriptors for the store, the search index, outbound mail, DNS and the

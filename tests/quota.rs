@@ -10,7 +10,7 @@ mod smtp;
 use std::time::Duration;
 
 use common::{TestServer, mail_request, mailbox_with_role};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use jmap_client::core::set::SetErrorType;
 use jmap_client::email::import::EmailImportResponse;
 use serde_json::{Value, json};
@@ -291,29 +291,8 @@ async fn quota_methods_report_exact_usage_and_imports_stop_at_the_hard_limit() {
 async fn a_websocket_client_gets_the_quota_state_change() {
     let server = server().await;
     let alice = server.alice();
-    let session = server.session(alice).await;
-    let url = session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            url.as_str(),
-        )
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", alice.authorization().parse().unwrap());
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "jmap".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws");
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::text(
-            json!({"@type": "WebSocketPushEnable", "dataTypes": ["Quota"]}).to_string(),
-        ))
-        .await
-        .unwrap();
+    let enable = json!({"@type": "WebSocketPushEnable", "dataTypes": ["Quota"]});
+    let mut socket = common::push_websocket(&server, alice, enable).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let blob = server
         .upload(alice, message("pushed", 10), "message/rfc822")

@@ -466,3 +466,40 @@ pub async fn raw_head_only(url: &str, user: &TestUser, content_length: u64) -> A
         .await
         .expect("the server answers from the head alone, without waiting for the body")
 }
+
+/// A WebSocket of the server (RFC 8887), as seen by a test client.
+pub type PushSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the session's WebSocket as `user` (subprotocol `jmap`) and sends `enable` (a
+/// WebSocketPushEnable object).
+pub async fn push_websocket(server: &TestServer, user: &TestUser, enable: Value) -> PushSocket {
+    use futures_util::SinkExt as _;
+    let session = server.session(user).await;
+    let url = session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
+        .as_str()
+        .expect("the session advertises the WebSocket URL")
+        .to_owned();
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "authorization",
+        user.authorization().parse().expect("header"),
+    );
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "jmap".parse().expect("header"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the WebSocket opens");
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            enable.to_string(),
+        ))
+        .await
+        .expect("WebSocketPushEnable sent");
+    socket
+}

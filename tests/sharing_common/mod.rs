@@ -172,34 +172,11 @@ pub async fn share(server: &TestServer, mailbox: &str, principal: &str, rights: 
     .await
 }
 
-pub type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = crate::common::PushSocket;
 
 pub async fn push_socket(server: &TestServer, user: &TestUser) -> Socket {
-    use futures_util::SinkExt;
-    let session = server.session(user).await;
-    let url = session["capabilities"]["urn:ietf:params:jmap:websocket"]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            url.as_str(),
-        )
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", user.authorization().parse().unwrap());
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "jmap".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws");
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::text(
-            json!({"@type": "WebSocketPushEnable"}).to_string(),
-        ))
-        .await
-        .unwrap();
+    let socket =
+        crate::common::push_websocket(server, user, json!({"@type": "WebSocketPushEnable"})).await;
     // The listeners start with the enable message.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     socket
