@@ -777,6 +777,23 @@ fn serve(data_dir: &Path) -> (std::process::Child, String) {
 
 /// Opens the stopped data directory in-process, lets the indexer finish, and returns
 /// (documents in the index, Emails the index finds for `word`, pending tasks).
+/// Deletes the index directory of a stopped in-process server. tantivy may still be finishing
+/// a segment merge on its own threads for a moment after the server's shutdown returned (a
+/// real process has exited by then): a removal that meets a file written meanwhile is tried
+/// again.
+fn remove_index_dir(data_dir: &Path) {
+    let index = tern::search::index_dir(data_dir);
+    for attempt in 1..=50 {
+        match std::fs::remove_dir_all(&index) {
+            Ok(()) => return,
+            Err(error) if attempt < 50 && error.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("delete index: {error}"),
+        }
+    }
+}
+
 async fn settle(data_dir: &Path, email: &str, word: &str) -> (u64, usize, usize) {
     let mut config = tern::config::Config::default();
     config.server.data_dir = data_dir.to_path_buf();
@@ -868,7 +885,7 @@ async fn kill_dash_nine_mid_indexing_loses_and_doubles_nothing_and_the_index_reb
     assert_eq!((documents, found, pending), (MESSAGES as u64, MESSAGES, 0));
 
     // The index directory deleted: rebuilt from the store at start-up, exact meanwhile.
-    std::fs::remove_dir_all(tern::search::index_dir(data_dir.path())).expect("delete index");
+    remove_index_dir(data_dir.path());
     let (mut child, base_url) = serve(data_dir.path());
     let client = connect_jmap_client(&base_url, "kill@example.test", "pw-kill-1").await;
     let ids = query(&client, EmailFilter::body("ostrich").into()).await;
