@@ -25,11 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use super::mailbox::Mailbox;
 use super::mailbox::tree::{Mailboxes, ancestors};
-use crate::store::commit::DataType;
+use crate::store::commit::{DataType, read_account_version};
 use crate::store::keys::KeyBuilder;
 use crate::store::keys::{
-    ACCT_SHARING_VERSION, DIR_SHARED_WITH, SUBSPACE_DIRECTORY, account_prefix, account_version,
-    be_u64,
+    ACCT_SHARING_VERSION, DIR_SHARED_WITH, SUBSPACE_DIRECTORY, account_prefix, be_u64,
 };
 use crate::store::{KeyRange, RangeOptions, StoreResult, Transaction};
 
@@ -372,11 +371,8 @@ pub async fn sync_index(
         tx.set(&shared_with_key(*added, owner), &[])?;
     }
     // The commit being made will be the account's next version.
-    let current = match tx.get(&account_version(owner)).await? {
-        Some(bytes) => be_u64(&bytes).unwrap_or(0),
-        None => 0,
-    };
-    tx.set(&sharing_version_key(owner), &(current + 1).to_be_bytes())
+    let next = read_account_version(tx, owner).await? + 1;
+    tx.set(&sharing_version_key(owner), &next.to_be_bytes())
 }
 
 /// The account version of the last change of a grant (0: never).

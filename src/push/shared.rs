@@ -86,14 +86,6 @@ impl SharedListeners {
             .collect();
         Ok(SharedListeners { tasks })
     }
-
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
 }
 
 /// Whether the grant still holds and the viewer is subscribed to something in the account.

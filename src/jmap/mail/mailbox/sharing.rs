@@ -24,7 +24,7 @@ use crate::mail::mailbox::Mailbox;
 use crate::mail::mailbox::tree::Mailboxes;
 use crate::mail::sharing::notices;
 use crate::mail::sharing::{Rights, SharedView};
-use crate::store::keys::{account_version, be_u64};
+use crate::store::commit::read_account_version;
 use crate::store::{StoreError, StoreResult, Transaction};
 
 /// RFC 8621 §2 `MailboxRights`: every right, true or false.
@@ -251,10 +251,8 @@ pub async fn queue_notices(
         .await
         .map_err(|error| StoreError::io(error.to_string()))?
         .unwrap_or_default();
-    let version = match tx.get(&account_version(owner)).await? {
-        Some(bytes) => be_u64(&bytes).unwrap_or(0) + 1,
-        None => 1,
-    };
+    // The commit being made will be the account's next version.
+    let version = read_account_version(tx, owner).await? + 1;
     let principals: std::collections::BTreeSet<u32> =
         old.keys().chain(new.keys()).copied().collect();
     for grantee in principals {
