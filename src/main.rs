@@ -15,7 +15,7 @@ mod directory_commands;
 use tern::auth::{AccountInfo, Directory, DirectoryError};
 use tern::config::Config;
 use tern::http::admin_client::{AdminClient, AdminClientError};
-use tern::mail::quota::{LimitsChange, QuotaReport};
+use tern::mail::quota::{DomainQuotaReport, LimitsChange, QuotaReport};
 use tern::server::{RunningServer, Server, StartErrorKind, open_store};
 use tern::store::StoreErrorKind;
 
@@ -109,6 +109,43 @@ enum DomainCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Show a domain's quota (RFC 9425 scope "domain": every account of the domain together)
+    /// and usage, or set its limits (--reset: none).
+    Quota {
+        domain: String,
+        #[command(flatten)]
+        limits: QuotaArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// A change of quota limits (`tern account quota`, `tern domain quota`).
+#[derive(Args)]
+struct QuotaArgs {
+    /// Octets of Emails: a size such as 5GB or 500MiB; 0: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    storage: Option<u64>,
+    /// Number of Emails; 0: no limit.
+    #[arg(long, value_name = "N")]
+    messages: Option<u64>,
+    /// Warn at this percentage of a limit; 0: never.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    warn_percent: Option<u8>,
+    /// Drop these limits.
+    #[arg(long, conflicts_with_all = ["storage", "messages", "warn_percent"])]
+    reset: bool,
+}
+
+impl QuotaArgs {
+    fn change(self) -> LimitsChange {
+        LimitsChange {
+            reset: self.reset,
+            storage: self.storage,
+            messages: self.messages,
+            warn_percent: self.warn_percent,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -185,21 +222,12 @@ enum AccountCommand {
         #[command(flatten)]
         data: DataArgs,
     },
-    /// Show an account's quota (RFC 9425) and usage, or set its own limits.
+    /// Show an account's quota (RFC 9425) and usage, or set its own limits (--reset: the
+    /// server defaults, [quota], apply again).
     Quota {
         email: String,
-        /// Octets of Emails: a size such as 5GB or 500MiB; 0: no limit.
-        #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
-        storage: Option<u64>,
-        /// Number of Emails; 0: no limit.
-        #[arg(long, value_name = "N")]
-        messages: Option<u64>,
-        /// Warn the owner at this percentage of a limit; 0: never.
-        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
-        warn_percent: Option<u8>,
-        /// Drop the account's own limits: the server defaults ([quota]) apply again.
-        #[arg(long, conflicts_with_all = ["storage", "messages", "warn_percent"])]
-        reset: bool,
+        #[command(flatten)]
+        limits: QuotaArgs,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -317,21 +345,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Account(AccountCommand::Quota {
             email,
-            storage,
-            messages,
-            warn_percent,
-            reset,
+            limits,
             data,
         }) => {
             let config = load_config(&data)?;
-            let change = LimitsChange {
-                reset,
-                storage,
-                messages,
-                warn_percent,
-            };
+            let change = limits.change();
             match directory_operation(&config, Operation::Quota { email, change }, false).await? {
                 Outcome::Quota(report) => println!("{report}"),
+                _ => return Err(CliError("unexpected answer".into())),
+            }
+            Ok(())
+        }
+        Command::Domain(DomainCommand::Quota {
+            domain,
+            limits,
+            data,
+        }) => {
+            let config = load_config(&data)?;
+            let change = limits.change();
+            let operation = Operation::DomainQuota { domain, change };
+            match directory_operation(&config, operation, false).await? {
+                Outcome::DomainQuota(report) => println!("{report}"),
                 _ => return Err(CliError("unexpected answer".into())),
             }
             Ok(())
@@ -498,12 +532,29 @@ fn password_from(args: &PasswordArgs) -> Result<(String, bool), CliError> {
 }
 
 enum Operation {
-    Create { email: String, password: String },
+    Create {
+        email: String,
+        password: String,
+    },
     List,
-    Delete { email: String },
-    Passwd { email: String, password: String },
-    Token { email: String },
-    Quota { email: String, change: LimitsChange },
+    Delete {
+        email: String,
+    },
+    Passwd {
+        email: String,
+        password: String,
+    },
+    Token {
+        email: String,
+    },
+    Quota {
+        email: String,
+        change: LimitsChange,
+    },
+    DomainQuota {
+        domain: String,
+        change: LimitsChange,
+    },
 }
 
 enum Outcome {
@@ -512,6 +563,7 @@ enum Outcome {
     Done,
     Token(String),
     Quota(QuotaReport),
+    DomainQuota(DomainQuotaReport),
 }
 
 impl Outcome {
@@ -594,6 +646,9 @@ async fn run_locally(
                 false => tern::mail::quota::change_limits(store, account_id, change).await?,
             })
         }
+        Operation::DomainQuota { domain, change } => {
+            Outcome::DomainQuota(directory.domain_quota(&domain, change).await?)
+        }
     })
 }
 
@@ -613,6 +668,9 @@ async fn run_remotely(
         }
         Operation::Token { email } => Outcome::Token(client.create_token(&email).await?),
         Operation::Quota { email, change } => Outcome::Quota(client.quota(&email, &change).await?),
+        Operation::DomainQuota { domain, change } => {
+            Outcome::DomainQuota(client.domain_quota(&domain, &change).await?)
+        }
     })
 }
 

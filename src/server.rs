@@ -496,12 +496,16 @@ impl Server {
             })
             .await
             .map_err(|error| StartError::new(StartErrorKind::Store, error.message))?;
-        // Accounts from before the usage counters get them counted once, before anything can
-        // write (paged; a no-op for counted accounts).
+        // Accounts from before the usage counters get them counted once, and accounts from
+        // before domain quotas are counted in their domain, before anything can write (paged;
+        // a no-op for accounts already done).
         let store_failed = |message: String| StartError::new(StartErrorKind::Store, message);
         let accounts = directory.list_accounts().await;
         let ids = accounts.map_err(|error| store_failed(error.message))?;
-        let ids = ids.iter().map(|account| account.account_id).collect();
+        let ids = ids
+            .into_iter()
+            .map(|account| (account.account_id, account.email))
+            .collect();
         crate::mail::quota::backfill_all(&store, ids)
             .await
             .map_err(|error| store_failed(error.message))?;

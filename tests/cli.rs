@@ -271,6 +271,51 @@ fn accounts_on_a_stopped_data_dir() {
             .status
             .success()
     );
+    // A domain's quota (RFC 9425 scope domain) through the server: set, read, reset.
+    let domain = stdout(&tern(&[
+        "domain",
+        "quota",
+        "example.test",
+        "--messages",
+        "500",
+        "--data-dir",
+        data,
+    ]));
+    assert!(
+        domain.contains("domain example.test") && domain.contains("messages: 0 of 500"),
+        "{domain}"
+    );
+    let domain_shown = stdout(&tern(&[
+        "domain",
+        "quota",
+        "example.test",
+        "--data-dir",
+        data,
+    ]));
+    assert_eq!(domain_shown, domain);
+    let domain_reset = stdout(&tern(&[
+        "domain",
+        "quota",
+        "example.test",
+        "--reset",
+        "--data-dir",
+        data,
+    ]));
+    assert!(
+        domain_reset.contains("messages: 0 of no limit"),
+        "{domain_reset}"
+    );
+    let bad_domain = one_line_error(&tern(&[
+        "domain",
+        "quota",
+        "not a domain",
+        "--messages",
+        "1",
+        "--data-dir",
+        data,
+    ]));
+    assert!(bad_domain.contains("not a valid domain"), "{bad_domain}");
+
     let listing = stdout(&tern(&["account", "list", "--data-dir", data]));
     assert!(!listing.contains("bob@example.test"), "{listing}");
 

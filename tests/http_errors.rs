@@ -241,7 +241,7 @@ async fn blobs_are_isolated_between_accounts() {
         ["Blob/copy", {"fromAccountId": alice.account_id, "accountId": alice.account_id, "blobIds": [blob_id]}, "c1"]]});
     let body = server.post_api(alice, &copy).await.json();
     assert_eq!(
-        body["methodResponses"][0][1]["notCopied"][&blob_id]["type"], "notFound",
+        body["methodResponses"][0][1]["notCopied"][&blob_id]["type"], "blobNotFound",
         "{body}"
     );
     server.shutdown().await;

@@ -305,6 +305,21 @@ pub async fn account_email_in(
     }
 }
 
+/// The account whose login is `email`, read inside the caller's transaction; `None` if
+/// there is none (or `email` is not an address).
+pub async fn account_id_by_email_in(
+    tx: &mut dyn crate::store::Transaction,
+    email: &str,
+) -> Result<Option<u32>, StoreError> {
+    let Ok(email) = Email::parse(email) else {
+        return Ok(None);
+    };
+    match tx.get(&email_key(&email)).await? {
+        Some(bytes) => decode_account_id(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The directory handle: cheap to clone, shared by the server and the CLI.
 #[derive(Clone)]
 pub struct Directory {
@@ -400,6 +415,12 @@ impl Directory {
                     tx.set(&account_key(account_id), &encode(&record)?)?;
                     tx.set(&by_email, &account_id.to_be_bytes())?;
                     count_account_in_domain(tx, email.as_str(), 1).await?;
+                    // The account's usage counts in its domain's quota from the start.
+                    if let Some(domain) =
+                        crate::mail::quota::domain::domain_of_address(email.as_str())
+                    {
+                        crate::mail::quota::domain::join(tx, account_id, &domain).await?;
+                    }
                     principals::log_change(tx, PrincipalChange::Created, account_id).await?;
                     Ok(Some(record.info()))
                 })
@@ -539,6 +560,8 @@ impl Directory {
                     tx.clear(&key)?;
                     tx.clear(&by_email)?;
                     count_account_in_domain(tx, &record.email, -1).await?;
+                    // Its usage leaves its domain's quota (the purge moves no counters).
+                    crate::mail::quota::domain::leave(tx, account_id).await?;
                     forget_memberships(tx, &record).await?;
                     // Nothing stays shared from or with the account, nor announced to it.
                     let mailboxes = crate::mail::mailbox::load_all(tx, account_id).await?;

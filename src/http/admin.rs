@@ -297,6 +297,17 @@ async fn route_admin_request(
                 Err(error) => admin_problem(StatusCode::BAD_REQUEST, "quota", &error.message),
             }
         }
+        (Method::PUT, ["admin", "domains", domain, "quota"]) => {
+            let domain = (*domain).to_owned();
+            let change: crate::mail::quota::LimitsChange = match read_json(request).await {
+                Ok(change) => change,
+                Err(response) => return response,
+            };
+            match directory.domain_quota(&domain, change).await {
+                Ok(report) => ok_json(StatusCode::OK, &report),
+                Err(error) => directory_problem(&error),
+            }
+        }
         (method, ["admin", "groups", rest @ ..]) => {
             let body = if method == Method::POST {
                 match read_json::<serde_json::Value>(request).await {

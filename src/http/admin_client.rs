@@ -228,6 +228,18 @@ impl AdminClient {
         AdminClient::parse(&bytes)
     }
 
+    /// `tern domain quota`: the domain's quota after applying `change` (none: just read).
+    pub async fn domain_quota(
+        &self,
+        domain: &str,
+        change: &crate::mail::quota::LimitsChange,
+    ) -> Result<crate::mail::quota::DomainQuotaReport, AdminClientError> {
+        let path = format!("/admin/domains/{}/quota", encode_segment(domain));
+        let body = serde_json::to_value(change).unwrap_or_default();
+        let (_, bytes) = self.send(Method::PUT, &path, Some(body)).await?;
+        AdminClient::parse(&bytes)
+    }
+
     /// Search index tasks not yet committed (all accounts).
     pub async fn index_pending(&self) -> Result<u64, AdminClientError> {
         #[derive(Deserialize)]

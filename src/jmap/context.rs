@@ -36,8 +36,8 @@ pub struct CallContext<'r> {
     pub viewer: Viewer,
     /// The accounts that share Mailboxes with the caller, read when the request started.
     pub shared_accounts: Vec<u32>,
-    /// Whether the running method may name a shared account (`MethodEntry`).
-    pub call_on_shared_accounts: bool,
+    /// Which shared accounts the running method may name (`MethodEntry`).
+    pub call_on_shared_accounts: crate::jmap::dispatch::SharedAccess,
 }
 
 impl CallContext<'_> {
@@ -63,7 +63,13 @@ impl CallContext<'_> {
             return Ok(account);
         }
         if self.shared_accounts.contains(&account.number()) {
-            if self.call_on_shared_accounts {
+            use crate::jmap::dispatch::SharedAccess;
+            let allowed = match self.call_on_shared_accounts {
+                SharedAccess::None => false,
+                SharedAccess::Granted => true,
+                SharedAccess::GroupMembers => self.viewer.groups.contains(&account.number()),
+            };
+            if allowed {
                 return Ok(account);
             }
             return Err(MethodError::new(

@@ -352,7 +352,7 @@ impl Engine {
                 .iter()
                 .map(|shared| shared.account_id)
                 .collect(),
-            call_on_shared_accounts: false,
+            call_on_shared_accounts: dispatch::SharedAccess::None,
         };
         let mut responses: Vec<MethodResponse> = Vec::with_capacity(request.method_calls.len());
         for invocation in request.method_calls {

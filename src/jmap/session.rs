@@ -107,6 +107,9 @@ pub struct SharedAccountEntry {
     /// A Mailbox grants `maySubmit`: the account offers submission with the owner's
     /// Identities.
     pub may_submit: bool,
+    /// The account is one of the caller's groups: they see all of it, its Quotas too
+    /// (`SharedAccess::GroupMembers`).
+    pub is_member: bool,
 }
 
 /// Reads the owner's name and the grantee's rights of each shared account (one snapshot).
@@ -149,6 +152,7 @@ pub async fn describe_shared(
                         name,
                         is_read_only,
                         may_submit: view.may_submit_somewhere(),
+                        is_member: viewer.groups.contains(&account.account_id),
                     });
                 }
                 Ok(entries)
@@ -236,6 +240,10 @@ fn session_without_state(
             && let Some(submission) = account_capability_value(CAPABILITY_SUBMISSION)
         {
             account["accountCapabilities"][CAPABILITY_SUBMISSION] = submission;
+        }
+        // RFC 9425: a group's members see the team account's Quotas (and are limited by them).
+        if entry.is_member && shared.capabilities.contains(&CAPABILITY_QUOTA) {
+            account["accountCapabilities"][CAPABILITY_QUOTA] = json!({});
         }
         accounts.insert(AccountId::new(entry.account_id).to_string(), account);
     }

@@ -48,6 +48,19 @@ impl Resource {
         }
     }
 
+    /// The store id of the account's domain-scope Quota of this resource.
+    pub fn domain_quota_id(self) -> u64 {
+        self as u64 + 2
+    }
+
+    pub fn from_domain_quota_id(id: u64) -> Option<Resource> {
+        id.checked_sub(2).and_then(Resource::from_quota_id)
+    }
+
+    fn from_byte(byte: u8) -> Option<Resource> {
+        Resource::from_quota_id(u64::from(byte))
+    }
+
     /// RFC 9425 §3.2.
     pub fn resource_type(self) -> &'static str {
         match self {
@@ -199,9 +212,18 @@ impl Usage {
     }
 }
 
+/// Whose limit a Quota is (RFC 9425 §3.2 `scope`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Account,
+    /// Every account of this mail domain together.
+    Domain(String),
+}
+
 /// The refusal of new data (RFC 8620 §5.3 `overQuota`, SMTP `452 4.2.2`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverQuota {
+    pub scope: Scope,
     pub resource: Resource,
     pub used: u64,
     pub limit: u64,
@@ -209,19 +231,46 @@ pub struct OverQuota {
 
 impl std::fmt::Display for OverQuota {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let whose = match &self.scope {
+            Scope::Account => "the account".to_owned(),
+            Scope::Domain(domain) => format!("the domain {domain}"),
+        };
         match self.resource {
-            Resource::Octets => write!(
-                f,
-                "the account uses {} of its {} octets",
-                self.used, self.limit
-            ),
+            Resource::Octets => {
+                write!(f, "{whose} uses {} of its {} octets", self.used, self.limit)
+            }
             Resource::Count => write!(
                 f,
-                "the account holds {} of its {} messages",
+                "{whose} holds {} of its {} messages",
                 self.used, self.limit
             ),
         }
     }
+}
+
+/// The first hard limit of `limits` that `adding` would exceed.
+fn exceeded(
+    scope: &Scope,
+    limits: &Limits,
+    usage: &Usage,
+    adding_octets: u64,
+    adding_count: u64,
+) -> Option<OverQuota> {
+    [
+        (Resource::Octets, adding_octets),
+        (Resource::Count, adding_count),
+    ]
+    .into_iter()
+    .find_map(|(resource, adding)| {
+        let limit = limits.hard(resource)?;
+        let used = usage.of(resource);
+        (used.saturating_add(adding) > limit).then(|| OverQuota {
+            scope: scope.clone(),
+            resource,
+            used,
+            limit,
+        })
+    })
 }
 
 pub(super) fn used_key(account_id: u32, resource: Resource) -> Vec<u8> {
@@ -247,12 +296,29 @@ fn warned_key(account_id: u32, resource: Resource) -> Vec<u8> {
         .build()
 }
 
-/// A warning task's key.
+/// In a warning task's key: the domain's quota was crossed, not the account's.
+const DOMAIN_WARNING: u8 = 0x10;
+
+/// A warning task's key: `QUEUE, QUEUE_QUOTA_WARNING, account: u32, resource: u8` (with
+/// [`DOMAIN_WARNING`] added for the account's domain's quota, crossed by this account).
 pub fn warning_key(account_id: u32, resource: Resource) -> Vec<u8> {
     KeyBuilder::new(SUBSPACE_QUEUE)
         .u8(QUEUE_QUOTA_WARNING)
         .u32(account_id)
         .u8(resource as u8)
+        .build()
+}
+
+/// The task of a warning for `scope`'s quota, crossed by `account_id`.
+pub fn scoped_warning_key(account_id: u32, scope: &Scope, resource: Resource) -> Vec<u8> {
+    let flag = match scope {
+        Scope::Account => 0,
+        Scope::Domain(_) => DOMAIN_WARNING,
+    };
+    KeyBuilder::new(SUBSPACE_QUEUE)
+        .u8(QUEUE_QUOTA_WARNING)
+        .u32(account_id)
+        .u8(resource as u8 | flag)
         .build()
 }
 
@@ -270,26 +336,62 @@ pub fn warning_version_key() -> Vec<u8> {
         .build()
 }
 
-/// Decodes a warning task: `(account, resource, used, limit)`.
-pub fn decode_warning(key: &[u8], value: &[u8]) -> Option<(u32, Resource, u64, u64)> {
-    let rest = key.get(2..)?;
-    let account_id = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let resource = match rest.get(4)? {
-        1 => Resource::Octets,
-        2 => Resource::Count,
-        _ => return None,
-    };
-    Some((
-        account_id,
-        resource,
-        keys::be_u64(value.get(..8)?)?,
-        keys::be_u64(value.get(8..16)?)?,
-    ))
+/// One queued warning task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarningTask {
+    /// The account whose change crossed the limit.
+    pub account_id: u32,
+    pub scope: Scope,
+    pub resource: Resource,
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl WarningTask {
+    pub fn key(&self) -> Vec<u8> {
+        scoped_warning_key(self.account_id, &self.scope, self.resource)
+    }
+
+    /// `used: u64 BE, limit: u64 BE[, domain]`.
+    fn value(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(16);
+        value.extend_from_slice(&self.used.to_be_bytes());
+        value.extend_from_slice(&self.limit.to_be_bytes());
+        if let Scope::Domain(domain) = &self.scope {
+            value.extend_from_slice(domain.as_bytes());
+        }
+        value
+    }
+
+    fn queue(&self, tx: &mut dyn Transaction) -> StoreResult<()> {
+        tx.set(&self.key(), &self.value())?;
+        tx.atomic_add(&warning_version_key(), 1)
+    }
+
+    /// Decodes a task; `None` for what this version cannot read.
+    pub fn decode(key: &[u8], value: &[u8]) -> Option<WarningTask> {
+        let rest = key.get(2..)?;
+        let account_id = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        let flags = *rest.get(4)?;
+        let resource = Resource::from_byte(flags & !DOMAIN_WARNING)?;
+        let scope = match flags & DOMAIN_WARNING {
+            0 => Scope::Account,
+            _ => Scope::Domain(String::from_utf8(value.get(16..)?.to_vec()).ok()?),
+        };
+        Some(WarningTask {
+            account_id,
+            scope,
+            resource,
+            used: keys::be_u64(value.get(..8)?)?,
+            limit: keys::be_u64(value.get(8..16)?)?,
+        })
+    }
 }
 
 /// The keys every limits check and usage change reads, for [`Transaction::prefetch`]: on
 /// FoundationDB one concurrent round instead of four sequential ones.
 pub fn reads(account_id: u32, keys: &mut Vec<Vec<u8>>) {
+    keys.push(domain::account_domain_key(account_id));
     keys.push(own_limits_key(account_id));
     keys.push(META_QUOTA_DEFAULTS.to_vec());
     keys.push(used_key(account_id, Resource::Octets));
@@ -297,7 +399,7 @@ pub fn reads(account_id: u32, keys: &mut Vec<Vec<u8>>) {
 }
 
 async fn prefetch(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<()> {
-    let mut keys = Vec::with_capacity(4);
+    let mut keys = Vec::with_capacity(5);
     reads(account_id, &mut keys);
     tx.prefetch(&keys, &[]).await
 }
@@ -377,26 +479,39 @@ pub async fn check(
 ) -> StoreResult<Result<(), OverQuota>> {
     prefetch(tx, account_id).await?;
     let limits = limits(tx, account_id).await?;
-    if limits.is_unlimited() {
-        return Ok(Ok(()));
+    if !limits.is_unlimited() {
+        let usage = usage(tx, account_id).await?;
+        if let Some(over) = exceeded(
+            &Scope::Account,
+            &limits,
+            &usage,
+            adding_octets,
+            adding_count,
+        ) {
+            return Ok(Err(over));
+        }
     }
-    let usage = usage(tx, account_id).await?;
-    for (resource, adding) in [
-        (Resource::Octets, adding_octets),
-        (Resource::Count, adding_count),
-    ] {
-        if let Some(limit) = limits.hard(resource) {
-            let used = usage.of(resource);
-            if used.saturating_add(adding) > limit {
-                return Ok(Err(OverQuota {
-                    resource,
-                    used,
-                    limit,
-                }));
-            }
+    if let Some((domain, limits)) = domain_limits(tx, account_id).await? {
+        let usage = domain::usage(tx, &domain).await?;
+        let scope = Scope::Domain(domain);
+        if let Some(over) = exceeded(&scope, &limits, &usage, adding_octets, adding_count) {
+            return Ok(Err(over));
         }
     }
     Ok(Ok(()))
+}
+
+/// The account's domain and its limits, when the domain has any.
+pub async fn domain_limits(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+) -> StoreResult<Option<(String, Limits)>> {
+    let Some(domain) = domain::domain_of(tx, account_id).await? else {
+        return Ok(None);
+    };
+    Ok(domain::limits(tx, &domain)
+        .await?
+        .map(|limits| (domain, limits)))
 }
 
 /// What fits before the hard limits: octets and Emails left (`None`: no limit).
@@ -407,6 +522,30 @@ pub struct Headroom {
 }
 
 impl Headroom {
+    fn left(limits: &Limits, usage: &Usage) -> Headroom {
+        let left = |resource| {
+            limits
+                .hard(resource)
+                .map(|limit: u64| limit.saturating_sub(usage.of(resource)))
+        };
+        Headroom {
+            octets: left(Resource::Octets),
+            count: left(Resource::Count),
+        }
+    }
+
+    /// The tighter of two headrooms.
+    fn min(self, other: Headroom) -> Headroom {
+        let tighter = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Headroom {
+            octets: tighter(self.octets, other.octets),
+            count: tighter(self.count, other.count),
+        }
+    }
+
     /// Whether a message of `size` octets fits.
     pub fn fits(&self, size: u64) -> bool {
         self.octets.is_none_or(|left| size <= left) && self.count.is_none_or(|left| left >= 1)
@@ -425,15 +564,12 @@ pub async fn headroom(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<
     prefetch(tx, account_id).await?;
     let limits = limits(tx, account_id).await?;
     let usage = usage(tx, account_id).await?;
-    let left = |resource| {
-        limits
-            .hard(resource)
-            .map(|limit: u64| limit.saturating_sub(usage.of(resource)))
-    };
-    Ok(Headroom {
-        octets: left(Resource::Octets),
-        count: left(Resource::Count),
-    })
+    let mut room = Headroom::left(&limits, &usage);
+    if let Some((domain, limits)) = domain_limits(tx, account_id).await? {
+        let usage = domain::usage(tx, &domain).await?;
+        room = room.min(Headroom::left(&limits, &usage));
+    }
+    Ok(room)
 }
 
 /// An Email of `size` octets was stored (`mail::store`, same transaction).
@@ -468,6 +604,7 @@ async fn changed(
     count: i64,
 ) -> StoreResult<()> {
     prefetch(tx, account_id).await?;
+    domain_changed(tx, changes, account_id, octets, count).await?;
     let limits = limits(tx, account_id).await?;
     // Read before the adds (the warning looks at the crossing), only when a limit applies.
     let before = match limits.is_unlimited() {
@@ -492,11 +629,14 @@ async fn changed(
             let flag = warned_key(account_id, resource);
             if tx.get(&flag).await?.is_none() {
                 tx.set(&flag, &[])?;
-                let mut value = Vec::with_capacity(16);
-                value.extend_from_slice(&now.to_be_bytes());
-                value.extend_from_slice(&limits.hard(resource).unwrap_or(0).to_be_bytes());
-                tx.set(&warning_key(account_id, resource), &value)?;
-                tx.atomic_add(&warning_version_key(), 1)?;
+                WarningTask {
+                    account_id,
+                    scope: Scope::Account,
+                    resource,
+                    used: now,
+                    limit: limits.hard(resource).unwrap_or(0),
+                }
+                .queue(tx)?;
             }
         } else if was >= warn && now < warn {
             tx.clear(&warned_key(account_id, resource))?;
@@ -505,10 +645,69 @@ async fn changed(
     Ok(())
 }
 
+/// The account's domain's share of a usage change: its counters move with the account's
+/// (blind adds: no conflict between the domain's accounts), and where the domain has limits
+/// its Quota objects change and its warning is queued once usage is at `warnLimit`.
+async fn domain_changed(
+    tx: &mut dyn Transaction,
+    changes: &mut Changes,
+    account_id: u32,
+    octets: i64,
+    count: i64,
+) -> StoreResult<()> {
+    let Some(domain) = domain::domain_of(tx, account_id).await? else {
+        return Ok(());
+    };
+    let limits = domain::limits(tx, &domain).await?;
+    // Read (unconflicted) before the adds, only when a limit applies.
+    let before = match limits {
+        Some(_) => Some(domain::usage(tx, &domain).await?),
+        None => None,
+    };
+    tx.atomic_add(&domain::used_key(&domain, Resource::Octets), octets)?;
+    tx.atomic_add(&domain::used_key(&domain, Resource::Count), count)?;
+    let (Some(limits), Some(before)) = (limits, before) else {
+        return Ok(());
+    };
+    for (resource, delta) in [(Resource::Octets, octets), (Resource::Count, count)] {
+        if limits.hard(resource).is_some() {
+            changes.updated(DataType::Quota, resource.domain_quota_id());
+        }
+        let Some(warn) = limits.warn(resource) else {
+            continue;
+        };
+        // Level, not edge: with unconflicted reads two accounts' commits may each miss the
+        // crossing the other completed, so "at or over and not yet warned" decides. The flag
+        // is an ordinary read: two commits that both queue the warning conflict, one stays.
+        let now = before.of(resource).saturating_add_signed(delta);
+        let flag = domain::warned_key(&domain, resource);
+        let warned = tx.get(&flag).await?.is_some();
+        if now >= warn && !warned {
+            tx.set(&flag, &[])?;
+            WarningTask {
+                account_id,
+                scope: Scope::Domain(domain.clone()),
+                resource,
+                used: now,
+                limit: limits.hard(resource).unwrap_or(0),
+            }
+            .queue(tx)?;
+        } else if now < warn && warned {
+            tx.clear(&flag)?;
+        }
+    }
+    Ok(())
+}
+
 mod admin;
 mod backfill;
+pub mod domain;
+pub mod suite;
 
-pub use admin::{LimitsChange, QuotaConfig, QuotaReport, change_limits, parse_size, report};
+pub use admin::{
+    DomainQuotaReport, LimitsChange, QuotaConfig, QuotaReport, change_domain_limits, change_limits,
+    domain_report, parse_size, report,
+};
 pub use backfill::{backfill, backfill_all};
 
 #[cfg(test)]

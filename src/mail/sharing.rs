@@ -131,6 +131,8 @@ pub struct SharedView {
     rights: BTreeMap<u64, Rights>,
     /// The shown Mailboxes the viewer unsubscribed from (RFC 9670 §1.3).
     unsubscribed: BTreeSet<u64>,
+    /// The viewer is a member of the group whose account this is: they see all of it.
+    member: bool,
 }
 
 impl SharedView {
@@ -149,6 +151,7 @@ impl SharedView {
         }
         SharedView {
             rights,
+            member: false,
             unsubscribed: unsubscribed_by(mailboxes, viewer),
         }
     }
@@ -176,6 +179,7 @@ impl SharedView {
                     .map(|mailbox_id| (*mailbox_id, Rights::ALL))
                     .collect(),
                 unsubscribed: BTreeSet::new(),
+                member: true,
             }
         } else {
             SharedView::of(mailboxes, viewer)
@@ -186,6 +190,11 @@ impl SharedView {
 
     pub fn is_empty(&self) -> bool {
         self.rights.is_empty()
+    }
+
+    /// Whether the viewer sees the whole account (a member of its group).
+    pub fn is_member(&self) -> bool {
+        self.member
     }
 
     /// Whether the Mailbox is visible (granted, or the ancestor of one that is).
@@ -319,6 +328,8 @@ pub async fn object_visible(
             }
             _ => Ok(false),
         },
+        // Whole-account figures: a group's members only (`SharedAccess::GroupMembers`).
+        DataType::Quota => Ok(view.is_member()),
         _ => Ok(false),
     }
 }

@@ -59,9 +59,20 @@ impl SharedListeners {
             .filter(|data_type| filter.wants(**data_type))
             .map(|data_type| data_type.jmap_name())
             .collect();
-        if names.is_empty() {
+        // A group's members also hear of the group account's Quota (they may read it).
+        let member_names: Vec<&str> = match filter.wants(DataType::Quota) {
+            true => names
+                .iter()
+                .copied()
+                .chain([DataType::Quota.jmap_name()])
+                .collect(),
+            false => names.clone(),
+        };
+        if member_names.is_empty() {
             return Ok(SharedListeners::default());
         }
+        let member_filter = PushFilter::known_names(member_names);
+        let grants_only = !names.is_empty();
         let filter = PushFilter::known_names(names);
         let shared = {
             let viewer = viewer.clone();
@@ -74,14 +85,20 @@ impl SharedListeners {
         let tasks = shared
             .into_iter()
             .take(MAX_SHARED_ACCOUNTS_PUSHED)
-            .map(|account| {
-                tokio::spawn(listen(
+            .filter_map(|account| {
+                let filter = match viewer.groups.contains(&account.account_id) {
+                    true => member_filter.clone(),
+                    false if grants_only => filter.clone(),
+                    // Only Quota asked for, and this account's is not the viewer's to see.
+                    false => return None,
+                };
+                Some(tokio::spawn(listen(
                     hub.clone(),
                     account.account_id,
                     viewer.clone(),
-                    filter.clone(),
+                    filter,
                     Arc::clone(&deliver),
-                ))
+                )))
             })
             .collect();
         Ok(SharedListeners { tasks })

@@ -375,6 +375,19 @@ impl EmbeddedTransaction {
         Ok(value)
     }
 
+    /// [`get_now`](Self::get_now) without recording the read for conflict checks.
+    fn get_unconflicted_now(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.check_age()?;
+        match self.buffer.lookup(key) {
+            BufferedLookup::Known(value) => Ok(value),
+            BufferedLookup::AddTo(delta) => {
+                let base = self.snapshot_get(key)?;
+                Ok(Some(add_to_value(base.as_deref(), delta)))
+            }
+            BufferedLookup::Untouched => self.snapshot_get(key),
+        }
+    }
+
     /// Merges the snapshot's pairs in `range` with this transaction's buffered writes.
     fn get_range_now(
         &mut self,
@@ -483,6 +496,14 @@ impl EmbeddedTransaction {
 impl Transaction for EmbeddedTransaction {
     fn get<'a>(&'a mut self, key: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
         let result = self.get_now(key);
+        Box::pin(async move { result })
+    }
+
+    fn get_unconflicted<'a>(
+        &'a mut self,
+        key: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        let result = self.get_unconflicted_now(key);
         Box::pin(async move { result })
     }
 

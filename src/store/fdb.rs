@@ -378,6 +378,21 @@ impl Transaction for FdbTransaction {
         })
     }
 
+    fn get_unconflicted<'a>(
+        &'a mut self,
+        key: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            self.check_age()?;
+            let asked = Instant::now();
+            // Snapshot read: FoundationDB adds no read conflict range for it.
+            let value = self.transaction.get(key, true).await.map_err(fdb_error)?;
+            self.reads.gets += 1;
+            self.reads.waited += asked.elapsed();
+            Ok(value.map(|slice| slice.to_vec()))
+        })
+    }
+
     fn get_range<'a>(
         &'a mut self,
         range: &'a KeyRange,

@@ -11,11 +11,11 @@
 
 /// The on-disk format version, stored under [`META_FORMAT_VERSION`]. A server refuses to open
 /// a store whose version it does not know how to migrate.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Older versions this build opens by rewriting the version key: each differs from the
 /// current one only by value encodings that this build still reads (schema/keys.md history),
 /// so nothing else needs migrating. Older builds refuse the upgraded store.
-pub const UPGRADABLE_FORMAT_VERSIONS: &[u32] = &[1, 2];
+pub const UPGRADABLE_FORMAT_VERSIONS: &[u32] = &[1, 2, 3];
 
 /// Store-wide metadata.
 pub const SUBSPACE_META: u8 = 0x01;
@@ -73,6 +73,11 @@ pub const DIR_PRINCIPAL_VERSION: u8 = 0x09;
 /// `DIRECTORY, DIR_PRINCIPAL_CHANGES, version: u64` → (kind u8, principal id u64 BE): the
 /// Principal change log.
 pub const DIR_PRINCIPAL_CHANGES: u8 = 0x0A;
+/// `DIRECTORY, DIR_DOMAIN_QUOTA, domain: string, ...`: a domain's quota (RFC 9425 scope
+/// `domain`, `mail::quota::domain`): `0x00, resource: u8` → i64 LE (atomic add) what its
+/// accounts use together; `0x01` → its limits (the `META_QUOTA_DEFAULTS` format), set by
+/// `tern domain quota`; `0x02, resource: u8` → (): its warning was queued.
+pub const DIR_DOMAIN_QUOTA: u8 = 0x0B;
 
 // Cluster sections: `CLUSTER, section, ...` (`schema/cluster.md`).
 /// `CLUSTER, CLUSTER_NODE, node_id: u64` → node record (JSON: name, url, state, registered).
@@ -132,7 +137,9 @@ pub const ACCT_VACATION_SENT: u8 = 0x11;
 /// `..., ACCT_QUOTA, 0x01` → the account's own limits (same format as `META_QUOTA_DEFAULTS`),
 /// set by `tern account quota`; absent: the defaults;
 /// `..., ACCT_QUOTA, 0x02, resource: u8` → (): the warning for crossing `warnLimit` was queued
-/// (cleared when usage falls back under it).
+/// (cleared when usage falls back under it);
+/// `..., ACCT_QUOTA, 0x03` → (): the usage counters are complete (`quota::backfill`);
+/// `..., ACCT_QUOTA, 0x04` → domain (UTF-8): the domain whose quota counts the account.
 pub const ACCT_QUOTA: u8 = 0x12;
 /// `..., ACCT_SHARING_VERSION` → u64 BE: the account version of the last commit that changed
 /// a Mailbox grant (`mail::sharing`); a grantee's Email/Thread changes from before it cannot be

@@ -138,6 +138,14 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// buffered until `commit`. Dropping a transaction without committing discards its writes.
 pub trait Transaction: Send {
     fn get<'a>(&'a mut self, key: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>>;
+    /// Reads `key` like [`get`](Self::get) but adds no read conflict (FoundationDB's snapshot
+    /// read): a concurrent commit that changes the key does not fail this transaction. For
+    /// values many accounts move at once and a reader may see slightly stale, such as a
+    /// domain's usage counters; never for what a decision must be exact about.
+    fn get_unconflicted<'a>(
+        &'a mut self,
+        key: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>>;
     /// Pairs in `range`, in key order (or reversed), at most `options.limit`.
     fn get_range<'a>(
         &'a mut self,

@@ -50,6 +50,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(simultaneous_conflicting_commits_admit_exactly_one),
         suite_test!(transact_retries_until_every_increment_lands),
         suite_test!(atomic_adds_never_conflict),
+        suite_test!(unconflicted_reads_see_counters_without_conflicting),
         suite_test!(range_reads_at_limit_conflict_only_up_to_last_key),
         suite_test!(ranges_forward_reverse_limits_and_prefixes),
         suite_test!(clear_range_is_half_open),
@@ -74,6 +75,8 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(crate::mail::store::suite::removing_a_mailbox_from_its_emails),
         suite_test!(crate::mail::store::suite::quota_usage_is_exact_and_the_warning_fires_once),
         suite_test!(crate::mail::store::suite::quota_backfill_counts_older_accounts_once),
+        suite_test!(crate::mail::quota::suite::domain_usage_is_the_sum_of_its_accounts),
+        suite_test!(crate::mail::quota::suite::accounts_of_a_limited_domain_do_not_conflict),
         suite_test!(crate::mail::parsed::suite::email_metadata_reads_in_both_stored_forms),
     ]);
     tests
@@ -480,6 +483,47 @@ pub async fn atomic_adds_never_conflict(store: &Store) {
     first.commit().await.expect("commit");
     second.commit().await.expect("add does not conflict");
     assert_eq!(get(store, &key).await, Some(3i64.to_le_bytes().to_vec()));
+    scratch.cleanup(store).await;
+}
+
+/// Two accounts' commits that both read a shared counter without a conflict and add to it
+/// both land (a domain's usage); an ordinary read of it would fail the later one.
+pub async fn unconflicted_reads_see_counters_without_conflicting(store: &Store) {
+    let scratch = Scratch::new();
+    let counter = scratch.key(b"shared");
+    put(store, &[(counter.clone(), 10i64.to_le_bytes().to_vec())]).await;
+    let mut first = store.backend().begin().await.expect("begin");
+    let mut second = store.backend().begin().await.expect("begin");
+    for tx in [&mut first, &mut second] {
+        let seen = tx.get_unconflicted(&counter).await.expect("read");
+        assert_eq!(seen, Some(10i64.to_le_bytes().to_vec()));
+        tx.atomic_add(&counter, 1).expect("add");
+        // Its own add is seen, still without a conflict.
+        let mine = tx.get_unconflicted(&counter).await.expect("read own");
+        assert_eq!(mine, Some(11i64.to_le_bytes().to_vec()));
+    }
+    first.commit().await.expect("commit");
+    second
+        .commit()
+        .await
+        .expect("an unconflicted read does not conflict");
+    assert_eq!(
+        get(store, &counter).await,
+        Some(12i64.to_le_bytes().to_vec())
+    );
+
+    // The same with an ordinary read: the later commit is refused.
+    let mut reader = store.backend().begin().await.expect("begin");
+    let mut writer = store.backend().begin().await.expect("begin");
+    reader.get(&counter).await.expect("read");
+    reader.atomic_add(&counter, 1).expect("add");
+    writer.atomic_add(&counter, 1).expect("add");
+    writer.commit().await.expect("commit");
+    expect_kind(
+        reader.commit().await,
+        StoreErrorKind::Conflict,
+        "ordinary read",
+    );
     scratch.cleanup(store).await;
 }
 

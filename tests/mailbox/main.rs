@@ -236,7 +236,14 @@ async fn invalid_creates_name_the_invalid_properties() {
     expect("emptyName", &["name"]);
     expect("control", &["name"]);
     expect("tooLong", &["name"]);
-    expect("sibling", &["name"]);
+    // A name taken by a sibling, and nothing else wrong: alreadyExists naming the sibling.
+    let (kind, _) = set_error(&response, "notCreated", "sibling");
+    assert_eq!(kind, "alreadyExists", "{response}");
+    assert_eq!(
+        response["notCreated"]["sibling"]["existingId"],
+        json!(work),
+        "{response}"
+    );
     expect("noParent", &["parentId"]);
     expect("badRole", &["role"]);
     expect("upperRole", &["role"]);
@@ -303,9 +310,10 @@ async fn invalid_updates_are_refused_and_leave_the_mailbox_unchanged() {
         set_error(&response, "notUpdated", &middle),
         ("invalidProperties".to_owned(), vec!["parentId".to_owned()])
     );
+    // Renamed to a sibling's name: alreadyExists (RFC 8620 §5.4).
     assert_eq!(
         set_error(&response, "notUpdated", &other),
-        ("invalidProperties".to_owned(), vec!["name".to_owned()])
+        ("alreadyExists".to_owned(), Vec::new())
     );
     let (kind, properties) = set_error(&response, "notUpdated", &bottom);
     assert_eq!(kind, "invalidProperties");
@@ -598,7 +606,7 @@ async fn names_are_stored_in_nfc() {
     .await;
     assert_eq!(
         set_error(&response, "notCreated", "composed"),
-        ("invalidProperties".to_owned(), vec!["name".to_owned()])
+        ("alreadyExists".to_owned(), Vec::new())
     );
     server.shutdown().await;
 }

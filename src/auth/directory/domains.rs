@@ -127,6 +127,40 @@ impl Directory {
         Ok(changed)
     }
 
+    /// `tern domain quota`: the domain's quota (RFC 9425 scope `domain`) after applying
+    /// `change` (an empty change only reads). A change moves the Quota state of every
+    /// account in the domain (`mail::quota::change_domain_limits`).
+    pub async fn domain_quota(
+        &self,
+        domain: &str,
+        change: crate::mail::quota::LimitsChange,
+    ) -> Result<crate::mail::quota::DomainQuotaReport, DirectoryError> {
+        let domain = normalize_domain(domain).ok_or_else(|| {
+            DirectoryError::new(
+                DirectoryErrorKind::InvalidEmail,
+                format!("{domain:?} is not a valid domain"),
+            )
+        })?;
+        if change.is_empty() {
+            return Ok(crate::mail::quota::domain_report(&self.store, &domain).await?);
+        }
+        let accounts: Vec<u32> = self
+            .list_accounts()
+            .await?
+            .into_iter()
+            .filter(|account| {
+                crate::mail::quota::domain::domain_of_address(&account.email).as_deref()
+                    == Some(domain.as_str())
+            })
+            .map(|account| account.account_id)
+            .collect();
+        let report =
+            crate::mail::quota::change_domain_limits(&self.store, &domain, change, &accounts)
+                .await?;
+        tracing::info!(%domain, storage = report.storage_limit, messages = report.message_limit, "domain quota changed");
+        Ok(report)
+    }
+
     /// Whether mail for `domain` is accepted here (case-insensitive).
     pub async fn is_local_domain(&self, domain: &str) -> Result<bool, DirectoryError> {
         let Some(domain) = normalize_domain(domain) else {

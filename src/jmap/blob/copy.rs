@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
-use crate::jmap::error::{MethodError, MethodErrorType, SetError};
+use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::types::{AccountId, BlobId};
 use crate::store::BoxFuture;
 use crate::store::blob::{BlobErrorKind, BlobHash};
@@ -57,7 +57,7 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
             continue;
         }
         let Ok(blob_id) = BlobId::parse(&text) else {
-            not_copied.insert(text, SetError::not_found().to_json());
+            not_copied.insert(text, blob_not_found().to_json());
             continue;
         };
         let hash = BlobHash(*blob_id.digest());
@@ -74,8 +74,10 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
                 let copied_id = blob_id.to_string();
                 copied.insert(text, Value::String(copied_id));
             }
+            // RFC 8621 §10.6.3 registers `blobNotFound` for a blob id that does not exist:
+            // the precise error (clients and conformance suites expect it), not `notFound`.
             Err(error) if error.kind == BlobErrorKind::NotFound => {
-                not_copied.insert(text, SetError::not_found().to_json());
+                not_copied.insert(text, blob_not_found().to_json());
             }
             Err(error) => {
                 let kind = error.store_kind.unwrap_or(StoreErrorKind::Io);
@@ -99,6 +101,13 @@ async fn copy(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
         "copied": or_null(copied),
         "notCopied": or_null(not_copied),
     }))
+}
+
+fn blob_not_found() -> SetError {
+    SetError::with_description(
+        SetErrorType::BlobNotFound,
+        "no such blob in the from account",
+    )
 }
 
 #[cfg(test)]
@@ -143,10 +152,10 @@ mod tests {
         let copy = &responses[0][1];
         assert_eq!(copy["copied"], json!({ mine_id.as_str(): mine_id }));
         assert_eq!(
-            copy["notCopied"][&theirs_id]["type"], "notFound",
+            copy["notCopied"][&theirs_id]["type"], "blobNotFound",
             "bob's blob is invisible"
         );
-        assert_eq!(copy["notCopied"]["Gnope"]["type"], "notFound");
+        assert_eq!(copy["notCopied"]["Gnope"]["type"], "blobNotFound");
         assert_eq!(responses[1][0], "error");
         assert_eq!(responses[1][1]["type"], "fromAccountNotFound");
         assert_eq!(responses[2][1]["type"], "accountNotFound");
@@ -166,6 +175,6 @@ mod tests {
             .expect("response");
         let copy = &response["methodResponses"][0][1];
         assert_eq!(copy["copied"][&theirs_id], theirs_id);
-        assert_eq!(copy["notCopied"][&mine_id]["type"], "notFound");
+        assert_eq!(copy["notCopied"][&mine_id]["type"], "blobNotFound");
     }
 }

@@ -239,7 +239,7 @@ fn test_engine(limits: CoreLimits) -> TestEngine {
             name,
             capability: CAPABILITY_TEST,
             handler,
-            on_shared_accounts: false,
+            on_shared_accounts: crate::jmap::dispatch::SharedAccess::None,
         });
     }
     engine_with(&table, limits)

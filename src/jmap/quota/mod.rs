@@ -2,7 +2,8 @@
 //! /changes, /query and /queryChanges.
 //!
 //! An account has one Quota per limited resource (`octets`, `count`), scope `account`, types
-//! `["Email"]`; a resource without a limit has no Quota object (`hardLimit` is a mandatory
+//! `["Email"]`, and one per limited resource of its domain (scope `domain`: every account of
+//! the domain together, `tern domain quota`); a resource without a limit has no Quota object (`hardLimit` is a mandatory
 //! UnsignedInt, and inventing a number for "unlimited" would break every client's arithmetic).
 //! RFC 9425 §4.1: types whose capability the request does not use are filtered out, and a
 //! Quota left without types is not returned: without `urn:ietf:params:jmap:mail` in `using`
@@ -22,7 +23,7 @@ use crate::jmap::dispatch::CAPABILITY_MAIL;
 use crate::jmap::error::{MethodError, MethodErrorType, SetError, SetErrorType};
 use crate::jmap::generic::filter_tree::FilterTree;
 use crate::jmap::generic::{Comparator, Created, ObjectType, WriteScope};
-use crate::mail::quota::{self, Limits, Resource, Usage};
+use crate::mail::quota::{self, Limits, Resource, Scope, Usage};
 use crate::store::commit::{Changes, DataType};
 use crate::store::{StoreResult, Transaction};
 
@@ -39,34 +40,82 @@ pub fn visible(context: &CallContext<'_>) -> bool {
         .any(|capability| capability == CAPABILITY_MAIL)
 }
 
-fn name(resource: Resource) -> &'static str {
-    match resource {
-        Resource::Octets => "Mail storage",
-        Resource::Count => "Mail messages",
+fn name(scope: &Scope, resource: Resource) -> String {
+    match (scope, resource) {
+        (Scope::Account, Resource::Octets) => "Mail storage".to_owned(),
+        (Scope::Account, Resource::Count) => "Mail messages".to_owned(),
+        (Scope::Domain(domain), Resource::Octets) => format!("Mail storage of {domain}"),
+        (Scope::Domain(domain), Resource::Count) => format!("Mail messages of {domain}"),
     }
 }
 
-fn description(resource: Resource) -> &'static str {
-    match resource {
-        Resource::Octets => "The total size of the account's Emails, in octets",
-        Resource::Count => "The number of the account's Emails",
+fn description(scope: &Scope, resource: Resource) -> String {
+    match (scope, resource) {
+        (Scope::Account, Resource::Octets) => {
+            "The total size of the account's Emails, in octets".to_owned()
+        }
+        (Scope::Account, Resource::Count) => "The number of the account's Emails".to_owned(),
+        (Scope::Domain(domain), Resource::Octets) => {
+            format!("The total size of the Emails of every account in {domain}, in octets")
+        }
+        (Scope::Domain(domain), Resource::Count) => {
+            format!("The number of Emails of every account in {domain}")
+        }
     }
 }
 
-/// The Quota object of `resource` (without `id`), or `None` when it has no limit.
-fn object(resource: Resource, limits: &Limits, usage: &Usage) -> Option<Map<String, Value>> {
+/// The Quota object of `resource` in `scope` (without `id`), or `None` when it has no limit.
+fn object(
+    scope: &Scope,
+    resource: Resource,
+    limits: &Limits,
+    usage: &Usage,
+) -> Option<Map<String, Value>> {
     let hard = limits.hard(resource)?;
     let mut object = Map::with_capacity(9);
     object.insert("resourceType".into(), json!(resource.resource_type()));
     object.insert("used".into(), json!(usage.of(resource)));
     object.insert("hardLimit".into(), json!(hard));
-    object.insert("scope".into(), json!("account"));
-    object.insert("name".into(), json!(name(resource)));
+    let scope_name = match scope {
+        Scope::Account => "account",
+        Scope::Domain(_) => "domain",
+    };
+    object.insert("scope".into(), json!(scope_name));
+    object.insert("name".into(), json!(name(scope, resource)));
     object.insert("types".into(), json!(["Email"]));
     object.insert("warnLimit".into(), json!(limits.warn(resource)));
     object.insert("softLimit".into(), Value::Null);
-    object.insert("description".into(), json!(description(resource)));
+    object.insert("description".into(), json!(description(scope, resource)));
     Some(object)
+}
+
+/// Every Quota object of the account with its store id: its own limits', then its domain's.
+async fn all_objects(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+) -> StoreResult<Vec<(u64, Map<String, Value>)>> {
+    let limits = quota::limits(tx, account_id).await?;
+    let mut found = Vec::with_capacity(4);
+    if !limits.is_unlimited() {
+        let usage = quota::usage(tx, account_id).await?;
+        found.extend(Resource::ALL.into_iter().filter_map(|resource| {
+            Some((
+                resource.quota_id(),
+                object(&Scope::Account, resource, &limits, &usage)?,
+            ))
+        }));
+    }
+    if let Some((domain, limits)) = quota::domain_limits(tx, account_id).await? {
+        let usage = quota::domain::usage(tx, &domain).await?;
+        let scope = Scope::Domain(domain);
+        found.extend(Resource::ALL.into_iter().filter_map(|resource| {
+            Some((
+                resource.domain_quota_id(),
+                object(&scope, resource, &limits, &usage)?,
+            ))
+        }));
+    }
+    Ok(found)
 }
 
 fn read_only() -> SetError {
@@ -94,12 +143,8 @@ impl ObjectType for Quota {
     const SERVER_SET_PROPERTIES: &'static [&'static str] = Self::PROPERTIES;
 
     async fn list_ids(tx: &mut dyn Transaction, account_id: u32) -> StoreResult<Vec<u64>> {
-        let limits = quota::limits(tx, account_id).await?;
-        Ok(Resource::ALL
-            .into_iter()
-            .filter(|resource| limits.hard(*resource).is_some())
-            .map(Resource::quota_id)
-            .collect())
+        let objects = all_objects(tx, account_id).await?;
+        Ok(objects.into_iter().map(|(id, _)| id).collect())
     }
 
     async fn load(
@@ -107,15 +152,16 @@ impl ObjectType for Quota {
         account_id: u32,
         id: u64,
     ) -> StoreResult<Option<Map<String, Value>>> {
-        let Some(resource) = Resource::from_quota_id(id) else {
-            return Ok(None);
-        };
-        let limits = quota::limits(tx, account_id).await?;
-        if limits.hard(resource).is_none() {
+        if Resource::from_quota_id(id)
+            .or_else(|| Resource::from_domain_quota_id(id))
+            .is_none()
+        {
             return Ok(None);
         }
-        let usage = quota::usage(tx, account_id).await?;
-        Ok(object(resource, &limits, &usage))
+        let objects = all_objects(tx, account_id).await?;
+        Ok(objects
+            .into_iter()
+            .find_map(|(found, object)| (found == id).then_some(object)))
     }
 
     async fn create<'a>(
@@ -164,11 +210,9 @@ impl ObjectType for Quota {
             Ok(sort) => sort,
             Err(error) => return Ok(Err(error)),
         };
-        let limits = quota::limits(tx, account_id).await?;
-        let usage = quota::usage(tx, account_id).await?;
-        let mut found: Vec<(Resource, Map<String, Value>)> = Resource::ALL
+        let mut found: Vec<(u64, Map<String, Value>)> = all_objects(tx, account_id)
+            .await?
             .into_iter()
-            .filter_map(|resource| Some((resource, object(resource, &limits, &usage)?)))
             .filter(|(_, object)| {
                 filter.as_ref().is_none_or(|filter| {
                     filter.matches(&|condition| condition_matches(condition, object))
@@ -187,10 +231,7 @@ impl ObjectType for Quota {
                 .find(|order| *order != Ordering::Equal)
                 .unwrap_or_else(|| left_id.cmp(right_id))
         });
-        Ok(Ok(found
-            .into_iter()
-            .map(|(resource, _)| resource.quota_id())
-            .collect()))
+        Ok(Ok(found.into_iter().map(|(id, _)| id).collect()))
     }
 }
 

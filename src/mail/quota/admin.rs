@@ -2,6 +2,7 @@
 //! configuration, and sizes as operators write them.
 
 use super::{Limits, Overrides, limits, own_overrides, set_own_limits, usage};
+use crate::store::commit::DataType;
 use crate::store::{StoreError, StoreResult, Transaction};
 
 /// A change of one account's limits (`tern account quota`): `None` keeps the current value,
@@ -112,6 +113,141 @@ pub async fn change_limits(
     })
     .await?;
     Ok(committed.value)
+}
+
+/// A domain's quota as an operator sees it (`tern domain quota`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainQuotaReport {
+    pub domain: String,
+    /// 0: no limit.
+    pub storage_limit: u64,
+    pub message_limit: u64,
+    pub warn_percent: u8,
+    pub used_octets: u64,
+    pub used_messages: u64,
+    /// Accounts whose Quota state could not be moved (owned by another live node of a
+    /// cluster); their clients see the new limits at their next Quota/get.
+    #[serde(default)]
+    pub accounts_not_notified: u32,
+}
+
+impl std::fmt::Display for DomainQuotaReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = |value: u64| match value {
+            0 => "no limit".to_owned(),
+            value => value.to_string(),
+        };
+        write!(
+            f,
+            "domain {}\nstorage: {} of {} octets\nmessages: {} of {}\nwarning at {}%",
+            self.domain,
+            self.used_octets,
+            limit(self.storage_limit),
+            self.used_messages,
+            limit(self.message_limit),
+            self.warn_percent,
+        )?;
+        if self.accounts_not_notified > 0 {
+            write!(
+                f,
+                "\n{} accounts owned by other nodes see the change at their next Quota/get",
+                self.accounts_not_notified
+            )?;
+        }
+        Ok(())
+    }
+}
+
+async fn domain_report_in(
+    tx: &mut dyn Transaction,
+    domain: &str,
+) -> StoreResult<DomainQuotaReport> {
+    let limits = super::domain::limits(tx, domain).await?;
+    let usage = super::domain::usage(tx, domain).await?;
+    Ok(DomainQuotaReport {
+        domain: domain.to_owned(),
+        storage_limit: limits.and_then(|limits| limits.storage).unwrap_or(0),
+        message_limit: limits.and_then(|limits| limits.messages).unwrap_or(0),
+        warn_percent: limits.map_or(Limits::default().warn_percent, |limits| limits.warn_percent),
+        used_octets: usage.octets,
+        used_messages: usage.count,
+        accounts_not_notified: 0,
+    })
+}
+
+/// The domain's limits and what its accounts use together.
+pub async fn domain_report(
+    store: &crate::store::Store,
+    domain: &str,
+) -> StoreResult<DomainQuotaReport> {
+    let domain = domain.to_owned();
+    store
+        .read(move |tx| {
+            let domain = domain.clone();
+            Box::pin(async move { domain_report_in(tx, &domain).await })
+        })
+        .await
+}
+
+/// Applies `change` to the domain's limits, then moves the Quota state of each of its
+/// `accounts` (one `commit_account` each: created, updated or destroyed as the domain's Quota
+/// objects appear, change or disappear), so that /changes and push report it. Accounts owned
+/// by another live node are counted in the report, not failed.
+pub async fn change_domain_limits(
+    store: &crate::store::Store,
+    domain: &str,
+    change: LimitsChange,
+    accounts: &[u32],
+) -> StoreResult<DomainQuotaReport> {
+    if change.warn_percent.is_some_and(|percent| percent > 100) {
+        return Err(StoreError::new(
+            crate::store::StoreErrorKind::Io,
+            "the warning percentage must be 0 to 100",
+        ));
+    }
+    let shared = std::sync::Arc::new((domain.to_owned(), change));
+    let (before, after) = store
+        .transact(|tx| {
+            let shared = std::sync::Arc::clone(&shared);
+            Box::pin(async move {
+                let (domain, change) = &*shared;
+                let before = super::domain::limits(tx, domain).await?;
+                let after = super::domain::change_limits(tx, domain, change).await?;
+                Ok((before, after))
+            })
+        })
+        .await?;
+    let mut not_notified = 0u32;
+    for &account_id in accounts {
+        let touched = crate::store::commit::commit_account(store, account_id, |_, changes| {
+            Box::pin(async move {
+                for resource in super::Resource::ALL {
+                    let id = resource.domain_quota_id();
+                    let hard = |limits: Option<Limits>| limits.and_then(|l| l.hard(resource));
+                    match (hard(before), hard(after)) {
+                        (None, Some(_)) => changes.created(DataType::Quota, id),
+                        (Some(_), None) => changes.destroyed(DataType::Quota, id),
+                        (Some(_), Some(_)) => changes.updated(DataType::Quota, id),
+                        (None, None) => {}
+                    }
+                }
+                changes.touched(DataType::Quota);
+                Ok(())
+            })
+        })
+        .await;
+        match touched {
+            Ok(_) => {}
+            Err(error) if error.kind == crate::store::StoreErrorKind::NotOwner => {
+                not_notified += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let mut report = domain_report(store, domain).await?;
+    report.accounts_not_notified = not_notified;
+    Ok(report)
 }
 
 /// Parses a size: a number of octets, or with a unit: `kB`, `MB`, `GB`, `TB` (powers of 1000)

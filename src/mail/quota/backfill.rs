@@ -104,10 +104,33 @@ pub async fn backfill(store: &crate::store::Store, account_id: u32) -> StoreResu
     }
 }
 
-/// [`backfill`] for each account (at start-up, before anything writes).
-pub async fn backfill_all(store: &crate::store::Store, accounts: Vec<u32>) -> StoreResult<()> {
-    for account_id in accounts {
+/// [`backfill`] for each account `(id, login address)`, then counts each in its address's
+/// domain ([`super::domain::join`]; accounts from before domain quotas) — at start-up, before
+/// anything writes. Both are no-ops for accounts already done.
+pub async fn backfill_all(
+    store: &crate::store::Store,
+    accounts: Vec<(u32, String)>,
+) -> StoreResult<()> {
+    let mut joined = 0usize;
+    for (account_id, email) in accounts {
         backfill(store, account_id).await?;
+        let Some(domain) = super::domain::domain_of_address(&email) else {
+            continue;
+        };
+        let domain = std::sync::Arc::new(domain);
+        let added = store
+            .transact(|tx| {
+                let domain = std::sync::Arc::clone(&domain);
+                Box::pin(async move { super::domain::join(tx, account_id, &domain).await })
+            })
+            .await?;
+        joined += usize::from(added);
+    }
+    if joined > 0 {
+        tracing::info!(
+            accounts = joined,
+            "accounts counted in their domains' quotas"
+        );
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! The warning an account's owner gets when its usage crosses a quota's `warnLimit`
-//! (RFC 9425; `mail::quota` queues a task in the crossing transaction).
+//! (RFC 9425; `mail::quota` queues a task in the crossing transaction). A domain's quota
+//! warns the domain's postmaster account (RFC 5321 §4.5.1: the address for problems of the
+//! domain's mail system), or, where the domain has none, the account whose mail crossed it.
 //!
 //! The consumer builds a short message (From: the postmaster of the server's host name,
 //! `Auto-Submitted: auto-generated`), stores it, and in the transaction that stores it checks
@@ -14,20 +16,14 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 
-use crate::auth::directory::account_email_in;
-use crate::mail::quota::{self, Resource};
+use crate::auth::directory::{account_email_in, account_id_by_email_in};
+use crate::mail::quota::{self, Resource, Scope, WarningTask};
 use crate::smtp::incoming::{self, IncomingMessage, unix_now};
 use crate::store::blob::{BlobStore, FinishStep};
 use crate::store::{KeyRange, RangeOptions, Store, StoreError, StoreResult};
 
 /// One pending warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Warning {
-    pub account_id: u32,
-    pub resource: Resource,
-    pub used: u64,
-    pub limit: u64,
-}
+pub type Warning = WarningTask;
 
 /// Up to `limit` pending warnings.
 pub async fn pending(store: &Store, limit: usize) -> StoreResult<Vec<Warning>> {
@@ -49,15 +45,7 @@ pub async fn pending(store: &Store, limit: usize) -> StoreResult<Vec<Warning>> {
         .await?;
     Ok(pairs
         .iter()
-        .filter_map(|(key, value)| {
-            let (account_id, resource, used, limit) = quota::decode_warning(key, value)?;
-            Some(Warning {
-                account_id,
-                resource,
-                used,
-                limit,
-            })
-        })
+        .filter_map(|(key, value)| WarningTask::decode(key, value))
         .collect())
 }
 
@@ -81,18 +69,35 @@ pub fn message(hostname: &str, to: &str, warning: &Warning) -> Result<Vec<u8>, S
             format!("{} of {} messages", warning.used, warning.limit),
         ),
     };
-    let text = format!(
-        "Your mailbox has reached {percent}% of its {what} quota ({amount}).\r\n\r\n\
-         When it is full, new messages are refused (senders are told to try again later).\r\n\
-         Delete messages you no longer need, and empty the Trash, to make room.\r\n"
-    );
+    let (text, subject) = match &warning.scope {
+        Scope::Account => (
+            format!(
+                "Your mailbox has reached {percent}% of its {what} quota ({amount}).\r\n\r\n\
+                 When it is full, new messages are refused (senders are told to try again \
+                 later).\r\n\
+                 Delete messages you no longer need, and empty the Trash, to make room.\r\n"
+            ),
+            format!("Your mailbox is {percent}% full"),
+        ),
+        Scope::Domain(domain) => (
+            format!(
+                "The mail domain {domain} has reached {percent}% of its {what} quota \
+                 ({amount}), shared by all of its accounts.\r\n\r\n\
+                 When it is full, new messages to any of them are refused (senders are told \
+                 to try again later).\r\n\
+                 Raise the limit (tern domain quota {domain}) or free space in its \
+                 accounts.\r\n"
+            ),
+            format!("The domain {domain} is {percent}% full"),
+        ),
+    };
     MessageBuilder::new()
         .from(Address::new_address(
             Some("Mail server"),
             format!("postmaster@{hostname}"),
         ))
         .to(Address::new_address(None::<&str>, to.to_owned()))
-        .subject(format!("Your mailbox is {percent}% full"))
+        .subject(subject)
         // RFC 3834 §5.1: generated, not a reply; nothing should answer it.
         .header("Auto-Submitted", Raw::new("auto-generated"))
         .text_body(text)
@@ -109,7 +114,7 @@ pub async fn run_pending(
 ) -> StoreResult<usize> {
     let warnings = pending(store, limit).await?;
     for warning in &warnings {
-        send(store, blobs, hostname, *warning).await?;
+        send(store, blobs, hostname, warning.clone()).await?;
     }
     Ok(warnings.len())
 }
@@ -120,12 +125,27 @@ async fn send(
     hostname: &str,
     warning: Warning,
 ) -> StoreResult<()> {
-    let account_id = warning.account_id;
-    let task = quota::warning_key(account_id, warning.resource);
-    let address = store
-        .read(move |tx| Box::pin(async move { account_email_in(tx, account_id).await }))
+    let task = warning.key();
+    let scope = warning.scope.clone();
+    let crossed_by = warning.account_id;
+    let recipient = store
+        .read(move |tx| {
+            let scope = scope.clone();
+            Box::pin(async move {
+                if let Scope::Domain(domain) = &scope
+                    && let Some(postmaster) =
+                        account_id_by_email_in(tx, &format!("postmaster@{domain}")).await?
+                    && let Some(address) = account_email_in(tx, postmaster).await?
+                {
+                    return Ok(Some((postmaster, address)));
+                }
+                Ok(account_email_in(tx, crossed_by)
+                    .await?
+                    .map(|address| (crossed_by, address)))
+            })
+        })
         .await?;
-    let Some(address) = address else {
+    let Some((account_id, address)) = recipient else {
         // The account is gone: nothing to warn.
         let task = task.clone();
         return store
@@ -164,6 +184,6 @@ async fn send(
         .put_with(body, u64::MAX, finish)
         .await
         .map_err(|error| StoreError::io(error.message))?;
-    tracing::info!(account_id, resource = ?warning.resource, used = warning.used, limit = warning.limit, "quota warning queued");
+    tracing::info!(account_id, scope = ?warning.scope, resource = ?warning.resource, used = warning.used, limit = warning.limit, "quota warning queued");
     Ok(())
 }

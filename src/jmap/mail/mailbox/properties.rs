@@ -1,7 +1,9 @@
 //! The rules of Mailbox/set (RFC 8621 §2, §2.5) for the properties a client sets: each
 //! property's own rules, then the rules that involve the other Mailboxes (parent exists, no
 //! loop, depth, sibling names, role uniqueness). Every invalid property is named in one
-//! `invalidProperties` error.
+//! `invalidProperties` error; a name taken by a sibling, when nothing else is wrong, is
+//! `alreadyExists` with the sibling's id (RFC 8620 §5.4's error for a duplicate the server
+//! forbids, the way clients recognise it and the JMAP conformance suites expect it).
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 use serde_json::{Map, Value};
@@ -22,6 +24,8 @@ const SORT_ORDER_LIMIT: u64 = 1 << 31;
 struct Problems {
     properties: Vec<&'static str>,
     reasons: Vec<String>,
+    /// The sibling whose name the Mailbox would share.
+    sibling_with_name: Option<u64>,
 }
 
 impl Problems {
@@ -35,6 +39,15 @@ impl Problems {
     fn into_result(self) -> Result<(), SetError> {
         if self.properties.is_empty() {
             return Ok(());
+        }
+        if let (Some(sibling), ["name"]) = (self.sibling_with_name, self.properties.as_slice()) {
+            let mut error = SetError::with_description(
+                SetErrorType::AlreadyExists,
+                "a sibling Mailbox has this name (RFC 8621 §2)",
+            );
+            error.existing_id =
+                Some(crate::jmap::types::Id::from_number(ID_PREFIX, sibling).into_string());
+            return Err(error);
         }
         Err(SetError::invalid_properties(
             self.properties,
@@ -174,13 +187,14 @@ fn check_relations(
     }
     // RFC 8621 §2: no two siblings share a name.
     if (parent_changed || name_changed)
-        && all.iter().any(|(id, other)| {
-            Some(*id) != own_id
+        && let Some((sibling, _)) = all.iter().find(|(id, other)| {
+            Some(**id) != own_id
                 && other.parent_id == mailbox.parent_id
                 && other.name == mailbox.name
         })
     {
         problems.add("name", "a sibling Mailbox has this name");
+        problems.sibling_with_name = Some(*sibling);
     }
     // RFC 8621 §2: no two Mailboxes of an account share a role.
     if role_changed
