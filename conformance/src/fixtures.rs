@@ -28,6 +28,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("echo.json", include_str!("../cases/echo.json")),
     ("blob-copy.json", include_str!("../cases/blob-copy.json")),
+    (
+        "blob-management.json",
+        include_str!("../cases/blob-management.json"),
+    ),
     ("mailbox.json", include_str!("../cases/mailbox.json")),
     (
         "email-parse.json",

@@ -27,6 +27,7 @@
 //! server.
 
 mod abuse;
+mod blob;
 mod cluster;
 mod delivery;
 mod mail;
@@ -101,7 +102,7 @@ struct Options {
 const USAGE: &str = "usage: bench --session-url URL (--user U --password P | --bearer TOKEN) \
 [--runs K] [--requests N] [--warmup N] [--connections C] [--duration SECS] [--blob-size BYTES] \
 [--iterations N] [--client-threads T] [--server-pid PID] [--server-cmd CMD] [--messages N] [--message-size BYTES] [--corpus words|realistic] [--data-dir DIR] [--attack NAME] [--attack-addresses N] [--account ID] \
-<echo-latency|echo-throughput|blob|rss|startup|mail-populate|mail-import|mail-query|\
+<echo-latency|echo-throughput|blob|blob-range|rss|startup|mail-populate|mail-import|mail-query|\
 search-query|search-freshness|search-rebuild|search-layout|\
 ws-echo|push-latency|push-idle|eventsource-latency|smtp-push-latency (--smtp ADDR)|abuse|\
 cluster-push|failover (--observe-url URL)>";
@@ -592,101 +593,6 @@ async fn echo_throughput(options: &Options, target: &Target) -> Result<RunFigure
     })
 }
 
-fn blob_content(size: usize, iteration: u64) -> Bytes {
-    // Distinct content per iteration so a deduplicating store still does the full work.
-    let mut state = iteration.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut content = Vec::with_capacity(size + 8);
-    while content.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        content.extend_from_slice(&state.to_le_bytes());
-    }
-    content.truncate(size);
-    Bytes::from(content)
-}
-
-async fn blob(options: &Options, target: &Target, run: usize) -> Result<RunFigures, String> {
-    let mut connection = Connection::open(target.api.address).await?;
-    let mut upload_time = Duration::ZERO;
-    let mut download_time = Duration::ZERO;
-    let mut round_trips = Samples::default();
-    let deadline = Instant::now() + MAX_DURATION;
-    let seed = (u64::from(std::process::id()) << 32) | ((run as u64) << 20);
-    for iteration in 0..options.iterations {
-        if Instant::now() > deadline {
-            break;
-        }
-        let content = blob_content(options.blob_size, seed + iteration);
-        let started = Instant::now();
-        let request = build_request(
-            "POST",
-            &target.upload,
-            &target.upload.path_and_query,
-            &target.authorization,
-            Some("application/octet-stream"),
-            content.clone(),
-        )?;
-        let (status, body) = connection.exchange(request).await?;
-        let uploaded = started.elapsed();
-        if !(200..300).contains(&status) {
-            return Err(format!(
-                "upload answered HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        let answer: Value =
-            serde_json::from_slice(&body).map_err(|error| format!("upload answer: {error}"))?;
-        let blob_id = answer["blobId"]
-            .as_str()
-            .ok_or("upload answer lacks blobId")?;
-        let download_url = target
-            .download_template
-            .replace("{accountId}", &target.account_id)
-            .replace("{blobId}", blob_id)
-            .replace("{name}", "bench.bin")
-            .replace("{type}", "application%2Foctet-stream");
-        let download_endpoint = loopback_endpoint(&download_url)?;
-        let download_started = Instant::now();
-        let request = build_request(
-            "GET",
-            &download_endpoint,
-            &download_endpoint.path_and_query,
-            &target.authorization,
-            None,
-            Bytes::new(),
-        )?;
-        let (status, downloaded) = connection.exchange(request).await?;
-        let download_elapsed = download_started.elapsed();
-        if status != 200 || downloaded != content {
-            return Err(format!(
-                "download answered HTTP {status} with {} bytes",
-                downloaded.len()
-            ));
-        }
-        upload_time += uploaded;
-        download_time += download_elapsed;
-        round_trips.push(started.elapsed());
-    }
-    let megabytes = |count: usize| count as f64 * options.blob_size as f64 / 1e6;
-    let summary = round_trips.summary();
-    let moved = megabytes(summary.count);
-    let upload_rate = moved / upload_time.as_secs_f64();
-    let download_rate = moved / download_time.as_secs_f64();
-    let combined_rate = 2.0 * moved / (upload_time + download_time).as_secs_f64();
-    println!(
-        "  blob ({} bytes x {}): upload {upload_rate:.0} MB/s, download {download_rate:.0} MB/s, \
-         upload+download {combined_rate:.0} MB/s; round trip {summary}",
-        options.blob_size, summary.count
-    );
-    Ok(RunFigures {
-        headline: upload_rate.min(download_rate),
-        headline_unit: "MB/s (slower direction)",
-        p50: summary.p50,
-        p99: summary.p99,
-    })
-}
-
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
@@ -723,7 +629,8 @@ async fn run_scenario(options: &Options) -> Result<(), String> {
         let figure = match (options.scenario.as_str(), &target) {
             ("echo-latency", Some(target)) => echo_latency(options, target).await?,
             ("echo-throughput", Some(target)) => echo_throughput(options, target).await?,
-            ("blob", Some(target)) => blob(options, target, run).await?,
+            ("blob", Some(target)) => blob::transfer(options, target, run).await?,
+            ("blob-range", Some(target)) => blob::range_get(options, target, run).await?,
             ("startup", _) => startup(options, run).await?,
             ("mail-populate", Some(target)) => mail::populate(options, target).await?,
             ("mail-import", Some(target)) => mail::import(options, target).await?,

@@ -17,6 +17,8 @@ pub const CAPABILITY_SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const CAPABILITY_VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 /// RFC 9425 §2: quotas.
 pub const CAPABILITY_QUOTA: &str = "urn:ietf:params:jmap:quota";
+/// RFC 9404: Blob/upload, Blob/get, Blob/lookup.
+pub const CAPABILITY_BLOB: &str = "urn:ietf:params:jmap:blob";
 /// RFC 9670 §3: Principals and ShareNotifications.
 pub const CAPABILITY_PRINCIPALS: &str = "urn:ietf:params:jmap:principals";
 /// RFC 9670 §3.2: an account-only capability naming the account's owner.
@@ -70,6 +72,24 @@ pub const METHODS: &[MethodEntry] = &[
         capability: CAPABILITY_CORE,
         on_shared_accounts: SharedAccess::Granted,
         handler: super::blob::copy::handle,
+    },
+    MethodEntry {
+        name: "Blob/get",
+        capability: CAPABILITY_BLOB,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::blob::get::handle,
+    },
+    MethodEntry {
+        name: "Blob/lookup",
+        capability: CAPABILITY_BLOB,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::blob::lookup::handle,
+    },
+    MethodEntry {
+        name: "Blob/upload",
+        capability: CAPABILITY_BLOB,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::blob::upload::handle,
     },
     MethodEntry {
         name: "Core/echo",

@@ -121,10 +121,13 @@ pub enum MethodErrorType {
     UnsupportedFilter,
     TooManyChanges,
     FromAccountNotFound,
+    /// RFC 9404 §4.3: Blob/lookup named a type the server does not know, or whose capability
+    /// the request does not use.
+    UnknownDataType,
 }
 
 impl MethodErrorType {
-    pub const ALL: [MethodErrorType; 18] = [
+    pub const ALL: [MethodErrorType; 19] = [
         MethodErrorType::ServerUnavailable,
         MethodErrorType::ServerFail,
         MethodErrorType::ServerPartialFail,
@@ -143,6 +146,7 @@ impl MethodErrorType {
         MethodErrorType::UnsupportedFilter,
         MethodErrorType::TooManyChanges,
         MethodErrorType::FromAccountNotFound,
+        MethodErrorType::UnknownDataType,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,6 +169,7 @@ impl MethodErrorType {
             MethodErrorType::UnsupportedFilter => "unsupportedFilter",
             MethodErrorType::TooManyChanges => "tooManyChanges",
             MethodErrorType::FromAccountNotFound => "fromAccountNotFound",
+            MethodErrorType::UnknownDataType => "unknownDataType",
         }
     }
 }

@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::EngineShared;
 use super::dispatch::{
-    CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_PRINCIPALS, CAPABILITY_PRINCIPALS_OWNER,
-    CAPABILITY_QUOTA, CAPABILITY_SUBMISSION, CAPABILITY_VACATION_RESPONSE,
+    CAPABILITY_BLOB, CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_PRINCIPALS,
+    CAPABILITY_PRINCIPALS_OWNER, CAPABILITY_QUOTA, CAPABILITY_SUBMISSION,
+    CAPABILITY_VACATION_RESPONSE,
 };
 
 /// JMAP over WebSocket (RFC 8887 §3).
@@ -66,7 +67,7 @@ impl SessionUrls {
 /// Capabilities whose methods act on an account; they appear in `accountCapabilities` and
 /// `primaryAccounts`. Core is listed too because uploads, downloads and `Blob/copy` are
 /// per-account (and clients pick their default account from `primaryAccounts`).
-fn account_capability_value(capability: &str) -> Option<Value> {
+fn account_capability_value(shared: &EngineShared, capability: &str) -> Option<Value> {
     match capability {
         CAPABILITY_CORE => Some(Value::Object(Map::new())),
         // RFC 8621 §1.3.1: the account's mail limits.
@@ -83,6 +84,10 @@ fn account_capability_value(capability: &str) -> Option<Value> {
             "maxDelayedSend": crate::jmap::mail::email_submission::MAX_DELAYED_SEND_SECONDS,
             "submissionExtensions": crate::jmap::mail::email_submission::submission_extensions(),
         })),
+        // RFC 9404 §3: the limits of Blob/upload and what Blob/get and Blob/lookup support.
+        CAPABILITY_BLOB => Some(crate::jmap::blob::account_capability(
+            shared.limits.max_size_upload,
+        )),
         // RFC 8621 §1.3.3 and RFC 9425 §2.1: empty objects.
         CAPABILITY_VACATION_RESPONSE | CAPABILITY_QUOTA => Some(Value::Object(Map::new())),
         _ => None,
@@ -175,7 +180,7 @@ fn session_without_state(
             (*capability).to_owned(),
             server_capability_value(shared, capability),
         );
-        if let Some(value) = account_capability_value(capability) {
+        if let Some(value) = account_capability_value(shared, capability) {
             account_capabilities.insert((*capability).to_owned(), value);
             primary_accounts.insert((*capability).to_owned(), Value::from(account_id.as_str()));
         }
@@ -220,7 +225,7 @@ fn session_without_state(
     for entry in shared_accounts {
         // A grant covers mail data only (`MethodEntry::on_shared_accounts`); RFC 8621 §1.3.1:
         // a grantee creates Mailboxes only under ones granting mayCreateChild.
-        let mut mail = account_capability_value(CAPABILITY_MAIL).unwrap_or_default();
+        let mut mail = account_capability_value(shared, CAPABILITY_MAIL).unwrap_or_default();
         mail["mayCreateTopLevelMailbox"] = Value::Bool(false);
         let mut account = json!({
             "name": entry.name,
@@ -237,7 +242,7 @@ fn session_without_state(
         });
         // RFC 8621 §2 maySubmit: sending with the owner's Identities.
         if entry.may_submit
-            && let Some(submission) = account_capability_value(CAPABILITY_SUBMISSION)
+            && let Some(submission) = account_capability_value(shared, CAPABILITY_SUBMISSION)
         {
             account["accountCapabilities"][CAPABILITY_SUBMISSION] = submission;
         }

@@ -11,6 +11,7 @@
 //!
 //! Nothing here talks to the network or parses JMAP: callers validate input first.
 
+pub mod blob_index;
 pub mod index;
 pub mod record;
 pub mod suite;
@@ -309,6 +310,10 @@ pub async fn import_email_linked(
         &spec.parsed.encode_stored(),
     )?;
     write_indexes(tx, account_id, email_id, &record)?;
+    tx.set(
+        &index::blob_entry(account_id, record.blob.as_bytes(), email_id),
+        &[],
+    )?;
     for hash in &hashes {
         tx.set(&index::message_id_entry(account_id, *hash, email_id), &[])?;
     }
@@ -400,6 +405,11 @@ pub async fn destroy_email(
         }
     }
     clear_indexes(tx, account_id, email_id, &current)?;
+    tx.clear(&index::blob_entry(
+        account_id,
+        current.blob.as_bytes(),
+        email_id,
+    ))?;
     tx.clear(&record_key(account_id, email_id))?;
     chunked::clear(tx, &meta_key(account_id, email_id))?;
     followup::search::enqueue_delete(tx, account_id, email_id)?;

@@ -145,6 +145,9 @@ pub const ACCT_QUOTA: u8 = 0x12;
 /// a Mailbox grant (`mail::sharing`); a grantee's Email/Thread changes from before it cannot be
 /// calculated.
 pub const ACCT_SHARING_VERSION: u8 = 0x13;
+/// `..., ACCT_UPGRADES, upgrade: u8` → (): a start-up upgrade of the account's data is done
+/// (1: its Emails are in the blob index, `mail::store::blob_index`).
+pub const ACCT_UPGRADES: u8 = 0x14;
 
 /// Index numbers under `ACCT_INDEX, DataType::Mailbox` (`mail::mailbox`).
 /// `..., ACCT_INDEX, 1 (Mailbox), MAILBOX_INDEX_ROLE, role: string, mailbox_id: u64` → (): the

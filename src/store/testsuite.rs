@@ -75,6 +75,7 @@ pub fn all_tests() -> Vec<SuiteTest> {
         suite_test!(crate::mail::store::suite::removing_a_mailbox_from_its_emails),
         suite_test!(crate::mail::store::suite::quota_usage_is_exact_and_the_warning_fires_once),
         suite_test!(crate::mail::store::suite::quota_backfill_counts_older_accounts_once),
+        suite_test!(crate::mail::store::suite::blob_index_follows_imports_destroys_and_the_upgrade),
         suite_test!(crate::mail::quota::suite::domain_usage_is_the_sum_of_its_accounts),
         suite_test!(crate::mail::quota::suite::accounts_of_a_limited_domain_do_not_conflict),
         suite_test!(crate::mail::parsed::suite::email_metadata_reads_in_both_stored_forms),

@@ -104,9 +104,10 @@ pub async fn backfill(store: &crate::store::Store, account_id: u32) -> StoreResu
     }
 }
 
-/// [`backfill`] for each account `(id, login address)`, then counts each in its address's
-/// domain ([`super::domain::join`]; accounts from before domain quotas) — at start-up, before
-/// anything writes. Both are no-ops for accounts already done.
+/// The start-up upgrades of each account `(id, login address)`: [`backfill`], the blob index
+/// (`mail::store::blob_index`, format 4), and counting it in its address's domain
+/// ([`super::domain::join`], format 4) — before anything writes. Each is a no-op for accounts
+/// already done.
 pub async fn backfill_all(
     store: &crate::store::Store,
     accounts: Vec<(u32, String)>,
@@ -114,6 +115,14 @@ pub async fn backfill_all(
     let mut joined = 0usize;
     for (account_id, email) in accounts {
         backfill(store, account_id).await?;
+        let indexed = crate::mail::store::blob_index::backfill(store, account_id).await?;
+        if indexed > 0 {
+            tracing::info!(
+                account_id,
+                emails = indexed,
+                "Emails added to the blob index"
+            );
+        }
         let Some(domain) = super::domain::domain_of_address(&email) else {
             continue;
         };

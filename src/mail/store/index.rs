@@ -9,6 +9,8 @@
 //! - `RECEIVED`: `received_at, email_id` → `thread_id`: every Email of the account in order.
 //! - `MESSAGE_ID`: `hash(message id), email_id` → (): the Emails that carry or reference a
 //!   Message-ID, for threading.
+//! - `BLOB`: `sha256 of the raw message, email_id` → (): the Emails stored from a blob
+//!   (RFC 9404 Blob/lookup); a part's blob id names its message's blob.
 
 use crate::store::commit::DataType;
 use crate::store::keys::{self, ACCT_INDEX, KeyBuilder};
@@ -17,6 +19,7 @@ pub const MAILBOX_RECEIVED: u8 = 1;
 pub const MAILBOX_UNSEEN: u8 = 2;
 pub const RECEIVED: u8 = 3;
 pub const MESSAGE_ID: u8 = 4;
+pub const BLOB: u8 = 5;
 
 pub fn prefix(account_id: u32, kind: u8) -> KeyBuilder {
     keys::account_prefix(account_id)
@@ -69,6 +72,19 @@ pub fn message_id_entry(account_id: u32, hash: u64, email_id: u64) -> Vec<u8> {
 
 pub fn message_id_prefix(account_id: u32, hash: u64) -> Vec<u8> {
     prefix(account_id, MESSAGE_ID).u64(hash).build()
+}
+
+pub fn blob_entry(account_id: u32, digest: &[u8; 32], email_id: u64) -> Vec<u8> {
+    prefix(account_id, BLOB).raw(digest).u64(email_id).build()
+}
+
+pub fn blob_prefix(account_id: u32, digest: &[u8; 32]) -> Vec<u8> {
+    prefix(account_id, BLOB).raw(digest).build()
+}
+
+/// The Email id at the end of a `BLOB` (or `MESSAGE_ID`) entry.
+pub fn trailing_email_id(key: &[u8]) -> Option<u64> {
+    keys::be_u64(key.get(key.len().checked_sub(8)?..)?)
 }
 
 /// `(received_at, email_id)` from the last 16 bytes of a mailbox or received entry.

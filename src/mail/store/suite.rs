@@ -359,3 +359,72 @@ pub async fn quota_backfill_counts_older_accounts_once(store: &Store) {
     );
     reset(store).await;
 }
+
+/// Blob/lookup's index: every import adds its Email under its blob, every destroy removes it,
+/// and the start-up upgrade indexes the Emails of older stores once.
+pub async fn blob_index_follows_imports_destroys_and_the_upgrade(store: &Store) {
+    use super::blob_index;
+    reset(store).await;
+    let mut ids = Vec::new();
+    for index in 0..3 {
+        let (id, _, _) = import(store, &format!("x{index}@x"), None, "blob", INBOX, &[], 1).await;
+        ids.push(id);
+    }
+    let digest_of = |id: u64| async move {
+        store
+            .read(move |tx| Box::pin(async move { load_record(tx, ACCOUNT, id).await }))
+            .await
+            .expect("record")
+            .expect("exists")
+            .blob
+    };
+    let first = digest_of(ids[0]).await;
+    let found = |digest: crate::store::blob::BlobHash| async move {
+        store
+            .read(move |tx| {
+                Box::pin(async move {
+                    blob_index::emails_with_blob(tx, ACCOUNT, digest.as_bytes(), 0).await
+                })
+            })
+            .await
+            .expect("lookup")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<u64>>()
+    };
+    assert_eq!(found(first).await, vec![ids[0]]);
+    // As in a store from before the index: no entries, no mark.
+    store
+        .transact(|tx| {
+            Box::pin(async move {
+                let index =
+                    crate::mail::store::index::prefix(ACCOUNT, crate::mail::store::index::BLOB);
+                tx.clear_range(&KeyRange::prefix(&index.build()))?;
+                let upgrades = account_prefix(ACCOUNT).u8(crate::store::keys::ACCT_UPGRADES);
+                tx.clear_range(&KeyRange::prefix(&upgrades.build()))
+            })
+        })
+        .await
+        .expect("forget the index");
+    assert!(found(first).await.is_empty());
+    assert_eq!(
+        blob_index::backfill(store, ACCOUNT)
+            .await
+            .expect("backfill"),
+        3
+    );
+    assert_eq!(found(first).await, vec![ids[0]]);
+    assert_eq!(
+        blob_index::backfill(store, ACCOUNT).await.expect("again"),
+        0,
+        "indexed once"
+    );
+    commit_account(store, ACCOUNT, |tx, changes| {
+        let id = ids[0];
+        Box::pin(async move { destroy_email(tx, changes, ACCOUNT, id).await })
+    })
+    .await
+    .expect("destroy");
+    assert!(found(first).await.is_empty(), "a destroy removes its entry");
+    reset(store).await;
+}

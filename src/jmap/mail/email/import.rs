@@ -143,8 +143,9 @@ async fn prepare(
         ));
     }
     let blob_id = match object.remove("blobId") {
-        Some(Value::String(text)) => BlobId::parse(&text)
-            .map_err(|_| SetError::invalid_properties(["blobId"], "not a blob id"))?,
+        // A blob id, or `#creationId` of a Blob/upload earlier in the request (RFC 9404 §4.1).
+        Some(Value::String(text)) => crate::jmap::blob::resolve_blob_id(context, &text)
+            .ok_or_else(|| SetError::invalid_properties(["blobId"], "not a blob id"))?,
         _ => {
             return Err(SetError::invalid_properties(
                 ["blobId"],

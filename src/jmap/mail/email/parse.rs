@@ -7,7 +7,6 @@ use super::render::{BodyOptions, EmailProperty, render_object};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
-use crate::jmap::types::BlobId;
 use crate::mail::parsed::blob::read_blob;
 use crate::mail::parsed::{looks_like_message, parse_message};
 use crate::store::blob::BlobErrorKind;
@@ -58,7 +57,7 @@ async fn parse(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
         {
             continue;
         }
-        let Ok(blob_id) = BlobId::parse(&text) else {
+        let Some(blob_id) = crate::jmap::blob::resolve_blob_id(context, &text) else {
             not_found.push(text);
             continue;
         };
