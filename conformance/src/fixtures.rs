@@ -52,6 +52,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("search.json", include_str!("../cases/search.json")),
     ("quota.json", include_str!("../cases/quota.json")),
     ("sharing.json", include_str!("../cases/sharing.json")),
+    ("mdn.json", include_str!("../cases/mdn.json")),
     (
         "email-submission.json",
         include_str!("../cases/email-submission.json"),

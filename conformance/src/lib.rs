@@ -48,6 +48,8 @@ pub mod sections {
     pub const PUSH: &str = "RFC 8887 §3 WebSocket capability, RFC 8620 §7.2 PushSubscription";
     pub const QUOTA: &str = "RFC 9425 Quotas";
     pub const SHARING: &str = "RFC 9670 sharing, Principals, cross-account copy";
+    pub const BLOB_MANAGEMENT: &str = "RFC 9404 Blob management";
+    pub const MDN: &str = "RFC 9007 MDN";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -73,6 +75,8 @@ pub mod sections {
         PUSH,
         QUOTA,
         SHARING,
+        BLOB_MANAGEMENT,
+        MDN,
     ];
 }
 

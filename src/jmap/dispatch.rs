@@ -19,6 +19,8 @@ pub const CAPABILITY_VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationres
 pub const CAPABILITY_QUOTA: &str = "urn:ietf:params:jmap:quota";
 /// RFC 9404: Blob/upload, Blob/get, Blob/lookup.
 pub const CAPABILITY_BLOB: &str = "urn:ietf:params:jmap:blob";
+/// RFC 9007: MDN/send, MDN/parse.
+pub const CAPABILITY_MDN: &str = "urn:ietf:params:jmap:mdn";
 /// RFC 9670 §3: Principals and ShareNotifications.
 pub const CAPABILITY_PRINCIPALS: &str = "urn:ietf:params:jmap:principals";
 /// RFC 9670 §3.2: an account-only capability naming the account's owner.
@@ -252,6 +254,18 @@ pub const METHODS: &[MethodEntry] = &[
         capability: CAPABILITY_MAIL,
         on_shared_accounts: SharedAccess::Granted,
         handler: super::mail::mailbox::set::handle,
+    },
+    MethodEntry {
+        name: "MDN/parse",
+        capability: CAPABILITY_MDN,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::mdn::parse::handle,
+    },
+    MethodEntry {
+        name: "MDN/send",
+        capability: CAPABILITY_MDN,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::mdn::send::handle,
     },
     MethodEntry {
         name: "Principal/changes",

@@ -276,10 +276,12 @@ pub enum SetErrorType {
     InvalidRecipients,
     /// RFC 8621 §7.5: the submission can no longer be canceled.
     CannotUnsend,
+    /// RFC 9007 §3.1: the Email already has `$mdnsent`.
+    MdnAlreadySent,
 }
 
 impl SetErrorType {
-    pub const ALL: [SetErrorType; 23] = [
+    pub const ALL: [SetErrorType; 24] = [
         SetErrorType::Forbidden,
         SetErrorType::OverQuota,
         SetErrorType::TooLarge,
@@ -303,6 +305,7 @@ impl SetErrorType {
         SetErrorType::NoRecipients,
         SetErrorType::InvalidRecipients,
         SetErrorType::CannotUnsend,
+        SetErrorType::MdnAlreadySent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -330,6 +333,7 @@ impl SetErrorType {
             SetErrorType::NoRecipients => "noRecipients",
             SetErrorType::InvalidRecipients => "invalidRecipients",
             SetErrorType::CannotUnsend => "cannotUnsend",
+            SetErrorType::MdnAlreadySent => "mdnAlreadySent",
         }
     }
 }

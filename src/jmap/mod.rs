@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod error;
 pub mod generic;
 pub mod mail;
+pub mod mdn;
 pub mod principal;
 pub mod push_subscription;
 pub mod quota;

@@ -7,6 +7,7 @@ pub mod build;
 pub mod counters;
 pub mod followup;
 pub mod mailbox;
+pub mod mdn;
 pub mod parsed;
 pub mod quota;
 pub mod sharing;

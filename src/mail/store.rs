@@ -226,6 +226,41 @@ fn message_id_hashes(parsed: &ParsedEmail) -> BTreeSet<u64> {
         .collect()
 }
 
+/// The Emails whose own Message-ID is `message_id` (without angle brackets), at most
+/// `limit`: the Message-ID index lists those that carry or reference it, and the parsed
+/// metadata tells which carry it.
+pub async fn emails_with_message_id(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    message_id: &str,
+    limit: usize,
+) -> StoreResult<Vec<u64>> {
+    let prefix = index::message_id_prefix(account_id, index::message_id_hash(message_id));
+    // Bounded: a Message-ID referenced by more Emails than this is a thread, not a lookup.
+    let options = RangeOptions {
+        limit: 1_000,
+        reverse: false,
+    };
+    let pairs = tx.get_range(&KeyRange::prefix(&prefix), options).await?;
+    let mut found = Vec::new();
+    for (key, _) in pairs {
+        let Some(email_id) = index::trailing_email_id(&key) else {
+            continue;
+        };
+        let carries = load_parsed(tx, account_id, email_id)
+            .await?
+            .and_then(|parsed| parsed.message_id)
+            .is_some_and(|ids| ids.iter().any(|id| id.eq_ignore_ascii_case(message_id)));
+        if carries {
+            found.push(email_id);
+            if found.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// What [`import_email_linked`] reads that is particular to this message (the rest is the
 /// account's, read once per transaction): the thread index of its Message-IDs and the blob's
 /// metadata. For [`Transaction::prefetch`] before a batch of imports.

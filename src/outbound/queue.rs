@@ -38,12 +38,23 @@ pub enum MessageKind {
     VacationReply,
     /// Mail relayed for an authenticated client of the submission listener.
     Relay,
+    /// A read receipt (RFC 8098, JMAP MDN/send).
+    Mdn,
 }
 
 impl MessageKind {
     /// Messages with a null reverse-path (RFC 3464 §2, RFC 3834 §3.1.5) never bounce.
     pub fn may_bounce(self) -> bool {
         matches!(self, MessageKind::Submission | MessageKind::Relay)
+    }
+
+    /// What a user sends on purpose counts against the account's sending rate (a read
+    /// receipt too: its recipient is whoever asked for one, so it is mail the user sends).
+    pub fn is_rate_limited(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Submission | MessageKind::Relay | MessageKind::Mdn
+        )
     }
 }
 
@@ -371,7 +382,7 @@ pub async fn enqueue(
             return Err(EnqueueError::InvalidAddress(address.to_owned()));
         }
     }
-    if message.kind.may_bounce() {
+    if message.kind.is_rate_limited() {
         let recipients = message.recipients.len() as u64;
         if let Err(retry_after_seconds) =
             super::rate::take(tx, message.account_id, recipients, now).await?
