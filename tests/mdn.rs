@@ -107,14 +107,20 @@ async fn a_read_receipt_is_sent_delivered_and_parsed() {
     )
     .await;
     let sent = &responses[0][1]["sent"]["k1"];
-    assert_eq!(sent["finalRecipient"], "rfc822; alice@example.test", "{responses:?}");
+    assert_eq!(
+        sent["finalRecipient"], "rfc822; alice@example.test",
+        "{responses:?}"
+    );
     assert_eq!(sent["originalMessageId"], "<report-q3@example.test>");
     assert!(
         sent["subject"]
             .as_str()
             .is_some_and(|subject| subject.contains("Quarterly report"))
     );
-    assert_eq!(responses[1][0], "Email/set", "the implicit update: {responses:?}");
+    assert_eq!(
+        responses[1][0], "Email/set",
+        "the implicit update: {responses:?}"
+    );
     assert!(
         responses[1][1]["updated"].get(&received).is_some(),
         "{responses:?}"
@@ -146,7 +152,11 @@ async fn a_read_receipt_is_sent_delivered_and_parsed() {
     .await
     .expect("the receipt reaches bob's Inbox");
     let plain = server
-        .upload(bob, b"Subject: not a receipt\r\n\r\nhello\r\n".to_vec(), "message/rfc822")
+        .upload(
+            bob,
+            b"Subject: not a receipt\r\n\r\nhello\r\n".to_vec(),
+            "message/rfc822",
+        )
         .await
         .json()["blobId"]
         .clone();
@@ -222,13 +232,22 @@ async fn bad_mdn_requests_are_refused() {
     )
     .await;
     let not_sent = &responses[0][1]["notSent"];
-    for key in ["noHeader", "noEmail", "badType", "serverSet", "noDisposition"] {
+    for key in [
+        "noHeader",
+        "noEmail",
+        "badType",
+        "serverSet",
+        "noDisposition",
+    ] {
         assert_eq!(
             not_sent[key]["type"], "invalidProperties",
             "{key}: {not_sent}"
         );
     }
-    assert_eq!(not_sent["serverSet"]["properties"], json!(["finalRecipient"]));
+    assert_eq!(
+        not_sent["serverSet"]["properties"],
+        json!(["finalRecipient"])
+    );
     assert_eq!(responses[0][1]["sent"], Value::Null);
     assert_eq!(responses[1][1]["type"], "invalidArguments", "{responses:?}");
     assert_eq!(responses[2][1]["type"], "invalidArguments", "{responses:?}");

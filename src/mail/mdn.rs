@@ -172,10 +172,8 @@ pub fn notification_fields(mdn: &OutgoingMdn<'_>) -> Result<String, String> {
     }
     for (name, value) in mdn.extension_fields {
         // RFC 8098 §3.3: extension fields are X- names (or registered ones).
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let valid_name =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid_name {
             return Err(format!("{name:?} is not a field name"));
         }
@@ -236,10 +234,16 @@ pub fn build(mdn: &OutgoingMdn<'_>) -> Result<Vec<u8>, String> {
 /// its first address, if the header is there.
 pub fn requested_by(raw: &[u8]) -> Option<String> {
     let message = MessageParser::default().parse_headers(raw)?;
-    let value = message.header("Disposition-Notification-To")?;
-    let address = value.as_address()?.first()?.address()?;
+    // mail-parser keeps this field unparsed: the first mailbox of its raw value
+    // (`Name <addr>` or a bare `addr`), RFC 8098 §2.1.
+    let value = unfold(message.header_raw("Disposition-Notification-To")?);
+    // The first `<addr>` (a display name may hold commas), else the first bare address.
+    let address = match value.find('<').zip(value.find('>')) {
+        Some((open, close)) if open < close => &value[open + 1..close],
+        _ => value.split(',').next()?,
+    };
     let address = address.trim();
-    (!address.is_empty()).then(|| address.to_owned())
+    (address.contains('@') && !address.contains(char::is_whitespace)).then(|| address.to_owned())
 }
 
 /// A received MDN, as RFC 9007 §2's MDN object reports it.
@@ -358,7 +362,8 @@ mod tests {
     fn an_mdn_built_here_parses_back_to_the_same_values() {
         let extension = [("X-Tern-Test".to_owned(), "yes".to_owned())];
         let errors = ["none really".to_owned()];
-        let original = b"From: b@example.test\r\nSubject: hi\r\nMessage-ID: <m1@example.test>\r\n\r\nbody\r\n";
+        let original =
+            b"From: b@example.test\r\nSubject: hi\r\nMessage-ID: <m1@example.test>\r\n\r\nbody\r\n";
         let mdn = OutgoingMdn {
             from_name: Some("Alice"),
             from_email: "alice@example.test",
@@ -451,7 +456,18 @@ mod tests {
             Some("jane@example.org".to_owned())
         );
         assert_eq!(requested_by(b"Subject: x\r\n\r\nx"), None);
-        assert_eq!(Disposition::parse_field("manual-action/MDN-sent-manually"), None);
+        assert_eq!(
+            requested_by(b"Disposition-Notification-To: \"Doe, Jane\" <jane@example.org>\r\n\r\nx"),
+            Some("jane@example.org".to_owned())
+        );
+        assert_eq!(
+            requested_by(b"Disposition-Notification-To: jane@example.org, b@c\r\n\r\nx"),
+            Some("jane@example.org".to_owned())
+        );
+        assert_eq!(
+            Disposition::parse_field("manual-action/MDN-sent-manually"),
+            None
+        );
         assert_eq!(
             Disposition::parse_field("Automatic-Action/MDN-Sent-Automatically; processed/error"),
             Some(Disposition {

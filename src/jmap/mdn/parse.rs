@@ -41,16 +41,14 @@ async fn parse(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
     let mut not_parsable = Vec::new();
     let mut not_found = Vec::new();
     for text in blob_ids {
-        if parsed.contains_key(&text) || not_parsable.contains(&text) || not_found.contains(&text)
-        {
+        if parsed.contains_key(&text) || not_parsable.contains(&text) || not_found.contains(&text) {
             continue;
         }
         let Some(blob) = resolve_blob_id(context, &text) else {
             not_found.push(text);
             continue;
         };
-        let raw = match read_blob(&context.engine.blobs, account.number(), &blob, max_size).await
-        {
+        let raw = match read_blob(&context.engine.blobs, account.number(), &blob, max_size).await {
             Ok(raw) => raw,
             Err(error) if error.kind == BlobErrorKind::NotFound => {
                 not_found.push(text);

@@ -110,7 +110,10 @@ async fn send(context: &mut CallContext<'_>, mut arguments: Arguments) -> Method
         .into_iter()
         .filter_map(|(key, patch)| {
             let email_id = email_of.get(key.strip_prefix('#')?)?;
-            Some((Id::from_number(EMAIL_ID_PREFIX, *email_id).into_string(), patch))
+            Some((
+                Id::from_number(EMAIL_ID_PREFIX, *email_id).into_string(),
+                patch,
+            ))
         })
         .collect();
     if !update.is_empty() {
@@ -134,7 +137,8 @@ async fn load_sender(
     account: AccountId,
     identity_id: &str,
 ) -> Result<Sender, MethodError> {
-    let unknown = || MethodError::invalid_arguments("\"identityId\" names no Identity of the account");
+    let unknown =
+        || MethodError::invalid_arguments("\"identityId\" names no Identity of the account");
     let number = Id::parse(identity_id)
         .ok()
         .and_then(|id| id.to_number(crate::jmap::mail::email_submission::IDENTITY_ID_PREFIX))
@@ -231,7 +235,10 @@ async fn send_one(
         }
         Err(error) => {
             let kind = error.store_kind.unwrap_or(StoreErrorKind::Io);
-            return Err(MethodError::from_store(&StoreError::new(kind, error.message)));
+            return Err(MethodError::from_store(&StoreError::new(
+                kind,
+                error.message,
+            )));
         }
     };
     // RFC 8098 §2.1: only to the address the sender asked for.
@@ -257,7 +264,10 @@ async fn send_one(
         .and_then(|message| message.header_raw("Original-Recipient"))
         .map(|value| value.trim().to_owned());
     let final_recipient = format!("rfc822; {}", sender.email);
-    let domain = sender.email.rsplit_once('@').map_or("", |(_, domain)| domain);
+    let domain = sender
+        .email
+        .rsplit_once('@')
+        .map_or("", |(_, domain)| domain);
     let reporting_ua = fields
         .reporting_ua
         .clone()
@@ -355,7 +365,9 @@ fn parse_request(
     let disposition = request
         .get("disposition")
         .ok_or_else(|| invalid("disposition", "disposition is required"))
-        .and_then(|value| disposition_from_json(value).map_err(|why| invalid("disposition", why)))?;
+        .and_then(|value| {
+            disposition_from_json(value).map_err(|why| invalid("disposition", why))
+        })?;
     let include_original = match request.get("includeOriginalMessage") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
@@ -372,7 +384,10 @@ fn parse_request(
             .iter()
             .map(|(name, value)| match value {
                 Value::String(text) => Ok((name.clone(), text.clone())),
-                _ => Err(invalid("extensionFields", "extension field values are Strings")),
+                _ => Err(invalid(
+                    "extensionFields",
+                    "extension field values are Strings",
+                )),
             })
             .collect::<Result<_, _>>()?,
         Some(_) => {
