@@ -53,6 +53,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("quota.json", include_str!("../cases/quota.json")),
     ("sharing.json", include_str!("../cases/sharing.json")),
     ("mdn.json", include_str!("../cases/mdn.json")),
+    ("sieve.json", include_str!("../cases/sieve.json")),
     (
         "email-submission.json",
         include_str!("../cases/email-submission.json"),

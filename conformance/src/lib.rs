@@ -50,6 +50,7 @@ pub mod sections {
     pub const SHARING: &str = "RFC 9670 sharing, Principals, cross-account copy";
     pub const BLOB_MANAGEMENT: &str = "RFC 9404 Blob management";
     pub const MDN: &str = "RFC 9007 MDN";
+    pub const SIEVE: &str = "RFC 9661 Sieve";
 
     pub const ALL: &[&str] = &[
         SESSION,
@@ -77,6 +78,7 @@ pub mod sections {
         SHARING,
         BLOB_MANAGEMENT,
         MDN,
+        SIEVE,
     ];
 }
 

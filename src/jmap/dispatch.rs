@@ -21,6 +21,8 @@ pub const CAPABILITY_QUOTA: &str = "urn:ietf:params:jmap:quota";
 pub const CAPABILITY_BLOB: &str = "urn:ietf:params:jmap:blob";
 /// RFC 9007: MDN/send, MDN/parse.
 pub const CAPABILITY_MDN: &str = "urn:ietf:params:jmap:mdn";
+/// RFC 9661: SieveScript/get, /set, /query, /validate.
+pub const CAPABILITY_SIEVE: &str = "urn:ietf:params:jmap:sieve";
 /// RFC 9670 §3: Principals and ShareNotifications.
 pub const CAPABILITY_PRINCIPALS: &str = "urn:ietf:params:jmap:principals";
 /// RFC 9670 §3.2: an account-only capability naming the account's owner.
@@ -332,6 +334,30 @@ pub const METHODS: &[MethodEntry] = &[
         capability: CAPABILITY_PRINCIPALS,
         on_shared_accounts: SharedAccess::None,
         handler: super::share_notification::set::handle,
+    },
+    MethodEntry {
+        name: "SieveScript/get",
+        capability: CAPABILITY_SIEVE,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::sieve::get::handle,
+    },
+    MethodEntry {
+        name: "SieveScript/query",
+        capability: CAPABILITY_SIEVE,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::sieve::query::handle,
+    },
+    MethodEntry {
+        name: "SieveScript/set",
+        capability: CAPABILITY_SIEVE,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::sieve::set::handle,
+    },
+    MethodEntry {
+        name: "SieveScript/validate",
+        capability: CAPABILITY_SIEVE,
+        on_shared_accounts: SharedAccess::None,
+        handler: super::sieve::validate::handle,
     },
     MethodEntry {
         name: "Thread/changes",

@@ -278,10 +278,14 @@ pub enum SetErrorType {
     CannotUnsend,
     /// RFC 9007 §3.1: the Email already has `$mdnsent`.
     MdnAlreadySent,
+    /// RFC 9661 §2.2: the script does not compile.
+    InvalidSieve,
+    /// RFC 9661 §2.2: the active script cannot be destroyed.
+    SieveIsActive,
 }
 
 impl SetErrorType {
-    pub const ALL: [SetErrorType; 24] = [
+    pub const ALL: [SetErrorType; 26] = [
         SetErrorType::Forbidden,
         SetErrorType::OverQuota,
         SetErrorType::TooLarge,
@@ -306,6 +310,8 @@ impl SetErrorType {
         SetErrorType::InvalidRecipients,
         SetErrorType::CannotUnsend,
         SetErrorType::MdnAlreadySent,
+        SetErrorType::InvalidSieve,
+        SetErrorType::SieveIsActive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -334,6 +340,8 @@ impl SetErrorType {
             SetErrorType::InvalidRecipients => "invalidRecipients",
             SetErrorType::CannotUnsend => "cannotUnsend",
             SetErrorType::MdnAlreadySent => "mdnAlreadySent",
+            SetErrorType::InvalidSieve => "invalidSieve",
+            SetErrorType::SieveIsActive => "sieveIsActive",
         }
     }
 }

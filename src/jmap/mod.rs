@@ -31,6 +31,7 @@ pub mod request;
 pub mod response;
 pub mod session;
 pub mod share_notification;
+pub mod sieve;
 pub mod types;
 
 #[cfg(test)]

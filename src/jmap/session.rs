@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::EngineShared;
 use super::dispatch::{
-    CAPABILITY_BLOB, CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_MDN, CAPABILITY_PRINCIPALS,
+    CAPABILITY_BLOB, CAPABILITY_CORE, CAPABILITY_MAIL, CAPABILITY_MDN, CAPABILITY_PRINCIPALS, CAPABILITY_SIEVE,
     CAPABILITY_PRINCIPALS_OWNER, CAPABILITY_QUOTA, CAPABILITY_SUBMISSION,
     CAPABILITY_VACATION_RESPONSE,
 };
@@ -88,6 +88,8 @@ fn account_capability_value(shared: &EngineShared, capability: &str) -> Option<V
         CAPABILITY_BLOB => Some(crate::jmap::blob::account_capability(
             shared.limits.max_size_upload,
         )),
+        // RFC 9661 §2: the script limits and the extensions.
+        CAPABILITY_SIEVE => Some(crate::jmap::sieve::account_capability()),
         // RFC 8621 §1.3.3, RFC 9007 §4 and RFC 9425 §2.1: empty objects.
         CAPABILITY_VACATION_RESPONSE | CAPABILITY_MDN | CAPABILITY_QUOTA => {
             Some(Value::Object(Map::new()))

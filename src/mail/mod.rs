@@ -11,5 +11,6 @@ pub mod mdn;
 pub mod parsed;
 pub mod quota;
 pub mod sharing;
+pub mod sieve;
 pub mod store;
 pub mod submission;

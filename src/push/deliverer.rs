@@ -33,7 +33,7 @@ use super::state_change::state_change;
 use super::webpush::{ClientKeys, Delivery, VapidKey, deliver};
 use super::{PushFilter, PushState};
 use crate::auth::directory::principals::groups_of;
-use crate::jmap::generic::storage;
+use crate::store::docs as storage;
 use crate::jmap::push_subscription::{
     ID_PREFIX, StoredSubscription, list, push_accounts, push_accounts_version_key,
     sync_push_account,

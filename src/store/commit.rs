@@ -41,12 +41,14 @@ pub enum DataType {
     Quota = 9,
     /// RFC 9670 §3 (`jmap::share_notification`).
     ShareNotification = 10,
+    /// RFC 9661 (`jmap::sieve`).
+    SieveScript = 11,
     /// Reserved for tests of the generic machinery.
     Test = 0xF0,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 11] = [
+    pub const ALL: [DataType; 12] = [
         DataType::Mailbox,
         DataType::Thread,
         DataType::Email,
@@ -57,6 +59,7 @@ impl DataType {
         DataType::PushSubscription,
         DataType::Quota,
         DataType::ShareNotification,
+        DataType::SieveScript,
         DataType::Test,
     ];
 
@@ -73,6 +76,7 @@ impl DataType {
             DataType::PushSubscription => "PushSubscription",
             DataType::Quota => "Quota",
             DataType::ShareNotification => "ShareNotification",
+            DataType::SieveScript => "SieveScript",
             DataType::Test => "Test",
         }
     }

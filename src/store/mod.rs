@@ -15,6 +15,7 @@
 pub mod blob;
 pub mod chunked;
 pub mod commit;
+pub mod docs;
 pub mod embedded;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;

@@ -16,7 +16,9 @@ pub mod patch;
 pub mod query;
 pub mod query_changes;
 pub mod set;
-pub mod storage;
+/// The JSON document store moved below `mail` (`store::docs`); the name stays for the
+/// object types that use it.
+pub use crate::store::docs as storage;
 
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,8 @@ pub enum RecipientOutcome {
     AlreadyDelivered,
     /// The account was deleted after the message was accepted.
     AccountGone,
+    /// The account's Sieve script discarded it (RFC 5228 §4.4).
+    Discarded,
 }
 
 /// Everything one recipient's commit needs, shared by its retries.
@@ -64,6 +66,9 @@ pub struct RecipientDelivery {
     pub fingerprint: Option<Fingerprint>,
     pub reply: Option<PlannedReply>,
     pub vacation_period: i64,
+    /// What the account's active Sieve script decided (`None`: no script, or it failed to
+    /// compile: the default filing).
+    pub sieve: Option<crate::mail::sieve::Plan>,
 }
 
 /// Delivers every pending recipient of `entry`.
@@ -109,10 +114,19 @@ pub async fn deliver_entry(
         let spam_enabled = context.spam.enabled;
         // One read for what the account decides per message: has its classifier been trained
         // enough to vote, and is its vacation response on.
-        let (spam_total, vacation_active) = context
+        let (spam_total, vacation_active, script) = context
             .store
             .read(move |tx| {
                 Box::pin(async move {
+                    // The active Sieve script and the Mailbox names its tests may ask about.
+                    let script = match crate::mail::sieve::active_script(tx, account_id).await? {
+                        Some(content) => {
+                            let mailboxes =
+                                crate::mail::mailbox::load_all(tx, account_id).await?;
+                            Some((content, crate::mail::sieve::mailbox_paths(&mailboxes)))
+                        }
+                        None => None,
+                    };
                     let spam_total = match spam_enabled {
                         true => bayes::totals(tx, account_id).await?.0,
                         false => 0,
@@ -126,7 +140,7 @@ pub async fn deliver_entry(
                                 false
                             }
                         };
-                    Ok((spam_total, vacation_active))
+                    Ok((spam_total, vacation_active, script))
                 })
             })
             .await?;
@@ -183,6 +197,9 @@ pub async fn deliver_entry(
             }
             None => None,
         };
+        let sieve = script.and_then(|(content, paths)| {
+            run_sieve(&content, &paths, &bytes, entry, &recipient.address, account_id)
+        });
         let delivery = RecipientDelivery {
             queue_id: entry.queue_id,
             index,
@@ -194,6 +211,7 @@ pub async fn deliver_entry(
             fingerprint: prepared.fingerprint,
             reply,
             vacation_period: context.settings.vacation_period_seconds,
+            sieve,
         };
         let committed = pipeline.filer.file(delivery).await?;
         tracing::debug!(
@@ -210,10 +228,49 @@ pub async fn deliver_entry(
                 outcome.vacation_replies += usize::from(replied);
             }
             RecipientOutcome::Duplicate => outcome.duplicates += 1,
+            // Delivered as the user's own rule asked: into nowhere.
+            RecipientOutcome::Discarded => outcome.delivered += 1,
             RecipientOutcome::AlreadyDelivered | RecipientOutcome::AccountGone => {}
         }
     }
     Ok(outcome)
+}
+
+/// Runs the account's Sieve script over the message (sans-IO, `mail::sieve`): the plan, or
+/// `None` when the stored script no longer compiles (the message is filed as without one).
+fn run_sieve(
+    content: &[u8],
+    paths: &std::collections::BTreeSet<String>,
+    message: &[u8],
+    entry: &IncomingMessage,
+    address: &str,
+    account_id: u32,
+) -> Option<crate::mail::sieve::Plan> {
+    let script = match crate::mail::sieve::compile(content) {
+        Ok(script) => script,
+        Err(error) => {
+            tracing::warn!(account_id, %error, "Sieve script does not compile; message kept");
+            return None;
+        }
+    };
+    let account = crate::mail::sieve::Account {
+        address,
+        mailbox_paths: paths,
+    };
+    let plan = crate::mail::sieve::run(&script, message, &account, &entry.mail_from, address);
+    if let Some(error) = &plan.error {
+        tracing::info!(account_id, queue_id = entry.queue_id, %error, "Sieve script stopped; message kept");
+    }
+    if !plan.redirects.is_empty() || plan.rejected.is_some() {
+        tracing::info!(
+            account_id,
+            queue_id = entry.queue_id,
+            redirects = plan.redirects.len(),
+            rejected = plan.rejected.is_some(),
+            "Sieve redirect/reject not carried out by this version; message kept"
+        );
+    }
+    Some(plan)
 }
 
 /// The pending recipients (by index) this node may deliver: all of them on a single node; on
@@ -336,16 +393,44 @@ pub async fn deliver_in_commit(
         RecipientOutcome::Duplicate
     } else {
         let inbox = inbox_of(tx, changes, account_id).await?;
-        let (mailbox, keywords) = if delivery.junk {
+        // Where the message goes when no rule says otherwise: the Inbox, or Junk.
+        let (kept_in, mut keywords) = if delivery.junk {
             let junk = mailbox_with_role(tx, account_id, "junk").await?;
             (junk.unwrap_or(inbox), vec!["$junk".to_owned()])
         } else {
             (inbox, Vec::new())
         };
+        let mut mailbox_ids = vec![kept_in];
+        if let Some(plan) = &delivery.sieve {
+            // RFC 5228: each target gets the message (one Email in several Mailboxes), with
+            // the flags its action set (RFC 5232) as keywords.
+            mailbox_ids.clear();
+            for (folder, flags) in &plan.targets {
+                let target = match folder {
+                    crate::mail::sieve::Folder::Inbox => kept_in,
+                    crate::mail::sieve::Folder::Named { name, create } => {
+                        crate::mail::sieve::resolve_folder(tx, changes, account_id, name, *create)
+                            .await?
+                            .unwrap_or(kept_in)
+                    }
+                };
+                if !mailbox_ids.contains(&target) {
+                    mailbox_ids.push(target);
+                }
+                keywords.extend(flags.iter().cloned());
+            }
+        }
+        if mailbox_ids.is_empty() {
+            // Discarded by the account's own script (RFC 5228 §4.4).
+            if let Some(fingerprint) = delivery.fingerprint {
+                duplicate::remember(tx, account_id, fingerprint, queue_id, now)?;
+            }
+            return finish_recipient(tx, queue_id, RecipientOutcome::Discarded).await;
+        }
         let spec = ImportSpec {
             blob: delivery.blob,
             parsed: (*delivery.parsed).clone(),
-            mailbox_ids: vec![mailbox],
+            mailbox_ids,
             keywords,
             received_at: delivery.received_at,
         };
@@ -365,7 +450,15 @@ pub async fn deliver_in_commit(
             replied,
         }
     };
-    // The last recipient takes the entry and the prepared record with it, in this commit.
+    finish_recipient(tx, queue_id, outcome).await
+}
+
+/// The last recipient takes the entry and the prepared record with it, in its commit.
+async fn finish_recipient(
+    tx: &mut dyn Transaction,
+    queue_id: u64,
+    outcome: RecipientOutcome,
+) -> StoreResult<RecipientOutcome> {
     let remaining = incoming::load(tx, queue_id)
         .await?
         .map_or(0, |entry| entry.pending_recipients().count());

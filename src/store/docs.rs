@@ -1,4 +1,5 @@
-//! A JSON document store for object types whose objects are small maps of properties: each
+//! A JSON document store (below `mail`, so that actors read the documents of JMAP types —
+//! a VacationResponse, the active SieveScript — without importing `jmap`) for object types whose objects are small maps of properties: each
 //! object is its JSON under `keys::object(account, type, id)`, chunked so any size fits the
 //! 100 KB value limit. Types with their own layout (Email) use their own storage instead.
 
