@@ -116,7 +116,10 @@ async fn the_active_script_files_flags_and_discards_delivered_mail() {
     )
     .await;
     let created = &responses[1][1]["created"]["k"];
-    let script_id = created["id"].as_str().unwrap_or_else(|| panic!("{responses:?}")).to_owned();
+    let script_id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{responses:?}"))
+        .to_owned();
     assert_eq!(
         responses[1][1]["updated"][&script_id]["isActive"], true,
         "{responses:?}"
@@ -134,7 +137,10 @@ async fn the_active_script_files_flags_and_discards_delivered_mail() {
         json!([["Mailbox/get", {"accountId": account, "ids": null, "properties": ["name", "parentId", "role"]}, "m"]]),
     )
     .await;
-    let list = mailboxes[0][1]["list"].as_array().cloned().unwrap_or_default();
+    let list = mailboxes[0][1]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let by_name = |name: &str| {
         list.iter()
             .find(|mailbox| mailbox["name"] == name)
@@ -190,7 +196,10 @@ async fn bad_scripts_are_refused_and_the_active_one_is_kept() {
         ]),
     )
     .await;
-    assert_eq!(responses[1][1]["error"]["type"], "invalidSieve", "{responses:?}");
+    assert_eq!(
+        responses[1][1]["error"]["type"], "invalidSieve",
+        "{responses:?}"
+    );
     assert!(
         responses[1][1]["error"]["description"]
             .as_str()
@@ -200,7 +209,10 @@ async fn bad_scripts_are_refused_and_the_active_one_is_kept() {
     let set = &responses[3][1];
     assert_eq!(set["notCreated"]["broken"]["type"], "invalidSieve", "{set}");
     assert_eq!(set["notCreated"]["missing"]["type"], "blobNotFound");
-    let ok_id = set["created"]["ok"]["id"].as_str().unwrap_or_else(|| panic!("{set}")).to_owned();
+    let ok_id = set["created"]["ok"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{set}"))
+        .to_owned();
     assert_eq!(set["notCreated"]["twin"]["type"], "alreadyExists");
     assert_eq!(set["notCreated"]["twin"]["existingId"], json!(ok_id));
     // The active script cannot be destroyed; deactivated, it can.

@@ -169,13 +169,35 @@ pub async fn resolve_folder(
 /// Compiles a script; the compiler's message (with line and column) when it is not valid.
 pub fn compile(script: &[u8]) -> Result<Arc<Sieve>, String> {
     if script.len() > MAX_SCRIPT_SIZE {
-        return Err(format!("the script is larger than {MAX_SCRIPT_SIZE} octets"));
+        return Err(format!(
+            "the script is larger than {MAX_SCRIPT_SIZE} octets"
+        ));
     }
-    Compiler::new()
+    let compiled = Compiler::new()
         .with_max_script_size(MAX_SCRIPT_SIZE)
         .compile(script)
         .map(Arc::new)
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    // RFC 5228 §3.2: a script requiring an extension the implementation lacks MUST be
+    // refused. The compiler accepts any name; its `require` runs first, so a dry run over an
+    // empty message reports an unknown one before anything else happens.
+    let runtime = Runtime::new().with_cpu_limit(CPU_LIMIT);
+    let mut instance = runtime.filter(b"\r\n");
+    let mut input = Input::script("validate", Arc::clone(&compiled));
+    while let Some(result) = instance.run(input) {
+        match result {
+            Err(sieve::runtime::RuntimeError::CapabilityNotSupported(name)) => {
+                return Err(format!("the extension {name:?} is not supported"));
+            }
+            Err(sieve::runtime::RuntimeError::CapabilityNotAllowed(name)) => {
+                return Err(format!("the extension {name} is not allowed"));
+            }
+            // Anything else depends on the message: the script is valid.
+            Err(_) => break,
+            Ok(_) => input = Input::False,
+        }
+    }
+    Ok(compiled)
 }
 
 /// Where a copy of the message goes.
@@ -243,7 +265,10 @@ pub fn keyword_of_flag(flag: &str) -> Option<String> {
 }
 
 fn keywords(flags: &[String]) -> BTreeSet<String> {
-    flags.iter().filter_map(|flag| keyword_of_flag(flag)).collect()
+    flags
+        .iter()
+        .filter_map(|flag| keyword_of_flag(flag))
+        .collect()
 }
 
 /// Runs `script` over `raw` for `account` (the envelope: `mail_from`, `rcpt_to`).
@@ -348,7 +373,10 @@ mod tests {
 
     fn plan(script: &str) -> Plan {
         let compiled = compile(script.as_bytes()).expect("compiles");
-        let paths: BTreeSet<String> = ["work", "lists/sales"].iter().map(|s| s.to_string()).collect();
+        let paths: BTreeSet<String> = ["work", "lists/sales"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let account = Account {
             address: "jdoe@example.org",
             mailbox_paths: &paths,
@@ -384,8 +412,10 @@ mod tests {
             if header :contains "List-ID" "sales" { fileinto :flags "\\Seen" "Lists/Sales"; stop; }
             fileinto "Never";"#,
         );
-        let work_flags: BTreeSet<String> =
-            ["$flagged", "work-item"].iter().map(|s| s.to_string()).collect();
+        let work_flags: BTreeSet<String> = ["$flagged", "work-item"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(result.targets.len(), 2, "{result:?}");
         assert_eq!(result.targets[0], (named("Work", false), work_flags));
         assert_eq!(

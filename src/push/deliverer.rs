@@ -33,7 +33,6 @@ use super::state_change::state_change;
 use super::webpush::{ClientKeys, Delivery, VapidKey, deliver};
 use super::{PushFilter, PushState};
 use crate::auth::directory::principals::groups_of;
-use crate::store::docs as storage;
 use crate::jmap::push_subscription::{
     ID_PREFIX, StoredSubscription, list, push_accounts, push_accounts_version_key,
     sync_push_account,
@@ -41,6 +40,7 @@ use crate::jmap::push_subscription::{
 use crate::jmap::types::{Id, UtcDate};
 use crate::mail::sharing::Viewer;
 use crate::store::commit::{DataType, commit_account};
+use crate::store::docs as storage;
 
 /// Retry policy of one message.
 #[derive(Debug, Clone, Copy)]

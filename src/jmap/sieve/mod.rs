@@ -61,7 +61,10 @@ pub async fn check_script(
         WholeBlob::TooLarge(_) | WholeBlob::Large => {
             return Ok(Err(SetError::with_description(
                 SetErrorType::TooLarge,
-                format!("a script is at most maxSizeScript ({}) octets", sieve::MAX_SCRIPT_SIZE),
+                format!(
+                    "a script is at most maxSizeScript ({}) octets",
+                    sieve::MAX_SCRIPT_SIZE
+                ),
             )));
         }
     };
@@ -104,15 +107,25 @@ pub async fn activate(
 fn name_of(object: &Map<String, Value>) -> Result<Option<String>, SetError> {
     match object.get("name") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(name)) if !name.is_empty() && name.len() <= MAX_SIZE_SCRIPT_NAME && !name.chars().any(char::is_control) => {
+        Some(Value::String(name))
+            if !name.is_empty()
+                && name.len() <= MAX_SIZE_SCRIPT_NAME
+                && !name.chars().any(char::is_control) =>
+        {
             Ok(Some(name.clone()))
         }
-        Some(_) => Err(SetError::invalid_properties(["name"], format!("a name is 1 to {MAX_SIZE_SCRIPT_NAME} octets of text"))),
+        Some(_) => Err(SetError::invalid_properties(
+            ["name"],
+            format!("a name is 1 to {MAX_SIZE_SCRIPT_NAME} octets of text"),
+        )),
     }
 }
 
 fn blob_of(scope: &WriteScope<'_>, object: &Map<String, Value>) -> Result<BlobId, SetError> {
-    let text = object.get("blobId").and_then(Value::as_str).ok_or_else(|| SetError::invalid_properties(["blobId"], "blobId is required"))?;
+    let text = object
+        .get("blobId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SetError::invalid_properties(["blobId"], "blobId is required"))?;
     let resolved = match text.strip_prefix('#') {
         Some(_) => scope.resolve_id(text).map(|id| id.as_str().to_owned()),
         None => Some(text.to_owned()),
@@ -123,7 +136,12 @@ fn blob_of(scope: &WriteScope<'_>, object: &Map<String, Value>) -> Result<BlobId
 }
 
 /// Another script of the account already has `name` (RFC 9661 §2.2: names are unique).
-async fn name_taken(tx: &mut dyn Transaction, account_id: u32, name: &str, except: Option<u64>) -> StoreResult<Option<u64>> {
+async fn name_taken(
+    tx: &mut dyn Transaction,
+    account_id: u32,
+    name: &str,
+    except: Option<u64>,
+) -> StoreResult<Option<u64>> {
     for id in storage::list_ids(tx, account_id, DataType::SieveScript).await? {
         if Some(id) == except {
             continue;
@@ -138,8 +156,10 @@ async fn name_taken(tx: &mut dyn Transaction, account_id: u32, name: &str, excep
 }
 
 fn already_exists(id: u64) -> SetError {
-    let mut error = SetError::with_description(SetErrorType::AlreadyExists, "another script has this name");
-    error.existing_id = Some(crate::jmap::types::Id::from_number(SieveScript::ID_PREFIX, id).into_string());
+    let mut error =
+        SetError::with_description(SetErrorType::AlreadyExists, "another script has this name");
+    error.existing_id =
+        Some(crate::jmap::types::Id::from_number(SieveScript::ID_PREFIX, id).into_string());
     error
 }
 
@@ -171,11 +191,24 @@ impl ObjectType for SieveScript {
         object: Map<String, Value>,
     ) -> StoreResult<Result<Created, SetError>> {
         let account_id = scope.account_id;
-        if let Some(unknown) = object.keys().find(|name| !["name", "blobId"].contains(&name.as_str())) {
-            return Ok(Err(SetError::invalid_properties([unknown.clone()], "not a SieveScript property")));
+        if let Some(unknown) = object
+            .keys()
+            .find(|name| !["name", "blobId"].contains(&name.as_str()))
+        {
+            return Ok(Err(SetError::invalid_properties(
+                [unknown.clone()],
+                "not a SieveScript property",
+            )));
         }
-        if storage::list_ids(tx, account_id, DataType::SieveScript).await?.len() >= MAX_NUMBER_SCRIPTS {
-            return Ok(Err(SetError::with_description(SetErrorType::OverQuota, format!("at most maxNumberScripts ({MAX_NUMBER_SCRIPTS}) scripts"))));
+        if storage::list_ids(tx, account_id, DataType::SieveScript)
+            .await?
+            .len()
+            >= MAX_NUMBER_SCRIPTS
+        {
+            return Ok(Err(SetError::with_description(
+                SetErrorType::OverQuota,
+                format!("at most maxNumberScripts ({MAX_NUMBER_SCRIPTS}) scripts"),
+            )));
         }
         let name = match name_of(&object) {
             Ok(name) => name,
@@ -195,7 +228,10 @@ impl ObjectType for SieveScript {
             return Ok(Err(error));
         }
         // The account keeps the script's blob (an upload would expire).
-        if blob::link(tx, account_id, &BlobHash(*blob_id.digest())).await.is_err() {
+        if blob::link(tx, account_id, &BlobHash(*blob_id.digest()))
+            .await
+            .is_err()
+        {
             return Ok(Err(SetError::new(SetErrorType::BlobNotFound)));
         }
         let doc: Map<String, Value> = [
@@ -227,7 +263,10 @@ impl ObjectType for SieveScript {
     ) -> StoreResult<Result<Option<Map<String, Value>>, SetError>> {
         let account_id = scope.account_id;
         if patched.get("isActive") != current.get("isActive") {
-            return Ok(Err(SetError::invalid_properties(["isActive"], "isActive changes with onSuccessActivateScript")));
+            return Ok(Err(SetError::invalid_properties(
+                ["isActive"],
+                "isActive changes with onSuccessActivateScript",
+            )));
         }
         let mut doc = current.clone();
         match name_of(&patched) {
@@ -248,10 +287,17 @@ impl ObjectType for SieveScript {
             if let Err(error) = check_script(tx, &blob_id).await? {
                 return Ok(Err(error));
             }
-            if blob::link(tx, account_id, &BlobHash(*blob_id.digest())).await.is_err() {
+            if blob::link(tx, account_id, &BlobHash(*blob_id.digest()))
+                .await
+                .is_err()
+            {
                 return Ok(Err(SetError::new(SetErrorType::BlobNotFound)));
             }
-            if let Some(old) = current.get("blobId").and_then(Value::as_str).and_then(|text| BlobId::parse(text).ok()) {
+            if let Some(old) = current
+                .get("blobId")
+                .and_then(Value::as_str)
+                .and_then(|text| BlobId::parse(text).ok())
+            {
                 let _ = blob::unlink(tx, account_id, &BlobHash(*old.digest())).await;
             }
             doc.insert("blobId".into(), Value::String(blob_id.to_string()));
@@ -275,9 +321,16 @@ impl ObjectType for SieveScript {
         };
         // RFC 9661 §2.2: the active script cannot be destroyed.
         if current.get("isActive") == Some(&Value::Bool(true)) {
-            return Ok(Err(SetError::with_description(SetErrorType::SieveIsActive, "deactivate the script first")));
+            return Ok(Err(SetError::with_description(
+                SetErrorType::SieveIsActive,
+                "deactivate the script first",
+            )));
         }
-        if let Some(old) = current.get("blobId").and_then(Value::as_str).and_then(|text| BlobId::parse(text).ok()) {
+        if let Some(old) = current
+            .get("blobId")
+            .and_then(Value::as_str)
+            .and_then(|text| BlobId::parse(text).ok())
+        {
             let _ = blob::unlink(tx, account_id, &BlobHash(*old.digest())).await;
         }
         storage::remove(tx, account_id, DataType::SieveScript, id)?;
@@ -295,19 +348,35 @@ impl ObjectType for SieveScript {
         let (name, active) = match filter {
             None | Some(Value::Null) => (None, None),
             Some(Value::Object(members)) => {
-                if let Some(unknown) = members.keys().find(|key| !["name", "isActive"].contains(&key.as_str())) {
-                    return Ok(Err(MethodError::with_description(MethodErrorType::UnsupportedFilter, format!("SieveScript/query has no filter {unknown:?}"))));
+                if let Some(unknown) = members
+                    .keys()
+                    .find(|key| !["name", "isActive"].contains(&key.as_str()))
+                {
+                    return Ok(Err(MethodError::with_description(
+                        MethodErrorType::UnsupportedFilter,
+                        format!("SieveScript/query has no filter {unknown:?}"),
+                    )));
                 }
                 (
-                    members.get("name").and_then(Value::as_str).map(str::to_lowercase),
+                    members
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_lowercase),
                     members.get("isActive").and_then(Value::as_bool),
                 )
             }
-            Some(_) => return Ok(Err(MethodError::invalid_arguments("the filter is an object"))),
+            Some(_) => {
+                return Ok(Err(MethodError::invalid_arguments(
+                    "the filter is an object",
+                )));
+            }
         };
         for comparator in sort {
             if !["name", "isActive"].contains(&comparator.property.as_str()) {
-                return Ok(Err(MethodError::with_description(MethodErrorType::UnsupportedSort, format!("SieveScript/query cannot sort by {:?}", comparator.property))));
+                return Ok(Err(MethodError::with_description(
+                    MethodErrorType::UnsupportedSort,
+                    format!("SieveScript/query cannot sort by {:?}", comparator.property),
+                )));
             }
         }
         let mut found = Vec::new();
@@ -315,9 +384,19 @@ impl ObjectType for SieveScript {
             let Some(doc) = storage::load(tx, account_id, DataType::SieveScript, id).await? else {
                 continue;
             };
-            let doc_name = doc.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
-            let doc_active = doc.get("isActive").and_then(Value::as_bool).unwrap_or(false);
-            if name.as_ref().is_some_and(|wanted| !doc_name.to_lowercase().contains(wanted)) {
+            let doc_name = doc
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let doc_active = doc
+                .get("isActive")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if name
+                .as_ref()
+                .is_some_and(|wanted| !doc_name.to_lowercase().contains(wanted))
+            {
                 continue;
             }
             if active.is_some_and(|wanted| wanted != doc_active) {
@@ -332,7 +411,11 @@ impl ObjectType for SieveScript {
                         "name" => left.1.cmp(&right.1),
                         _ => left.2.cmp(&right.2),
                     };
-                    if comparator.is_ascending { order } else { order.reverse() }
+                    if comparator.is_ascending {
+                        order
+                    } else {
+                        order.reverse()
+                    }
                 })
                 .find(|order| order.is_ne())
                 .unwrap_or_else(|| left.0.cmp(&right.0))

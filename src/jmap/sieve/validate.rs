@@ -27,7 +27,10 @@ async fn validate(context: &mut CallContext<'_>, mut arguments: Arguments) -> Me
         .ok_or_else(|| MethodError::invalid_arguments("\"blobId\" is required"))?;
     arguments.finish()?;
     let Some(blob) = resolve_blob_id(context, &text) else {
-        return Ok(answer(account, Some(SetError::new(SetErrorType::BlobNotFound))));
+        return Ok(answer(
+            account,
+            Some(SetError::new(SetErrorType::BlobNotFound)),
+        ));
     };
     // The account must be able to read it (an upload of its own, a blob it links).
     match context
@@ -38,7 +41,10 @@ async fn validate(context: &mut CallContext<'_>, mut arguments: Arguments) -> Me
     {
         Ok(_) => {}
         Err(error) if error.kind == BlobErrorKind::NotFound => {
-            return Ok(answer(account, Some(SetError::new(SetErrorType::BlobNotFound))));
+            return Ok(answer(
+                account,
+                Some(SetError::new(SetErrorType::BlobNotFound)),
+            ));
         }
         Err(error) => {
             return Err(MethodError::with_description(

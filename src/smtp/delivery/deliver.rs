@@ -121,8 +121,7 @@ pub async fn deliver_entry(
                     // The active Sieve script and the Mailbox names its tests may ask about.
                     let script = match crate::mail::sieve::active_script(tx, account_id).await? {
                         Some(content) => {
-                            let mailboxes =
-                                crate::mail::mailbox::load_all(tx, account_id).await?;
+                            let mailboxes = crate::mail::mailbox::load_all(tx, account_id).await?;
                             Some((content, crate::mail::sieve::mailbox_paths(&mailboxes)))
                         }
                         None => None,
@@ -198,7 +197,14 @@ pub async fn deliver_entry(
             None => None,
         };
         let sieve = script.and_then(|(content, paths)| {
-            run_sieve(&content, &paths, &bytes, entry, &recipient.address, account_id)
+            run_sieve(
+                &content,
+                &paths,
+                &bytes,
+                entry,
+                &recipient.address,
+                account_id,
+            )
         });
         let delivery = RecipientDelivery {
             queue_id: entry.queue_id,
