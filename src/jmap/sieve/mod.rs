@@ -68,7 +68,7 @@ pub async fn check_script(
             )));
         }
     };
-    Ok(sieve::compile(&content).map(|_| ()).map_err(invalid_sieve))
+    Ok(sieve::validate(&content).map(|_| ()).map_err(invalid_sieve))
 }
 
 /// Sets which script is active (`None`: none), recording the changes (RFC 9661 §2.2).
