@@ -474,7 +474,7 @@ async fn rebuild_index(config: &Config, account: Option<String>) -> Result<(), C
             let outcome = tern::search::rebuild::rebuild(&directory, account.as_deref()).await;
             drop(directory);
             store.close().await?;
-            for (info, emails) in outcome.map_err(|error| CliError(directory_message(&error)))? {
+            for (info, emails) in outcome.map_err(|error| CliError(error.message))? {
                 println!(
                     "index rebuild queued for {} ({emails} emails); it runs when the server starts",
                     info.email
@@ -575,10 +575,6 @@ impl Outcome {
     }
 }
 
-fn directory_message(error: &DirectoryError) -> String {
-    error.message.clone()
-}
-
 /// Runs `operation` on the data directory, directly or through the running server.
 async fn directory_operation(
     config: &Config,
@@ -598,7 +594,7 @@ async fn directory_operation(
             let outcome = run_locally(&directory, operation).await;
             drop(directory);
             store.close().await?;
-            outcome.map_err(|error| CliError(directory_message(&error)))
+            outcome.map_err(|error| CliError(error.message))
         }
         Err(error) if error.kind == StoreErrorKind::Locked => {
             let client = AdminClient::connect(data_dir)

@@ -29,6 +29,35 @@ pub(crate) fn blob_content(size: usize, iteration: u64) -> Bytes {
     Bytes::from(content)
 }
 
+/// Uploads `content` (RFC 8620 §6.1) and answers its blob id.
+async fn upload(
+    connection: &mut Connection,
+    target: &Target,
+    content: Bytes,
+) -> Result<String, String> {
+    let request = build_request(
+        "POST",
+        &target.upload,
+        &target.upload.path_and_query,
+        &target.authorization,
+        Some("application/octet-stream"),
+        content,
+    )?;
+    let (status, body) = connection.exchange(request).await?;
+    if !(200..300).contains(&status) {
+        return Err(format!(
+            "upload answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    let answer: Value =
+        serde_json::from_slice(&body).map_err(|error| format!("upload answer: {error}"))?;
+    answer["blobId"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "upload answer lacks blobId".to_owned())
+}
+
 /// Uploads then downloads `--iterations` blobs of `--blob-size` octets over one connection.
 pub(crate) async fn transfer(
     options: &Options,
@@ -47,31 +76,12 @@ pub(crate) async fn transfer(
         }
         let content = blob_content(options.blob_size, seed + iteration);
         let started = Instant::now();
-        let request = build_request(
-            "POST",
-            &target.upload,
-            &target.upload.path_and_query,
-            &target.authorization,
-            Some("application/octet-stream"),
-            content.clone(),
-        )?;
-        let (status, body) = connection.exchange(request).await?;
+        let blob_id = upload(&mut connection, target, content.clone()).await?;
         let uploaded = started.elapsed();
-        if !(200..300).contains(&status) {
-            return Err(format!(
-                "upload answered HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        let answer: Value =
-            serde_json::from_slice(&body).map_err(|error| format!("upload answer: {error}"))?;
-        let blob_id = answer["blobId"]
-            .as_str()
-            .ok_or("upload answer lacks blobId")?;
         let download_url = target
             .download_template
             .replace("{accountId}", &target.account_id)
-            .replace("{blobId}", blob_id)
+            .replace("{blobId}", &blob_id)
             .replace("{name}", "bench.bin")
             .replace("{type}", "application%2Foctet-stream");
         let download_endpoint = loopback_endpoint(&download_url)?;
@@ -125,27 +135,7 @@ pub(crate) async fn range_get(
     let mut connection = Connection::open(target.api.address).await?;
     let size = options.blob_size.max(RANGE_LENGTH);
     let content = blob_content(size, (u64::from(std::process::id()) << 32) | run as u64);
-    let request = build_request(
-        "POST",
-        &target.upload,
-        &target.upload.path_and_query,
-        &target.authorization,
-        Some("application/octet-stream"),
-        content.clone(),
-    )?;
-    let (status, body) = connection.exchange(request).await?;
-    if !(200..300).contains(&status) {
-        return Err(format!(
-            "upload answered HTTP {status}: {}",
-            String::from_utf8_lossy(&body)
-        ));
-    }
-    let answer: Value =
-        serde_json::from_slice(&body).map_err(|error| format!("upload answer: {error}"))?;
-    let blob_id = answer["blobId"]
-        .as_str()
-        .ok_or("upload answer lacks blobId")?
-        .to_owned();
+    let blob_id = upload(&mut connection, target, content.clone()).await?;
     let using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:blob"];
     let mut samples = Samples::default();
     let deadline = Instant::now() + MAX_DURATION;
