@@ -4,7 +4,7 @@ use clap::Subcommand;
 use tern::auth::Directory;
 use tern::server::open_store;
 
-use crate::{CliError, DataArgs, directory_message, load_config};
+use crate::{CliError, DataArgs, load_config};
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -97,7 +97,7 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), CliError> {
                 let info = directory
                     .account(&account)
                     .await
-                    .map_err(|error| CliError(directory_message(&error)))?;
+                    .map_err(|error| CliError(error.message))?;
                 let hooks = tern::server::claim_hooks();
                 let (before, after) = cli::move_account(&store, info.account_id, &node, &hooks)
                     .await
