@@ -112,6 +112,7 @@
 //! concurrency = 8                 # queued messages delivered at once
 //! max_message_bytes = 268435456
 //! vacation_period_days = 7        # RFC 3834: one auto-reply per sender per period
+//! sieve_cache_scripts = 256       # compiled Sieve scripts kept for the next deliveries
 //!
 //! [spam]
 //! enabled = true

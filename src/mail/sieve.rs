@@ -180,6 +180,59 @@ pub fn compile(script: &[u8]) -> Result<Arc<Sieve>, String> {
         .map_err(|error| error.to_string())
 }
 
+/// Compiled scripts by the SHA-256 of their text, at most `capacity` (`[delivery]
+/// sieve_cache_scripts`; 0: none kept): a delivery to an account whose script did not change
+/// skips compiling it. When full, one entry makes room for the new one.
+pub struct ScriptCache {
+    capacity: usize,
+    scripts: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Sieve>>>,
+}
+
+impl ScriptCache {
+    pub fn new(capacity: usize) -> ScriptCache {
+        ScriptCache {
+            capacity,
+            scripts: Default::default(),
+        }
+    }
+
+    /// The compiled script for `content`, compiled now on a miss.
+    pub fn get_or_compile(&self, content: &[u8]) -> Result<Arc<Sieve>, String> {
+        use sha2::Digest as _;
+        let key: [u8; 32] = sha2::Sha256::digest(content).into();
+        let lock = || {
+            self.scripts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(script) = lock().get(&key) {
+            return Ok(Arc::clone(script));
+        }
+        let script = compile(content)?;
+        if self.capacity > 0 {
+            let mut scripts = lock();
+            if scripts.len() >= self.capacity
+                && let Some(evicted) = scripts.keys().next().copied()
+            {
+                scripts.remove(&evicted);
+            }
+            scripts.insert(key, Arc::clone(&script));
+        }
+        Ok(script)
+    }
+
+    pub fn len(&self) -> usize {
+        self.scripts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// [`compile`], and refuses a script that requires an extension the interpreter lacks: what
 /// a script must pass to be stored (JMAP SieveScript/set and /validate).
 pub fn validate(script: &[u8]) -> Result<Arc<Sieve>, String> {
@@ -467,6 +520,25 @@ mod tests {
         let error = validate(b"require \"nosuchextension\"; keep;").expect_err("unknown extension");
         assert!(!error.is_empty(), "{error}");
         assert!(compile(&vec![b'#'; MAX_SCRIPT_SIZE + 1]).is_err());
+    }
+
+    #[test]
+    fn the_script_cache_is_bounded_and_reuses_compiled_scripts() {
+        let cache = ScriptCache::new(2);
+        let first = cache.get_or_compile(b"keep;").expect("compiles");
+        let again = cache.get_or_compile(b"keep;").expect("cached");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same script is compiled once"
+        );
+        cache.get_or_compile(b"discard;").expect("compiles");
+        cache.get_or_compile(b"stop;").expect("compiles");
+        assert_eq!(cache.len(), 2, "the bound holds");
+        assert!(cache.get_or_compile(b"if {").is_err());
+        assert_eq!(cache.len(), 2, "a script that does not compile is not kept");
+        let none = ScriptCache::new(0);
+        none.get_or_compile(b"keep;").expect("compiles");
+        assert!(none.is_empty());
     }
 
     #[test]

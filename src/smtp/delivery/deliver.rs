@@ -198,6 +198,7 @@ pub async fn deliver_entry(
         };
         let sieve = script.and_then(|(content, paths)| {
             run_sieve(
+                &pipeline.sieve_cache,
                 &content,
                 &paths,
                 &bytes,
@@ -245,6 +246,7 @@ pub async fn deliver_entry(
 /// Runs the account's Sieve script over the message (sans-IO, `mail::sieve`): the plan, or
 /// `None` when the stored script no longer compiles (the message is filed as without one).
 fn run_sieve(
+    cache: &crate::mail::sieve::ScriptCache,
     content: &[u8],
     paths: &std::collections::BTreeSet<String>,
     message: &[u8],
@@ -252,7 +254,7 @@ fn run_sieve(
     address: &str,
     account_id: u32,
 ) -> Option<crate::mail::sieve::Plan> {
-    let script = match crate::mail::sieve::compile(content) {
+    let script = match cache.get_or_compile(content) {
         Ok(script) => script,
         Err(error) => {
             tracing::warn!(account_id, %error, "Sieve script does not compile; message kept");

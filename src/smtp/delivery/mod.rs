@@ -58,6 +58,8 @@ pub struct DeliveryConfig {
     pub max_message_bytes: u64,
     /// RFC 3834 §2: at most one vacation reply per sender per this many days.
     pub vacation_period_days: u64,
+    /// Compiled Sieve scripts kept for the next deliveries (by content), at most.
+    pub sieve_cache_scripts: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -67,6 +69,7 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             max_message_bytes: 256 * 1024 * 1024,
             vacation_period_days: 7,
+            sieve_cache_scripts: 256,
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     pub max_message_bytes: u64,
     pub vacation_period_seconds: i64,
+    pub sieve_cache_scripts: usize,
 }
 
 impl DeliverySettings {
@@ -92,6 +96,7 @@ impl DeliverySettings {
             vacation_period_seconds: i64::try_from(config.vacation_period_days)
                 .unwrap_or(i64::MAX / 86_400)
                 .saturating_mul(86_400),
+            sieve_cache_scripts: config.sieve_cache_scripts,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Pipeline {
     pub context: DeliveryContext,
     pub dns_cache: crate::dns::DnsCache,
     pub filer: Arc<filer::Filer>,
+    /// The accounts' compiled Sieve scripts (`[delivery] sieve_cache_scripts`).
+    pub sieve_cache: crate::mail::sieve::ScriptCache,
     /// Entries whose remaining recipients other nodes own (a cluster), with when to look at
     /// them again: their owners deliver them; this node looks again in case an owner died.
     deferred: Mutex<HashMap<u64, std::time::Instant>>,
@@ -129,10 +136,13 @@ const FOREIGN_RESCAN: Duration = Duration::from_millis(250);
 impl Pipeline {
     pub fn new(context: DeliveryContext) -> Pipeline {
         let filer = filer::Filer::new(context.store.clone());
+        let sieve_cache =
+            crate::mail::sieve::ScriptCache::new(context.settings.sieve_cache_scripts);
         Pipeline {
             context,
             dns_cache: crate::dns::DnsCache::default(),
             filer,
+            sieve_cache,
             deferred: Mutex::new(HashMap::new()),
             elsewhere: OwnedElsewhere::new(DEFERRED_RECHECK, ELSEWHERE_CAPACITY),
         }
