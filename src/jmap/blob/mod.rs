@@ -32,6 +32,44 @@ pub fn account_capability(max_size_upload: u64) -> Value {
     })
 }
 
+/// A message blob a /parse-like method was given (Email/parse, MDN/parse).
+pub enum MessageBlob {
+    Read {
+        blob: BlobId,
+        raw: Vec<u8>,
+    },
+    /// Not a blob id, or not one the account may read: `notFound`.
+    NotFound,
+    /// Larger than any message this server takes: `notParsable`.
+    TooLarge,
+}
+
+/// Reads the message blob named by `text` (an id or `#creationId`) for `account`, at most
+/// `maxSizeUpload` octets.
+pub async fn read_message_blob(
+    context: &CallContext<'_>,
+    account: crate::jmap::types::AccountId,
+    text: &str,
+) -> Result<MessageBlob, crate::jmap::error::MethodError> {
+    use crate::store::blob::BlobErrorKind;
+    let Some(blob) = resolve_blob_id(context, text) else {
+        return Ok(MessageBlob::NotFound);
+    };
+    let max_size = context.engine.limits.max_size_upload;
+    let blobs = &context.engine.blobs;
+    match crate::mail::parsed::blob::read_blob(blobs, account.number(), &blob, max_size).await {
+        Ok(raw) => Ok(MessageBlob::Read { blob, raw }),
+        Err(error) if error.kind == BlobErrorKind::NotFound => Ok(MessageBlob::NotFound),
+        Err(error) if error.kind == BlobErrorKind::TooLarge => Ok(MessageBlob::TooLarge),
+        Err(error) => {
+            let kind = error.store_kind.unwrap_or(crate::store::StoreErrorKind::Io);
+            Err(crate::jmap::error::MethodError::from_store(
+                &crate::store::StoreError::new(kind, error.message),
+            ))
+        }
+    }
+}
+
 /// A blob id argument: a blob id, or `#creationId` of a blob created earlier in the request
 /// (RFC 9404 §4.1: "the created blob ids can be referenced by creation id"). `None` when it
 /// is neither.

@@ -5,16 +5,14 @@
 use serde_json::{Map, Value, json};
 
 use super::received_json;
-use crate::jmap::blob::resolve_blob_id;
+use crate::jmap::blob::{MessageBlob, read_message_blob};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
 use crate::jmap::mail::email::fields::EMAIL_ID_PREFIX;
 use crate::jmap::types::Id;
 use crate::mail::mdn;
-use crate::mail::parsed::blob::read_blob;
-use crate::store::blob::BlobErrorKind;
-use crate::store::{BoxFuture, StoreError, StoreErrorKind};
+use crate::store::BoxFuture;
 
 pub fn handle<'a>(
     context: &'a mut CallContext<'_>,
@@ -36,7 +34,6 @@ async fn parse(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
             format!("more than maxObjectsInGet ({max_objects}) blobs"),
         ));
     }
-    let max_size = context.engine.limits.max_size_upload;
     let mut parsed = Map::new();
     let mut not_parsable = Vec::new();
     let mut not_found = Vec::new();
@@ -44,27 +41,16 @@ async fn parse(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
         if parsed.contains_key(&text) || not_parsable.contains(&text) || not_found.contains(&text) {
             continue;
         }
-        let Some(blob) = resolve_blob_id(context, &text) else {
-            not_found.push(text);
-            continue;
-        };
-        let raw = match read_blob(&context.engine.blobs, account.number(), &blob, max_size).await {
-            Ok(raw) => raw,
-            Err(error) if error.kind == BlobErrorKind::NotFound => {
+        let raw = match read_message_blob(context, account, &text).await? {
+            MessageBlob::Read { raw, .. } => raw,
+            MessageBlob::NotFound => {
                 not_found.push(text);
                 continue;
             }
             // Larger than any message this server takes: not an MDN it can read.
-            Err(error) if error.kind == BlobErrorKind::TooLarge => {
+            MessageBlob::TooLarge => {
                 not_parsable.push(text);
                 continue;
-            }
-            Err(error) => {
-                let kind = error.store_kind.unwrap_or(StoreErrorKind::Io);
-                return Err(MethodError::from_store(&StoreError::new(
-                    kind,
-                    error.message,
-                )));
             }
         };
         let Some(received) = mdn::parse(&raw) else {

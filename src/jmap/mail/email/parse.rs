@@ -4,13 +4,12 @@
 use serde_json::{Map, Value};
 
 use super::render::{BodyOptions, EmailProperty, render_object};
+use crate::jmap::blob::{MessageBlob, read_message_blob};
 use crate::jmap::context::{Arguments, CallContext};
 use crate::jmap::dispatch::MethodResult;
 use crate::jmap::error::{MethodError, MethodErrorType};
-use crate::mail::parsed::blob::read_blob;
 use crate::mail::parsed::{looks_like_message, parse_message};
-use crate::store::blob::BlobErrorKind;
-use crate::store::{BoxFuture, StoreError, StoreErrorKind};
+use crate::store::BoxFuture;
 
 pub fn handle<'a>(
     context: &'a mut CallContext<'_>,
@@ -46,7 +45,6 @@ async fn parse(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
         ));
     }
 
-    let max_size = context.engine.limits.max_size_upload;
     let mut parsed_emails = Map::new();
     let mut not_parsable = Vec::new();
     let mut not_found = Vec::new();
@@ -57,28 +55,16 @@ async fn parse(context: &mut CallContext<'_>, mut arguments: Arguments) -> Metho
         {
             continue;
         }
-        let Some(blob_id) = crate::jmap::blob::resolve_blob_id(context, &text) else {
-            not_found.push(text);
-            continue;
-        };
-        let raw = match read_blob(&context.engine.blobs, account.number(), &blob_id, max_size).await
-        {
-            Ok(raw) => raw,
-            Err(error) if error.kind == BlobErrorKind::NotFound => {
+        let (blob_id, raw) = match read_message_blob(context, account, &text).await? {
+            MessageBlob::Read { blob, raw } => (blob, raw),
+            MessageBlob::NotFound => {
                 not_found.push(text);
                 continue;
             }
             // Larger than any message this server accepts.
-            Err(error) if error.kind == BlobErrorKind::TooLarge => {
+            MessageBlob::TooLarge => {
                 not_parsable.push(text);
                 continue;
-            }
-            Err(error) => {
-                let kind = error.store_kind.unwrap_or(StoreErrorKind::Io);
-                return Err(MethodError::from_store(&StoreError::new(
-                    kind,
-                    error.message,
-                )));
             }
         };
         if !looks_like_message(&raw) {
